@@ -1,0 +1,1 @@
+"""simcon: representational similarity of vision models and its consistency across datasets."""
