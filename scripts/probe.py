@@ -1,0 +1,28 @@
+"""A linear probe of one model's features on one dataset with one seed."""
+
+import numpy as np
+import torch
+
+from simcon.extract import resolve_device
+from simcon.io import write_json
+from simcon.logs import job_log
+from simcon.probe import ProbeSettings, train_probe
+
+with job_log(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    model_id, dataset_id, seed = snakemake.wildcards.model, snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
+    settings = {key: tuple(value) if isinstance(value, list) else value for key, value in snakemake.params.settings.items()}
+    with np.load(snakemake.input[0]) as arrays:
+        result = train_probe(
+            arrays["train"],
+            arrays["train_labels"],
+            arrays["test"],
+            arrays["test_labels"],
+            seed=seed,
+            settings=ProbeSettings(**settings),
+            device=str(resolve_device(snakemake.params.device)),
+            name=f"{model_id} on {dataset_id}",
+            progress=True,
+        )
+    print(f"{model_id} on {dataset_id}, seed {seed}: top-1 {result['top1']:.4f}")
+    write_json(snakemake.output[0], {"model": model_id, "dataset": dataset_id, **result})

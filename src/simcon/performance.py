@@ -1,0 +1,54 @@
+"""Downstream performance from linear probes, and how similarity relates to performance gaps (Sec. 4.7)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from simcon.consistency import model_pairs, similarity_vector
+
+
+def performance_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Mean and std over seeds of top-1, top-5 and balanced accuracy per (dataset, model).
+
+    Each record holds model, dataset, seed, top1, top5 (or None) and balanced_accuracy.
+    """
+    frame = pd.DataFrame.from_records(list(records))
+    frame["top5"] = pd.to_numeric(frame["top5"])
+    grouped = frame.groupby(["dataset", "model"], sort=True)
+    table = grouped.agg(
+        top1=("top1", "mean"),
+        top1_std=("top1", "std"),
+        top5=("top5", "mean"),
+        balanced_accuracy=("balanced_accuracy", "mean"),
+        n_seeds=("seed", "nunique"),
+    )
+    return table.reset_index()
+
+
+def similarity_vs_gap(matrix: pd.DataFrame, top1: Mapping[str, float]) -> pd.DataFrame:
+    """Per model pair: similarity, absolute top-1 gap and the better model's top-1."""
+    order = list(matrix.index)
+    pairs = model_pairs(order, order, order)
+    accuracy_a = np.array([top1[a] for a, _ in pairs])
+    accuracy_b = np.array([top1[b] for _, b in pairs])
+    return pd.DataFrame(
+        {
+            "model_a": [a for a, _ in pairs],
+            "model_b": [b for _, b in pairs],
+            "similarity": similarity_vector(matrix, pairs),
+            "gap": np.abs(accuracy_a - accuracy_b),
+            "better_top1": np.maximum(accuracy_a, accuracy_b),
+        }
+    )
+
+
+def gap_correlation(pairs: pd.DataFrame) -> float:
+    """Pearson r between similarity and performance gap over model pairs (NaN if either is constant)."""
+    if len(pairs) < 3 or np.ptp(pairs["similarity"]) == 0 or np.ptp(pairs["gap"]) == 0:
+        return float("nan")
+    return float(stats.pearsonr(pairs["similarity"], pairs["gap"]).statistic)

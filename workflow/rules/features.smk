@@ -1,0 +1,17 @@
+rule features:
+    input:
+        subset="results/subsets/{dataset}.json",
+    output:
+        "results/features/{dataset}/{model}.npz",
+    params:
+        model=lambda wildcards: config["models"][wildcards.model],
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        image_size=config["image_size"],
+        crop_pct=config["crop_pct"],
+        batch_size=config["batch_size"],
+        device=config["device"],
+        normalize=config["normalize"],
+    log:
+        "logs/features/{dataset}/{model}.log",
+    script:
+        "../../scripts/features.py"

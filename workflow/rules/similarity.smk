@@ -1,0 +1,15 @@
+rule similarity:
+    input:
+        features=dataset_features,
+        subset="results/subsets/{dataset}.json",
+    output:
+        matrix="results/similarity/{dataset}/{metric}.csv",
+        pairs="results/similarity/{dataset}/{metric}.long.csv",
+    params:
+        models=MODELS,
+        device=config["device"],
+        cache="results/cache/similarity/{dataset}/{metric}",
+    log:
+        "logs/similarity/{dataset}/{metric}.log",
+    script:
+        "../../scripts/similarity.py"
