@@ -15,6 +15,8 @@ rule performance:
         ),
     log:
         "logs/performance.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/performance.py"
 
@@ -34,6 +36,8 @@ rule similarity_figure:
         datasets=DATASETS,
     log:
         "logs/similarity_figure/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/similarity_figure.py"
 
@@ -63,6 +67,8 @@ rule consistency:
         anchors=config["anchors"],
     log:
         "logs/consistency/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/consistency.py"
 
@@ -92,5 +98,7 @@ rule similarity_vs_performance:
         categories={dataset: config["datasets"][dataset]["category"] for dataset in DATASETS},
     log:
         "logs/similarity_vs_performance/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/similarity_vs_performance.py"

@@ -4,10 +4,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from snakemake.utils import validate
+
 from simcon.config import check_config, check_unique_keys
 from simcon.similarity import metric_names
 
 check_unique_keys(workflow.configfiles)
+validate(config, "../schemas/config.schema.yaml", set_default=True)
 check_config(config, metric_names())
 
 MODELS = list(config["models"])

@@ -6,5 +6,7 @@ rule subset:
         seed=config["subset_seed"],
     log:
         "logs/subset/{dataset}.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/subset.py"

@@ -13,5 +13,7 @@ rule features:
         normalize=config["normalize"],
     log:
         "logs/features/{dataset}/{model}.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/features.py"

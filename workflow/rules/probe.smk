@@ -8,5 +8,7 @@ rule probe:
         device=config["device"],
     log:
         "logs/probe/{dataset}/{model}/seed{seed}.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/probe.py"

