@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from simcon.datasets import SPLITS, DatasetError, load_split
-from simcon.extract import extract_features, resolve_device
+from simcon.device import resolve_device
+from simcon.extract import extract_features
 from simcon.io import read_json, write_npz
 from simcon.logs import job_log
 from simcon.models import build_model

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from simcon.extract import resolve_device
+from simcon.device import resolve_device
 from simcon.io import write_json
 from simcon.logs import job_log
 from simcon.probe import ProbeSettings, train_probe

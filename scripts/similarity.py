@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simcon.extract import resolve_device
+from simcon.device import resolve_device
 from simcon.io import atomic_path
 from simcon.logs import job_log
 from simcon.similarity import compute_similarity, to_long

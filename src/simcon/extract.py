@@ -18,13 +18,6 @@ class FeatureError(ValueError):
     """Extracted features are unusable (NaN or Inf); the message names the model and dataset."""
 
 
-def resolve_device(device: str) -> torch.device:
-    """The torch device for a config value: 'auto' picks CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def preprocessing(image_size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float]) -> transforms.Compose:
     """Resize the short side to image_size / crop_pct, centre-crop image_size, scale to [0, 1], normalise."""
     return transforms.Compose(
