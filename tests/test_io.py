@@ -26,3 +26,8 @@ def test_npz_round_trip(tmp_path):
     write_npz(tmp_path / "f.npz", train=np.arange(6, dtype=np.float32).reshape(2, 3))
     with np.load(tmp_path / "f.npz") as arrays:
         assert arrays["train"].tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_outputs_are_readable_by_others(tmp_path):
+    write_json(tmp_path / "x.json", {})
+    assert (tmp_path / "x.json").stat().st_mode & 0o044 == 0o044

@@ -120,3 +120,11 @@ def test_nan_features_name_model_and_dataset():
     with pytest.raises(FeatureError, match="resnet18 on blobs.*NaN"):
         extract_features(model, _split(2), np.arange(2), image_size=32, crop_pct=1.0, batch_size=2,
                          device=torch.device("cpu"), name="resnet18 on blobs", progress=False)
+
+
+def test_untrained_controls_are_the_same_network_every_run():
+    spec = {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random"}
+    first, again = build_model("r", spec).network, build_model("r", spec).network
+    other = build_model("r", {**spec, "init_seed": 1}).network
+    assert torch.equal(first.conv1.weight, again.conv1.weight)
+    assert not torch.equal(first.conv1.weight, other.conv1.weight)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,23 +106,32 @@ def _find_layer(model_id: str, network: nn.Module, layer: str) -> nn.Module:
 def build_model(model_id: str, spec: Mapping[str, Any]) -> Model:
     """The configured network with its weights loaded, in eval mode on the CPU."""
     backend, name, weights = spec["backend"], spec["name"], spec["weights"]
-    pretrained = weights == "pretrained"
-    if backend == "timm":
-        import timm
-
-        network = timm.create_model(name, pretrained=pretrained, **spec.get("kwargs", {}))
-        mean, std = network.pretrained_cfg.get("mean", IMAGENET_MEAN), network.pretrained_cfg.get("std", IMAGENET_STD)
-    elif backend == "torchvision":
-        import torchvision
-
-        network = torchvision.models.get_model(
-            name, weights="DEFAULT" if pretrained else None, **spec.get("kwargs", {})
-        )
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    else:
-        raise ModelError(f"model '{model_id}': unknown backend {backend!r}; known: {list(BACKENDS)}")
+    with torch.random.fork_rng():
+        torch.manual_seed(spec.get("init_seed", 0))
+        network, mean, std = _construct(model_id, backend, name, weights == "pretrained", spec.get("kwargs", {}))
     if weights not in ("random", "pretrained"):
         _load_weights(model_id, network, weights)
     network.eval()
     mean, std = spec.get("mean") or mean, spec.get("std") or std
     return Model(network, _find_layer(model_id, network, spec["layer"]), tuple(mean), tuple(std))
+
+
+def _construct(
+    model_id: str, backend: str, name: str, pretrained: bool, kwargs: Mapping[str, Any]
+) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
+    """The backend's network and its pretraining input mean and std."""
+    if backend == "timm":
+        import timm
+
+        network = timm.create_model(name, pretrained=pretrained, **kwargs)
+        mean, std = network.pretrained_cfg.get("mean", IMAGENET_MEAN), network.pretrained_cfg.get("std", IMAGENET_STD)
+    elif backend == "torchvision":
+        import torchvision
+
+        network = torchvision.models.get_model(
+            name, weights="DEFAULT" if pretrained else None, **kwargs
+        )
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        raise ModelError(f"model '{model_id}': unknown backend {backend!r}; known: {list(BACKENDS)}")
+    return network, mean, std

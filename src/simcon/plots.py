@@ -22,7 +22,9 @@ CATEGORY_TITLES = {"objective": "Training objective", "architecture": "Architect
 def _grid(count: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
     columns = min(count, 4)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(width * columns, height * rows), squeeze=False, layout="constrained"
+    )
     for axis in axes.flat[count:]:
         axis.set_visible(False)
     return figure, list(axes.flat)
@@ -56,7 +58,6 @@ def similarity_matrices(matrices: Mapping[str, pd.DataFrame], metric: str) -> Fi
         axis.set_yticks(range(len(order)), order, fontsize=7)
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     figure.suptitle(f"Pairwise model similarity ({metric})")
-    figure.tight_layout()
     return figure
 
 
@@ -79,7 +80,6 @@ def consistency_by_category(table: pd.DataFrame, metric: str) -> Figure:
         axis.set_ylabel("Pearson ρ across dataset pairs")
         axis.set_ylim(-1.05, 1.05)
     figure.suptitle(f"Consistency of similarities across datasets ({metric})")
-    figure.tight_layout()
     return figure
 
 
