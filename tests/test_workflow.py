@@ -122,7 +122,7 @@ def test_adding_a_model_reruns_only_its_jobs_and_the_aggregates(finished_run):
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
     assert counts.pop("features") == 2 and counts.pop("probe") == 2 and counts.pop("similarity") == 2
-    assert counts == {"performance": 1, "similarity_figure": 1, "consistency": 1,
+    assert counts == {"performance": 1, "similarity_figure": 1, "consistency": 1, "run_config": 1,
                       "similarity_vs_performance": 1, "all": 1}
 
 

@@ -44,6 +44,7 @@ def model_metadata():
 def final_outputs():
     """Every table and figure of the default target."""
     return [
+        "results/config.yaml",
         "results/performance.csv",
         *expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=METRICS),
         *expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
