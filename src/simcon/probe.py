@@ -129,33 +129,39 @@ def fit_linear(
 
     Candidate k has learning rate ``learning_rates[k]`` and weight decay
     ``weight_decays[k]``; all share the initialisation and the minibatch order, and match
-    :func:`fit_linear_reference` up to float rounding.
+    :func:`fit_linear_reference` up to float rounding. Each step takes one matrix product
+    for the logits of all candidates, one for their gradients, and one fused AdamW update
+    with a parameter group per candidate.
     """
     k, (n, d) = len(learning_rates), x.shape
+    x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype, device=x.device)], dim=1)  # bias as a last feature
     w0, b0 = _initial_parameters(d, n_classes, seed)
-    weight = w0.to(x.device).repeat(1, k)  # (d, K*C): candidate-major columns
-    bias = b0.to(x.device).repeat(k)  # (K*C,)
-    decay, step_size, bias_correction2 = _adamw_schedule(learning_rates, weight_decays, n, epochs, batch_size)
-    decay, step_size = decay.to(x.device), step_size.to(x.device)
-    moments = [torch.zeros_like(weight), torch.zeros_like(weight), torch.zeros_like(bias), torch.zeros_like(bias)]
+    params = torch.cat([w0.T, b0[:, None]], dim=1).repeat(k, 1).to(x.device)  # (K*C, d+1), nn.Linear layout
+    grads = torch.empty_like(params)
+    candidates = list(params.split(n_classes))  # views, one parameter group each
+    for candidate, grad in zip(candidates, grads.split(n_classes)):
+        candidate.grad = grad
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [candidate], "lr": lr, "weight_decay": wd}
+            for candidate, lr, wd in zip(candidates, learning_rates, weight_decays, strict=True)
+        ],
+        betas=ADAM_BETAS,
+        eps=ADAM_EPS,
+        fused=True,
+    )
+    total = epochs * math.ceil(n / batch_size)
     for step, batch in enumerate(_minibatches(n, seed, epochs, batch_size)):
         batch = batch.to(x.device)
-        xb, yb = x[batch], y[batch]
-        probs = torch.softmax(torch.addmm(bias, xb, weight).view(len(batch), k, n_classes), dim=2)
-        probs -= torch.nn.functional.one_hot(yb, n_classes).unsqueeze(1)
-        probs /= len(batch)  # now d(mean cross-entropy)/d(logits)
-        grads = (xb.T @ probs.view(len(batch), k * n_classes), probs.sum(0).view(k * n_classes))
-        for param, grad, exp_avg, exp_avg_sq, shape in (
-            (weight, grads[0], moments[0], moments[1], (d, k, n_classes)),
-            (bias, grads[1], moments[2], moments[3], (k, n_classes)),
-        ):
-            per_candidate = (1,) * (len(shape) - 2) + (k, 1)
-            param.view(shape).mul_(decay[step].view(per_candidate))
-            exp_avg.lerp_(grad, 1 - ADAM_BETAS[0])
-            exp_avg_sq.mul_(ADAM_BETAS[1]).addcmul_(grad, grad, value=1 - ADAM_BETAS[1])
-            denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2[step])).add_(ADAM_EPS)
-            param.view(shape).sub_(step_size[step].view(per_candidate) * exp_avg.view(shape) / denom.view(shape))
-    return weight.view(d, k, n_classes).permute(1, 0, 2), bias.view(k, n_classes)
+        xb = x[batch]
+        probs = torch.softmax((xb @ params.T).view(len(batch), k, n_classes), dim=2)
+        probs[torch.arange(len(batch), device=x.device), :, y[batch]] -= 1  # d(cross-entropy)/d(logits)
+        torch.mm(probs.view(len(batch), k * n_classes).T, xb / len(batch), out=grads)
+        for group, lr in zip(optimizer.param_groups, learning_rates):
+            group["lr"] = _cosine(lr, step, total)
+        optimizer.step()
+    weights = params.view(k, n_classes, d + 1)
+    return weights[:, :, :d].transpose(1, 2), weights[:, :, d]
 
 
 def fit_linear_reference(
@@ -345,18 +351,6 @@ def _minibatches(n: int, seed: int, epochs: int, batch_size: int) -> Iterator[to
 def _cosine(lr: float, step: int, total: int) -> float:
     """Learning rate at ``step`` of ``total`` under cosine decay without warm-up."""
     return 0.5 * (1 + math.cos(math.pi * step / total)) * lr
-
-
-def _adamw_schedule(
-    learning_rates: Sequence[float], weight_decays: Sequence[float], n: int, epochs: int, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """Per step: AdamW's decay factors (steps, K), step sizes (steps, K), 2nd-moment bias corrections."""
-    total = epochs * math.ceil(n / batch_size)
-    lr = np.array([[_cosine(base, step, total) for base in learning_rates] for step in range(total)])
-    bias_correction1 = 1 - ADAM_BETAS[0] ** np.arange(1, total + 1)
-    decay = torch.as_tensor(1 - lr * np.asarray(weight_decays), dtype=torch.float32)
-    step_size = torch.as_tensor(lr / bias_correction1[:, None], dtype=torch.float32)
-    return decay, step_size, [1 - ADAM_BETAS[1] ** step for step in range(1, total + 1)]
 
 
 def _logits(x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, chunk: int) -> torch.Tensor:
