@@ -129,37 +129,30 @@ def fit_linear(
 
     Candidate k has learning rate ``learning_rates[k]`` and weight decay
     ``weight_decays[k]``; all share the initialisation and the minibatch order, and match
-    :func:`fit_linear_reference` up to float rounding. Each step takes one matrix product
-    for the logits of all candidates, one for their gradients, and one fused AdamW update
-    with a parameter group per candidate.
+    :func:`fit_linear_reference` up to float rounding. Each step is one matrix product for
+    the logits of all candidates, one for their gradients, and one AdamW update of all
+    candidates (the ``torch.optim.AdamW`` formula with a learning rate and weight decay per
+    candidate), so its number of operations does not grow with K.
     """
     k, (n, d) = len(learning_rates), x.shape
     x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype, device=x.device)], dim=1)  # bias as a last feature
     w0, b0 = _initial_parameters(d, n_classes, seed)
     params = torch.cat([w0.T, b0[:, None]], dim=1).repeat(k, 1).to(x.device)  # (K*C, d+1), nn.Linear layout
-    grads = torch.empty_like(params)
-    candidates = list(params.split(n_classes))  # views, one parameter group each
-    for candidate, grad in zip(candidates, grads.split(n_classes)):
-        candidate.grad = grad
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [candidate], "lr": lr, "weight_decay": wd}
-            for candidate, lr, wd in zip(candidates, learning_rates, weight_decays, strict=True)
-        ],
-        betas=ADAM_BETAS,
-        eps=ADAM_EPS,
-        fused=True,
+    grads, exp_avg, exp_avg_sq, denom = (torch.zeros_like(params) for _ in range(4))
+    decay, step_size, bias_correction2_sqrt = _adamw_schedule(
+        learning_rates, weight_decays, epochs * math.ceil(n / batch_size), n_classes, x.device
     )
-    total = epochs * math.ceil(n / batch_size)
     for step, batch in enumerate(_minibatches(n, seed, epochs, batch_size)):
         batch = batch.to(x.device)
         xb = x[batch]
         probs = torch.softmax((xb @ params.T).view(len(batch), k, n_classes), dim=2)
         probs[torch.arange(len(batch), device=x.device), :, y[batch]] -= 1  # d(cross-entropy)/d(logits)
         torch.mm(probs.view(len(batch), k * n_classes).T, xb / len(batch), out=grads)
-        for group, lr in zip(optimizer.param_groups, learning_rates):
-            group["lr"] = _cosine(lr, step, total)
-        optimizer.step()
+        params.mul_(decay[step])
+        exp_avg.lerp_(grads, 1 - ADAM_BETAS[0])
+        exp_avg_sq.mul_(ADAM_BETAS[1]).addcmul_(grads, grads, value=1 - ADAM_BETAS[1])
+        torch.sqrt(exp_avg_sq, out=denom).div_(bias_correction2_sqrt[step]).add_(ADAM_EPS).div_(step_size[step])
+        params.addcdiv_(exp_avg, denom, value=-1)
     weights = params.view(k, n_classes, d + 1)
     return weights[:, :, :d].transpose(1, 2), weights[:, :, d]
 
@@ -351,6 +344,22 @@ def _minibatches(n: int, seed: int, epochs: int, batch_size: int) -> Iterator[to
 def _cosine(lr: float, step: int, total: int) -> float:
     """Learning rate at ``step`` of ``total`` under cosine decay without warm-up."""
     return 0.5 * (1 + math.cos(math.pi * step / total)) * lr
+
+
+def _adamw_schedule(
+    learning_rates: Sequence[float], weight_decays: Sequence[float], steps: int, n_classes: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Per AdamW step: the weight-decay factor and the step size of every output unit of every
+    candidate (steps, K*C, 1), and the square root of the second-moment bias correction."""
+    lr = np.array([[_cosine(base, step, steps) for base in learning_rates] for step in range(steps)])
+    t = np.arange(1, steps + 1)
+    decay = 1 - lr * np.asarray(weight_decays)
+    step_size = lr / (1 - ADAM_BETAS[0] ** t)[:, None]
+    decay, step_size = (
+        torch.as_tensor(a, dtype=torch.float32, device=device).repeat_interleave(n_classes, dim=1)[:, :, None]
+        for a in (decay, step_size)
+    )
+    return decay, step_size, np.sqrt(1 - ADAM_BETAS[1] ** t).tolist()
 
 
 def _logits(x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, chunk: int) -> torch.Tensor:
