@@ -48,6 +48,13 @@ def test_separable_data_is_learned() -> None:
     assert result["top5"] == 1.0
 
 
+def test_minibatches_smaller_than_the_splits() -> None:
+    settings = ProbeSettings(batch_size=50, epochs=5)
+    result = train_probe(*split(*clusters(600, 16, 10, noise=0.05), 400), seed=0, settings=settings)
+    assert result["top1"] >= 0.99
+    assert result["settings"]["batch_size"] == 50
+
+
 def test_shuffled_labels_give_chance() -> None:
     x, y = clusters(1000, 16, 10, noise=0.05)
     y = np.random.default_rng(1).permutation(y)
@@ -58,7 +65,7 @@ def test_shuffled_labels_give_chance() -> None:
 
 def test_result_keys_types_and_json() -> None:
     x, y = clusters(500, 12, 7, noise=1.5, labels=np.array([3, 9, 10, 42, 100, 7, 5]))
-    result = train_probe(*split(x, y, 350), seed=2, name="toy on toy")
+    result = train_probe(*split(x, y, 350), seed=np.int64(2), name="toy on toy")
     assert json.loads(json.dumps(result)) == result
     for key in ("top1", "top5", "balanced_accuracy", "validation_accuracy"):
         assert 0.0 <= result[key] <= 1.0
@@ -250,6 +257,11 @@ def test_mismatched_feature_dimensions() -> None:
 def test_non_integer_labels() -> None:
     train_x, train_y, test_x, test_y = good_data()
     bad_call(train_x, train_y.astype(float), test_x, test_y, match="integer class ids")
+
+
+def test_complex_features() -> None:
+    train_x, train_y, test_x, test_y = good_data()
+    bad_call(train_x.astype(complex), train_y, test_x, test_y, match="real numbers")
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True, 2**32])

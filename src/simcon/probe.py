@@ -222,22 +222,31 @@ def train_probe(
     label = name or "linear probe"
     train_x, train_y, test_x, test_y = map(np.asarray, (train_x, train_y, test_x, test_y))
     classes, split = _validate(train_x, train_y, test_x, test_y, seed=seed, settings=settings, label=label)
-    n_classes = len(classes)
+    n_classes, seed = len(classes), int(seed)
     dev = torch.device(device)
-    to_x = lambda a: torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=dev)  # noqa: E731
-    to_y = lambda a: torch.as_tensor(np.searchsorted(classes, a), dtype=torch.long, device=dev)  # noqa: E731
+
+    def to_x(features: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32), device=dev)
+
+    def to_y(labels: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.searchsorted(classes, labels), dtype=torch.long, device=dev)
+
     fit_idx, val_idx = split
-    fit_x, fit_y, val_x, val_y = to_x(train_x[fit_idx]), to_y(train_y[fit_idx]), to_x(train_x[val_idx]), to_y(train_y[val_idx])
+    fit_x, fit_y = to_x(train_x[fit_idx]), to_y(train_y[fit_idx])
+    val_x, val_y = to_x(train_x[val_idx]), to_y(train_y[val_idx])
     lrs, grid = settings.learning_rates, settings.weight_decay_grid()
     train_args = dict(seed=seed, epochs=settings.epochs, batch_size=settings.batch_size)
     rounds = 1 + (int(math.log2(settings.initial_span())) + 1) + 1  # coarse, refinements, retrain
-    with tqdm(total=rounds, desc=f"{label}: probe", disable=not progress, leave=False) as bar:
+    with tqdm(total=rounds, desc=f"{label}: probe", disable=not progress) as bar:
 
         def evaluate(candidates: list[tuple[int, int]]) -> list[float]:
-            weights, biases = fit(
-                fit_x, fit_y, n_classes, [lrs[c] for c, _ in candidates], [float(grid[i]) for _, i in candidates], **train_args
+            learning_rates = [lrs[c] for c, _ in candidates]
+            weight_decays = [float(grid[i]) for _, i in candidates]
+            weights, biases = fit(fit_x, fit_y, n_classes, learning_rates, weight_decays, **train_args)
+            correct = sum(
+                (_logits(x, weights, biases).argmax(2) == y[:, None]).sum(0)
+                for x, y in zip(val_x.split(settings.batch_size), val_y.split(settings.batch_size))
             )
-            correct = (_logits(val_x, weights, biases, settings.batch_size).argmax(2) == val_y[:, None]).sum(0)
             bar.update()
             return [int(c) / len(val_y) for c in correct.cpu()]
 
@@ -246,7 +255,7 @@ def train_probe(
         lr, wd = lrs[best], float(grid[peaks[best]])
         weights, biases = fit(to_x(train_x), to_y(train_y), n_classes, [lr], [wd], **train_args)
         bar.update(bar.total - bar.n)
-    logits = _logits(to_x(test_x), weights, biases, settings.batch_size)[:, 0]
+    logits = _logits(to_x(test_x), weights, biases)[:, 0]
     test_target = to_y(test_y)
     predicted = classes[logits.argmax(1).cpu().numpy()]
     top5 = None
@@ -256,17 +265,18 @@ def train_probe(
         "top1": float(np.mean(predicted == test_y)),
         "top5": top5,
         "balanced_accuracy": float(balanced_accuracy_score(test_y, predicted)),
-        "learning_rate": lr,
+        "learning_rate": float(lr),
         "weight_decay": wd,
         "validation_accuracy": scores[best, peaks[best]],
         "validation": [
-            {"learning_rate": lrs[c], "weight_decay": float(grid[i]), "accuracy": acc} for (c, i), acc in sorted(scores.items())
+            {"learning_rate": float(lrs[c]), "weight_decay": float(grid[i]), "accuracy": acc}
+            for (c, i), acc in sorted(scores.items())
         ],
         "n_train": len(train_y),
         "n_test": len(test_y),
         "n_classes": n_classes,
         "seed": seed,
-        "settings": {**asdict(settings), "learning_rates": list(settings.learning_rates)},
+        "settings": {**asdict(settings), "learning_rates": [float(lr) for lr in settings.learning_rates]},
     }
 
 
@@ -294,8 +304,8 @@ def _validate(
             raise ValueError(f"{label}: {split} split is empty")
         if not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"{label}: {split} labels must be integer class ids, got dtype {y.dtype}")
-        if not np.issubdtype(x.dtype, np.number):
-            raise ValueError(f"{label}: {split} features must be numeric, got dtype {x.dtype}")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise ValueError(f"{label}: {split} features must be real numbers, got dtype {x.dtype}")
         bad_rows = ~np.isfinite(x).all(axis=1)
         if bad_rows.any():
             raise ValueError(
@@ -318,7 +328,7 @@ def _validate(
         )
     try:
         split = train_test_split(
-            np.arange(len(train_y)), test_size=settings.val_fraction, stratify=train_y, random_state=int(seed)
+            np.arange(len(train_y)), test_size=settings.val_fraction, stratify=train_y, random_state=seed
         )
     except ValueError as error:
         raise ValueError(f"{label}: no stratified validation split of the train split: {error}") from error
@@ -362,8 +372,7 @@ def _adamw_schedule(
     return decay, step_size, np.sqrt(1 - ADAM_BETAS[1] ** t).tolist()
 
 
-def _logits(x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Logits (n, K, C) of K linear probes, computed ``chunk`` rows at a time."""
+def _logits(x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
+    """Logits (n, K, C) of K linear probes."""
     k, d, c = weights.shape
-    flat_weight = weights.permute(1, 0, 2).reshape(d, k * c)
-    return torch.cat([torch.addmm(biases.reshape(-1), part, flat_weight).view(len(part), k, c) for part in x.split(chunk)])
+    return torch.addmm(biases.reshape(-1), x, weights.permute(1, 0, 2).reshape(d, k * c)).view(len(x), k, c)
