@@ -42,6 +42,9 @@ BLOCK_BYTES: int = 1 << 30
 RANK_STORE_BYTES: int = 4 << 30
 """RDM ranks of all models up to this size are held in memory, larger ones in a temporary file."""
 
+TILE_ROWS: int = 1024
+"""Largest tile edge; diagonal tiles are computed whole, so smaller tiles waste less work."""
+
 FEATURE_CHUNK_ROWS: int = 2048
 """Rows per float32 product in feature-space sums; the partial products are summed in float64."""
 
@@ -168,10 +171,12 @@ def to_long(matrix: pd.DataFrame) -> pd.DataFrame:
 
 
 def _validated(features: Mapping[str, np.ndarray], spec: MetricSpec) -> list[np.ndarray]:
-    """The feature arrays as float64, after checking they are usable for `spec`."""
+    """The feature arrays, after checking they are usable for `spec`."""
     arrays = {}
     for model, raw in features.items():
-        array = np.asarray(raw, dtype=np.float64)
+        array = np.asarray(raw)
+        if not np.issubdtype(array.dtype, np.floating):
+            array = array.astype(np.float64)
         if array.ndim != 2 or array.shape[1] == 0:
             raise ValueError(f"features of model {model!r} must be (n, d) with d >= 1, "
                              f"got shape {array.shape}")
@@ -278,7 +283,7 @@ def _linear_feature_products(
 ) -> _Products:
     """Linear-kernel HSIC products from centred features: ‖X_aᵀX_b‖²_F with estimator terms."""
     n = xs[0].shape[0]
-    centred = [torch.from_numpy((x - x.mean(0)).astype(np.float32)).to(device) for x in xs]
+    centred = [_centred_features(x).to(device) for x in xs]
 
     def frobenius_squared(a: torch.Tensor, b: torch.Tensor) -> float:
         total = torch.zeros(a.shape[1], b.shape[1], dtype=torch.float64, device=device)
@@ -320,7 +325,8 @@ def _tile_products(
     m = len(xs)
     statistics = [_tile_statistics(spec, x, device) for x in xs]
     zero_diagonal = spec.unbiased or spec.family == "rsa"
-    block = max(1, min(n, math.isqrt(BLOCK_BYTES // (8 * m))))
+    block = max(1, min(TILE_ROWS, math.isqrt(BLOCK_BYTES // (8 * m))))
+    block = math.ceil(n / math.ceil(n / block))
     starts = range(0, n, block)
     tiles = [(r, c) for r in starts for c in starts if c >= r]
     buffer = torch.empty(m, block * block, dtype=torch.float64, device=device)
@@ -338,10 +344,11 @@ def _tile_products(
             tile.diagonal(dim1=1, dim2=2).zero_()
         weight = 1.0 if r == c else 2.0
         raw_cross.addmm_(flat[:n_rows], flat.T, alpha=weight)
-        raw_self += weight * torch.linalg.vector_norm(flat, dim=1) ** 2
+        raw_self[n_rows:] += weight * torch.linalg.vector_norm(flat[n_rows:], dim=1) ** 2
         row_sums[:, rs] += tile.sum(dim=2)
         if r != c:
             row_sums[:, cs] += tile.sum(dim=1)
+    raw_self[:n_rows] = raw_cross.diagonal()
     totals = row_sums.sum(dim=1)
     sum_dots = row_sums[:n_rows] @ row_sums.T
     sum_self = torch.sum(row_sums * row_sums, dim=1)
@@ -371,14 +378,23 @@ class _TileStatistics(NamedTuple):
 
 def _tile_statistics(spec: MetricSpec, x: np.ndarray, device: torch.device) -> _TileStatistics:
     """Centred features (CKA) or standardised samples (RSA), ready for tile products."""
-    if spec.family == "rsa":
-        centred = x - x.mean(axis=1, keepdims=True)
-        rows = centred / np.linalg.norm(centred, axis=1, keepdims=True)
-    else:
-        rows = x - x.mean(axis=0)
-    rows32 = torch.from_numpy(rows.astype(np.float32)).to(device)
+    prepare = _standardised_samples if spec.family == "rsa" else _centred_features
+    rows32 = prepare(x).to(device)
     squared_norms = torch.sum(rows32.double() ** 2, dim=1).float()
     return _TileStatistics(rows32, squared_norms)
+
+
+def _centred_features(x: np.ndarray) -> torch.Tensor:
+    """Features minus their mean over samples, as float32."""
+    centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    return torch.from_numpy(centred.astype(np.float32))
+
+
+def _standardised_samples(x: np.ndarray) -> torch.Tensor:
+    """Each sample's features minus their mean, divided by their norm, as float32."""
+    centred = x.astype(np.float64) - x.mean(axis=1, dtype=np.float64, keepdims=True)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    return torch.from_numpy(centred.astype(np.float32))
 
 
 def _kernel_tile(spec: MetricSpec, stats: _TileStatistics, rs: slice, cs: slice) -> torch.Tensor:
@@ -405,7 +421,7 @@ def _rank_products(
     raw_self = torch.zeros(m, dtype=torch.float64, device=device)
     with _rank_store(m, length) as store:
         for k, x in enumerate(_progress(xs, m, "RDM ranks", progress)):
-            rows = _tile_statistics(METRICS["rsa_correlation_spearman"], x, device).rows
+            rows = _standardised_samples(x).to(device)
             correlations = (rows @ rows.T)[upper]
             store[k] = _centred_ranks(correlations).cpu().numpy()
         chunk = max(1, BLOCK_BYTES // (8 * m))
@@ -413,7 +429,8 @@ def _rank_products(
                                "rank products", progress):
             ranks = torch.from_numpy(store[:, start : start + chunk]).to(device, torch.float64)
             raw_cross.addmm_(ranks[:n_rows], ranks.T)
-            raw_self += torch.linalg.vector_norm(ranks, dim=1) ** 2
+            raw_self[n_rows:] += torch.linalg.vector_norm(ranks[n_rows:], dim=1) ** 2
+    raw_self[:n_rows] = raw_cross.diagonal()
     # RDM = 1 - correlation reverses every model's ranks, which leaves their correlation as is.
     self_products = raw_self.cpu().numpy()
     return _Products(raw_cross.cpu().numpy(), self_products, self_products)
