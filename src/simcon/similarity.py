@@ -370,18 +370,19 @@ def _tile_products(
 
 
 class _TileStatistics(NamedTuple):
-    """Per-model inputs of kernel tiles: float32 rows on the device and their squared norms."""
+    """Per-model inputs of kernel tiles: float32 rows on the device (and squared norms, RBF)."""
 
     rows: torch.Tensor
-    squared_norms: torch.Tensor
+    squared_norms: torch.Tensor | None
 
 
 def _tile_statistics(spec: MetricSpec, x: np.ndarray, device: torch.device) -> _TileStatistics:
     """Centred features (CKA) or standardised samples (RSA), ready for tile products."""
     prepare = _standardised_samples if spec.family == "rsa" else _centred_features
     rows32 = prepare(x).to(device)
-    squared_norms = torch.sum(rows32.double() ** 2, dim=1).float()
-    return _TileStatistics(rows32, squared_norms)
+    if spec.kernel != "rbf":
+        return _TileStatistics(rows32, None)
+    return _TileStatistics(rows32, torch.sum(rows32.double() ** 2, dim=1).float())
 
 
 def _centred_features(x: np.ndarray) -> torch.Tensor:
