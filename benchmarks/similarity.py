@@ -132,7 +132,7 @@ def engine_gflop(metric: str, features: dict[str, np.ndarray]) -> float:
     n, m = next(iter(features.values())).shape[0], len(widths)
     pairs = list(combinations(range(m), 2))
     if spec.rdm_comparison == "spearman":
-        flops = sum(2 * n * n * w for w in widths) + 2 * m * m * n * (n - 1) / 2
+        flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * (n - 1) / 2
     elif spec.kernel == "linear" and similarity._linear_strategy(
             list(features.values()), pairs, m - 1) == "features":
         flops = 2 * n * (sum(widths[a] * widths[b] for a, b in pairs) + sum(w * w for w in widths))

@@ -19,12 +19,12 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,8 @@ import torch
 from tqdm import tqdm
 
 from simcon.pair_cache import PairCache, array_digest
+
+T = TypeVar("T")
 
 RBF_SIGMAS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """Absolute RBF bandwidths of the registered CKA RBF metrics."""
@@ -269,7 +271,8 @@ def _linear_strategy(
     return "features" if feature_cost <= tile_cost else "tiles"
 
 
-def _progress(iterable, total: int, desc: str, enabled: bool):
+def _progress(iterable: Iterable[T], total: int, desc: str, enabled: bool) -> Iterable[T]:
+    """The iterable, with a tqdm progress bar on stderr when enabled."""
     return tqdm(iterable, total=total, desc=desc, disable=not enabled, file=sys.stderr,
                 leave=False)
 
@@ -417,14 +420,12 @@ def _rank_products(
     n = xs[0].shape[0]
     m = len(xs)
     length = n * (n - 1) // 2
-    upper = torch.ones(n, n, dtype=torch.bool, device=device).triu_(diagonal=1)
     raw_cross = torch.zeros(n_rows, m, dtype=torch.float64, device=device)
     raw_self = torch.zeros(m, dtype=torch.float64, device=device)
     with _rank_store(m, length) as store:
         for k, x in enumerate(_progress(xs, m, "RDM ranks", progress)):
-            rows = _standardised_samples(x).to(device)
-            correlations = (rows @ rows.T)[upper]
-            store[k] = _centred_ranks(correlations).cpu().numpy()
+            store[k] = _centred_ranks(_upper_correlations(
+                _standardised_samples(x).to(device))).cpu().numpy()
         chunk = max(1, BLOCK_BYTES // (8 * m))
         for start in _progress(range(0, length, chunk), math.ceil(length / chunk),
                                "rank products", progress):
@@ -435,6 +436,18 @@ def _rank_products(
     # RDM = 1 - correlation reverses every model's ranks, which leaves their correlation as is.
     self_products = raw_self.cpu().numpy()
     return _Products(raw_cross.cpu().numpy(), self_products, self_products)
+
+
+def _upper_correlations(rows: torch.Tensor) -> torch.Tensor:
+    """The strict upper triangle of rows @ rowsᵀ, row by row, computed strip by strip."""
+    n = rows.shape[0]
+    pieces = []
+    for start in range(0, n, TILE_ROWS):
+        stop = min(start + TILE_ROWS, n)
+        strip = rows[start:stop] @ rows[start:].T
+        upper = torch.ones_like(strip, dtype=torch.bool).triu_(diagonal=1)
+        pieces.append(strip[upper])
+    return torch.cat(pieces)
 
 
 @contextmanager
