@@ -19,8 +19,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from types import MappingProxyType
@@ -422,14 +421,15 @@ def _rank_products(
     length = n * (n - 1) // 2
     raw_cross = torch.zeros(n_rows, m, dtype=torch.float64, device=device)
     raw_self = torch.zeros(m, dtype=torch.float64, device=device)
-    with _rank_store(m, length) as store:
+    with tempfile.TemporaryDirectory(prefix="simcon-ranks-") as folder:
+        store = _RankStore(m, length, folder)
         for k, x in enumerate(_progress(xs, m, "RDM ranks", progress)):
-            store[k] = _centred_ranks(_upper_correlations(
-                _standardised_samples(x).to(device))).cpu().numpy()
+            store.write(k, _centred_ranks(_upper_correlations(
+                _standardised_samples(x).to(device))).cpu().numpy())
         chunk = max(1, BLOCK_BYTES // (8 * m))
         for start in _progress(range(0, length, chunk), math.ceil(length / chunk),
                                "rank products", progress):
-            ranks = torch.from_numpy(store[:, start : start + chunk]).to(device, torch.float64)
+            ranks = torch.from_numpy(store.read(start, start + chunk)).to(device, torch.float64)
             raw_cross.addmm_(ranks[:n_rows], ranks.T)
             raw_self[n_rows:] += torch.linalg.vector_norm(ranks[n_rows:], dim=1) ** 2
     raw_self[:n_rows] = raw_cross.diagonal()
@@ -450,19 +450,39 @@ def _upper_correlations(rows: torch.Tensor) -> torch.Tensor:
     return torch.cat(pieces)
 
 
-@contextmanager
-def _rank_store(m: int, length: int) -> Iterator[np.ndarray]:
-    """An (m, length) int32 array, in memory or, above RANK_STORE_BYTES, in a temporary file."""
-    if m * length * 4 <= RANK_STORE_BYTES:
-        yield np.empty((m, length), dtype=np.int32)
-        return
-    with tempfile.TemporaryDirectory(prefix="simcon-ranks-") as folder:
-        store = np.memmap(os.path.join(folder, "ranks.int32"), dtype=np.int32, mode="w+",
-                          shape=(m, length))
-        try:
-            yield store
-        finally:
-            del store
+class _RankStore:
+    """Centred ranks of m models, each of N values, read back in column chunks.
+
+    Held in memory up to RANK_STORE_BYTES; larger stores live in a file under `folder`, read
+    and written explicitly so that they occupy the page cache rather than process memory.
+    """
+
+    def __init__(self, m: int, length: int, folder: str) -> None:
+        self.m = m
+        self.length = length
+        in_memory = m * length * 4 <= RANK_STORE_BYTES
+        self.array = np.empty((m, length), dtype=np.int32) if in_memory else None
+        self.path = os.path.join(folder, "ranks.int32")
+
+    def write(self, k: int, ranks: np.ndarray) -> None:
+        """Store model k's ranks."""
+        if self.array is not None:
+            self.array[k] = ranks
+            return
+        with open(self.path, "ab") as handle:
+            assert handle.tell() == k * self.length * 4, "ranks are written in model order"
+            ranks.astype(np.int32, copy=False).tofile(handle)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Ranks of all models at positions start..stop-1, as an (m, stop - start) array."""
+        stop = min(stop, self.length)
+        if self.array is not None:
+            return self.array[:, start:stop]
+        return np.stack([
+            np.fromfile(self.path, dtype=np.int32, count=stop - start,
+                        offset=(k * self.length + start) * 4)
+            for k in range(self.m)
+        ])
 
 
 def _centred_ranks(values: torch.Tensor) -> torch.Tensor:
