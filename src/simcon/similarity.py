@@ -43,7 +43,7 @@ BLOCK_BYTES: int = 1 << 30
 RANK_STORE_BYTES: int = 4 << 30
 """RDM ranks of all models up to this size are held in memory, larger ones in a temporary file."""
 
-TILE_ROWS: int = 1024
+TILE_ROWS: int = 2048
 """Largest tile edge; diagonal tiles are computed whole, so smaller tiles waste less work."""
 
 FEATURE_CHUNK_ROWS: int = 2048
