@@ -63,7 +63,7 @@ class PairCache:
         record = self._record(digest_a, digest_b)
         path = self._path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as handle:
                 json.dump({**record, "value": float(value)}, handle)
