@@ -1,0 +1,195 @@
+"""Benchmark: the all-pairs similarity engine against the paper's per-pair approach.
+
+The baseline reimplements the paper's code path (thingsvision): per model pair, three HSIC
+calls, each building both Gram matrices, checking their symmetry and U-centring them in torch
+float32; for RSA, both
+RDMs (1 - np.corrcoef) and scipy's Spearman over their upper triangles. It is timed on a few
+pairs and extrapolated to all M(M-1)/2 pairs. Both run in this process on the same features.
+
+    python benchmarks/similarity.py [--models 16 --n 5000 --d 768 --baseline-pairs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import threading
+import time
+from collections.abc import Callable
+from itertools import combinations
+
+import numpy as np
+import scipy.stats
+import torch
+
+from simcon import similarity
+from simcon.similarity import compute_similarity, get_metric
+
+DEFAULT_METRICS = ("cka_linear_unbiased", "cka_rbf0.4_unbiased", "rsa_correlation_spearman")
+
+
+def random_features(models: int, n: int, d: int, seed: int) -> dict[str, np.ndarray]:
+    """L2-normalised float32 features sharing a low-dimensional signal, as real models do."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n, 32))
+    features = {}
+    for index in range(models):
+        x = latent @ rng.standard_normal((32, d)) + 2.0 * rng.standard_normal((n, d))
+        x = np.maximum(x, 0) if index % 2 else x
+        features[f"model{index:02d}"] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(
+            np.float32)
+    return features
+
+
+def matmul_peak_gflops(size: int = 4096, repeats: int = 3) -> float:
+    """Best float32 square-matmul rate of torch on this machine."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def baseline_cka(x: torch.Tensor, y: torch.Tensor, sigma: float | None) -> float:
+    """Unbiased CKA of one pair as the paper's code computes it."""
+
+    def gram(z: torch.Tensor) -> torch.Tensor:
+        g = z @ z.T
+        if sigma is None:
+            return g
+        distances = torch.diag(g) - g + (torch.diag(g) - g).T
+        return torch.exp(distances * (-0.5 / sigma**2))
+
+    def u_centre(k: torch.Tensor) -> torch.Tensor:
+        if not torch.allclose(k, k.T, rtol=1e-03, atol=1e-04):
+            raise ValueError("Gram matrix is not symmetric")
+        n = k.shape[0]
+        k.fill_diagonal_(0.0)
+        means = k.sum(dim=0) / (n - 2)
+        means -= means.sum() / (2 * (n - 1))
+        k -= means[:, None]
+        k -= means[None, :]
+        k.fill_diagonal_(0.0)
+        return k
+
+    def hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.sum(u_centre(gram(a)) * u_centre(gram(b)))
+
+    return float(hsic(x, y) / torch.sqrt(hsic(x, x) * hsic(y, y)))
+
+
+def baseline_rsa(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman RSA of one pair as the paper's code computes it."""
+    upper = np.triu_indices(len(x), k=1)
+    rdm_x, rdm_y = 1 - np.corrcoef(x), 1 - np.corrcoef(y)
+    return float(scipy.stats.spearmanr(rdm_x[upper], rdm_y[upper])[0])
+
+
+def baseline_pair_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    spec = get_metric(metric)
+    if spec.family == "rsa":
+        return baseline_rsa
+    assert spec.unbiased, "the baseline is the paper's unbiased CKA"
+    return lambda x, y: baseline_cka(torch.from_numpy(x), torch.from_numpy(y), spec.sigma)
+
+
+class PeakRss:
+    """Peak resident memory of this process while the block runs, sampled every 5 ms."""
+
+    def __enter__(self) -> PeakRss:
+        self.start = self.peak = self._rss()
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running = False
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.005)
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+
+def engine_gflop(metric: str, features: dict[str, np.ndarray]) -> float:
+    """Floating-point operations of the engine's matrix products (upper block triangle)."""
+    spec = get_metric(metric)
+    widths = [x.shape[1] for x in features.values()]
+    n, m = next(iter(features.values())).shape[0], len(widths)
+    pairs = list(combinations(range(m), 2))
+    if spec.rdm_comparison == "spearman":
+        flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * (n - 1) / 2
+    elif spec.kernel == "linear" and similarity._linear_strategy(
+            list(features.values()), pairs, m - 1) == "features":
+        flops = 2 * n * (sum(widths[a] * widths[b] for a, b in pairs) + sum(w * w for w in widths))
+    else:
+        flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * n / 2
+    return flops / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=16)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--baseline-pairs", type=int, default=2,
+                        help="pairs the baseline is timed on before extrapolating (0: no baseline)")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    features = random_features(args.models, args.n, args.d, args.seed)
+    ids = list(features)
+    all_pairs = list(combinations(ids, 2))
+    timed_pairs = all_pairs[: args.baseline_pairs]
+    peak = matmul_peak_gflops()
+    print(f"machine: {platform.processor() or platform.machine()}, torch threads "
+          f"{torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"features: M={args.models} models, n={args.n}, d={args.d} (float32, L2-normalised)")
+    print(f"float32 matmul peak (torch, 4096^3): {peak:.1f} GFLOP/s")
+    print(f"baseline: timed on {len(timed_pairs)} pair(s), extrapolated to all "
+          f"{len(all_pairs)} pairs")
+    print()
+    header = (f"{'metric':26s} {'baseline s':>11s} {'engine s':>9s} {'speed-up':>9s} "
+              f"{'max |diff|':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'engine peak RSS':>16s}")
+    print(header)
+    for metric in args.metrics:
+        with PeakRss() as memory:
+            start = time.perf_counter()
+            matrix = compute_similarity(features, metric).matrix
+            engine_seconds = time.perf_counter() - start
+        if timed_pairs:
+            pair_function = baseline_pair_function(metric)
+            start = time.perf_counter()
+            baseline_values = [pair_function(features[a], features[b]) for a, b in timed_pairs]
+            baseline_seconds = (time.perf_counter() - start) / len(timed_pairs) * len(all_pairs)
+            difference = max(abs(matrix.loc[a, b] - value)
+                             for (a, b), value in zip(timed_pairs, baseline_values))
+        else:
+            baseline_seconds = difference = math.nan
+        rate = engine_gflop(metric, features) / engine_seconds
+        print(f"{metric:26s} {baseline_seconds:11.1f} {engine_seconds:9.2f} "
+              f"{baseline_seconds / engine_seconds:8.0f}x {difference:11.1e} {rate:8.1f} "
+              f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB")
+    print()
+    print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32); "
+          "GFLOP/s counts the engine's matrix products; engine peak RSS is the increase of "
+          "this process's resident memory during the engine call.")
+
+
+if __name__ == "__main__":
+    main()
