@@ -124,6 +124,12 @@ def test_adding_a_model_reruns_only_its_jobs_and_the_aggregates(finished_run):
     assert counts.pop("features") == 2 and counts.pop("probe") == 2 and counts.pop("similarity") == 2
     assert counts == {"performance": 1, "similarity_figure": 1, "consistency": 1, "run_config": 1,
                       "similarity_vs_performance": 1, "all": 1}
+    result = snakemake(finished_run, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (finished_run / "logs/similarity/shapes/cka_linear_unbiased.log").read_text()
+    assert "computed 3 pairs" in log  # only the new model against the three cached ones
+    matrix = pd.read_csv(finished_run / "results/similarity/shapes/cka_linear_unbiased.csv", index_col=0)
+    assert list(matrix.index) == [*TINY["models"], "lite0_random"]
 
 
 def test_lint_is_clean():
