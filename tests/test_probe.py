@@ -159,7 +159,7 @@ def test_bfloat16_fit_stays_close_to_float32() -> None:
 
 
 def test_bfloat16_search_chooses_as_float32() -> None:
-    # structured: uneven class overlap through a shared low-rank component, an interior optimum
+    # structured: uneven class overlap through a shared low-rank component; interior optimum (grid step 78)
     rng = np.random.default_rng(0)
     n, d, n_classes = 1500, 64, 10
     centres = rng.normal(size=(n_classes, d)) + rng.normal(size=(n_classes, 4)) @ rng.normal(size=(4, d))
