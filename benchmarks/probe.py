@@ -1,11 +1,13 @@
 """Benchmark the probe protocol: candidates trained together vs one at a time.
 
-Runs ``simcon.probe.train_probe`` twice on the same synthetic features, once with the
-batched trainer (``fit_linear``) and once with one ``torch.nn.Linear`` +
-``torch.optim.AdamW`` per candidate (``fit_linear_reference``), and prints wall times,
-their ratio, the chosen hyperparameters and test accuracies. Exits 1 when the two disagree
-by more than one weight-decay grid step, in learning rate, or by more than 0.5 points of
-top-1 accuracy.
+Runs ``simcon.probe.train_probe`` three times on the same synthetic features: with one
+``torch.nn.Linear`` + ``torch.optim.AdamW`` per candidate (``fit_linear_reference``,
+float32: the reference), and with the batched trainer (``fit_linear``) searching in float32
+and in bfloat16 (``ProbeSettings.search_precision``; the final retrain is float32 in every
+variant). Prints wall and CPU times, each batched variant's speed-up over the reference, the
+chosen hyperparameters and test accuracies. Exits 1 when a batched variant disagrees with
+the reference in learning rate, by more than one weight-decay grid step, or by more than
+0.5 points of top-1 accuracy.
 
     python benchmarks/probe.py                      # n=10,000, d=768, 100 classes
     python benchmarks/probe.py --n 2000 --d 128 --classes 10
@@ -14,6 +16,7 @@ top-1 accuracy.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -40,6 +43,22 @@ def synthetic_features(
     return x[:n], y[:n], x[n:], y[n:]
 
 
+def float32_validation_accuracy(data: tuple, seed: int, epochs: int, lr: float, wd: float) -> float:
+    """Validation accuracy of the float32 batched trainer at one (lr, wd), on the protocol's split."""
+    settings = ProbeSettings(
+        epochs=epochs, learning_rates=(lr,), weight_decay_min=wd, weight_decay_max=wd * (1 + 1e-9), weight_decay_steps=1
+    )
+    return train_probe(*data, seed=seed, settings=settings)["validation"][0]["accuracy"]
+
+
+VARIANTS = {
+    "reference": (fit_linear_reference, "float32"),
+    "batched-float32": (fit_linear, "float32"),
+    "batched-bfloat16": (fit_linear, "bfloat16"),
+}
+"""Name: (trainer, search precision)."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000, help="train samples")
@@ -52,20 +71,29 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--json", help="write every variant's train_probe result and timings to this file")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="what to run, in this order (the reference is needed for ratios and the agreement check)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     data = synthetic_features(args.n, args.n_test, args.d, args.classes, args.noise, args.seed)
-    settings = ProbeSettings(epochs=args.epochs)
-    log_grid = np.log10(settings.weight_decay_grid())
+    log_grid = np.log10(ProbeSettings().weight_decay_grid())
     print(
         f"n={args.n} n_test={args.n_test} d={args.d} classes={args.classes} noise={args.noise} "
         f"epochs={args.epochs} device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-        f"load average={os.getloadavg()[0]:.1f}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')} load average={os.getloadavg()[0]:.1f}"
     )
-    results, seconds, cpu_seconds = {}, {}, {}
-    for label, fit in (("batched", fit_linear), ("one at a time", fit_linear_reference)):
+    results, seconds, cpu_seconds, steps = {}, {}, {}, {}
+    for label in args.variants:
+        fit, precision = VARIANTS[label]
+        settings = ProbeSettings(epochs=args.epochs, search_precision=precision)
         start, cpu_start = time.perf_counter(), time.process_time()
         results[label] = train_probe(
             *data, seed=args.seed, settings=settings, device=args.device, name=label, progress=args.progress, fit=fit
@@ -73,25 +101,45 @@ def main() -> int:
         seconds[label] = time.perf_counter() - start
         cpu_seconds[label] = time.process_time() - cpu_start
         result = results[label]
-        step = int(np.argmin(np.abs(log_grid - math.log10(result["weight_decay"]))))
+        steps[label] = int(np.argmin(np.abs(log_grid - math.log10(result["weight_decay"]))))
         top5 = "" if result["top5"] is None else f"  top5={100 * result['top5']:.2f}%"
         print(
-            f"{label:>14}: {seconds[label]:6.1f} s wall {cpu_seconds[label]:6.1f} s CPU  "
+            f"{label:>16}: {seconds[label]:6.1f} s wall {cpu_seconds[label]:6.1f} s CPU  "
             f"{len(result['validation'])} candidates  "
-            f"lr={result['learning_rate']:g} wd={result['weight_decay']:.3g} (grid step {step})  "
-            f"val={100 * result['validation_accuracy']:.2f}%  top1={100 * result['top1']:.2f}%{top5}"
+            f"lr={result['learning_rate']:g} wd={result['weight_decay']:.3g} (grid step {steps[label]})  "
+            f"val={100 * result['validation_accuracy']:.2f}%  top1={100 * result['top1']:.2f}%{top5}",
+            flush=True,
         )
-    batched, reference = results["batched"], results["one at a time"]
-    ratio = seconds["one at a time"] / seconds["batched"]
-    cpu_ratio = cpu_seconds["one at a time"] / cpu_seconds["batched"]
-    wd_steps = abs(np.log10(batched["weight_decay"] / reference["weight_decay"])) / (log_grid[1] - log_grid[0])
-    top1_points = 100 * abs(batched["top1"] - reference["top1"])
-    print(f"speed-up: {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU time  (load average at the end: {os.getloadavg()[0]:.1f})")
-    print(f"weight decays {round(wd_steps)} grid step(s) apart; top-1 differs by {top1_points:.2f} points")
-    agree = batched["learning_rate"] == reference["learning_rate"] and wd_steps <= 1.01 and top1_points <= 0.5
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"args": vars(args), "seconds": seconds, "cpu_seconds": cpu_seconds, "results": results}, file)
+    if "reference" not in results:
+        return 0
+    reference, agree = results["reference"], True
+    for label in [label for label in results if label != "reference"]:
+        result = results[label]
+        ratio = seconds["reference"] / seconds[label]
+        cpu_ratio = cpu_seconds["reference"] / cpu_seconds[label]
+        wd_steps = abs(steps[label] - steps["reference"])
+        top1_points = 100 * abs(result["top1"] - reference["top1"])
+        ok = result["learning_rate"] == reference["learning_rate"] and wd_steps <= 1 and top1_points <= 0.5
+        agree &= ok
+        if (result["learning_rate"], steps[label]) != (reference["learning_rate"], steps["reference"]):
+            lr, wd = result["learning_rate"], result["weight_decay"]
+            val32 = float32_validation_accuracy(data, args.seed, args.epochs, lr, wd)
+            print(
+                f"{label:>16}: float32 validation accuracy at its choice {100 * val32:.2f}%, "
+                f"at the reference's choice {100 * reference['validation_accuracy']:.2f}%"
+            )
+        print(
+            f"{label:>16} vs reference: speed-up {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU time; "
+            f"same lr: {result['learning_rate'] == reference['learning_rate']}; "
+            f"weight decays {wd_steps} grid step(s) apart; top-1 differs by {top1_points:.2f} points: "
+            f"{'agree' if ok else 'DISAGREE'}"
+        )
     print("agree" if agree else "DISAGREE")
     return 0 if agree else 1
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -139,6 +139,87 @@ def test_batched_protocol_matches_reference_protocol() -> None:
     assert batched["top1"] == reference["top1"]
 
 
+# --- bfloat16 search -------------------------------------------------------------------
+
+
+BF16 = ProbeSettings(search_precision="bfloat16")
+
+
+def test_bfloat16_fit_stays_close_to_float32() -> None:
+    x, y = clusters(700, 24, 6, noise=2.0)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    lrs, wds = [1e-1, 1e-2, 1e-3], [1e-6, 1e-2, 1.0]
+    args = dict(seed=4, epochs=5, batch_size=128)
+    weights, biases = fit_linear(x, y, 6, lrs, wds, **args)
+    low_weights, low_biases = fit_linear(x, y, 6, lrs, wds, precision="bfloat16", **args)
+    assert low_weights.dtype == low_biases.dtype == torch.float32  # master weights stay float32
+    assert not torch.equal(low_weights, weights)  # the products did run in bfloat16
+    torch.testing.assert_close(low_weights, weights, rtol=0, atol=2e-2)
+    torch.testing.assert_close(low_biases, biases, rtol=0, atol=2e-2)
+
+
+def test_bfloat16_search_chooses_as_float32() -> None:
+    # structured: uneven class overlap through a shared low-rank component; interior optimum (grid step 78)
+    rng = np.random.default_rng(0)
+    n, d, n_classes = 1500, 64, 10
+    centres = rng.normal(size=(n_classes, d)) + rng.normal(size=(n_classes, 4)) @ rng.normal(size=(4, d))
+    labels = np.arange(n) % n_classes
+    x = (centres[labels] + 4.0 * rng.normal(size=(n, d))).astype(np.float32)
+    data = split(x, labels, 1000)
+    grid = list(BF16.weight_decay_grid())
+    full = train_probe(*data, seed=0)
+    low = train_probe(*data, seed=0, settings=BF16)
+    assert low["learning_rate"] == full["learning_rate"]
+    assert abs(grid.index(low["weight_decay"]) - grid.index(full["weight_decay"])) <= 1
+    assert abs(low["top1"] - full["top1"]) <= 0.005
+    assert 0.3 < full["top1"] < 0.95  # neither trivial nor chance
+    assert (low["search_precision"], full["search_precision"]) == ("bfloat16", "float32")
+    assert low["settings"]["search_precision"] == "bfloat16"
+
+
+def test_bfloat16_search_retrains_in_float32() -> None:
+    precisions: list[str] = []
+
+    def spy(*args: object, precision: str, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        precisions.append(precision)
+        return fit_linear(*args, precision=precision, **kwargs)  # type: ignore[arg-type]
+
+    train_probe(*split(*clusters(300, 8, 4, noise=1.0), 200), seed=0, settings=BF16, fit=spy)
+    assert set(precisions[:-1]) == {"bfloat16"}
+    assert precisions[-1] == "float32"
+
+
+def test_bfloat16_same_seed_same_result_bitwise() -> None:
+    data = split(*clusters(500, 12, 6, noise=1.5), 350)
+    assert train_probe(*data, seed=3, settings=BF16) == train_probe(*data, seed=3, settings=BF16)
+
+
+def test_bfloat16_reference_trainer_runs_under_autocast() -> None:
+    x, y = clusters(300, 16, 4, noise=1.0)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    args = dict(seed=0, epochs=3, batch_size=64)
+    weights, _ = fit_linear_reference(x, y, 4, [1e-2], [1e-3], **args)
+    low_weights, low_biases = fit_linear_reference(x, y, 4, [1e-2], [1e-3], precision="bfloat16", **args)
+    assert low_weights.dtype == low_biases.dtype == torch.float32
+    torch.testing.assert_close(low_weights, weights, rtol=0, atol=2e-2)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bf16", "Float32", None, 32])
+def test_bad_precision(precision: object) -> None:
+    with pytest.raises(ValueError, match="search_precision must be one of"):
+        ProbeSettings(search_precision=precision)  # type: ignore[arg-type]
+    x, y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
+    for fit in (fit_linear, fit_linear_reference):
+        with pytest.raises(ValueError, match="precision must be one of"):
+            fit(x, y, 2, [0.1], [0.1], seed=0, epochs=1, batch_size=2, precision=precision)  # type: ignore[arg-type]
+
+
+def test_default_search_precision_is_float32() -> None:
+    assert ProbeSettings().search_precision == "float32"
+    result = train_probe(*split(*clusters(300, 8, 4, noise=1.0), 200), seed=0)
+    assert result["search_precision"] == result["settings"]["search_precision"] == "float32"
+
+
 # --- coarse-to-fine search -------------------------------------------------------------
 
 

@@ -27,6 +27,16 @@ from tqdm import tqdm
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""Dtypes the matrix products of the hyperparameter search may run in."""
+
+
+def _check_precision(precision: object, field: str) -> torch.dtype:
+    """The torch dtype named by ``precision``; ValueError unless it is one of PRECISIONS."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"{field} must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
 
 LinearFit = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 """A trainer with the signature of :func:`fit_linear`."""
@@ -47,6 +57,7 @@ class ProbeSettings:
     learning_rates: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)
     epochs: int = 20
     batch_size: int = 1024
+    search_precision: str = "float32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rates", tuple(self.learning_rates))
@@ -65,6 +76,7 @@ class ProbeSettings:
             raise ValueError("learning_rates must not be empty")
         if not all(0.0 < lr < math.inf for lr in self.learning_rates):
             raise ValueError(f"learning_rates must be positive and finite, got {self.learning_rates}")
+        _check_precision(self.search_precision, "search_precision")
 
     def weight_decay_grid(self) -> np.ndarray:
         """The weight decays the search may evaluate, ascending."""
@@ -124,6 +136,7 @@ def fit_linear(
     seed: int,
     epochs: int,
     batch_size: int,
+    precision: str = "float32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (K, d, C) and biases (K, C) of K linear probes trained together.
 
@@ -133,9 +146,17 @@ def fit_linear(
     the logits of all candidates, one for their gradients, and one AdamW update of all
     candidates (the ``torch.optim.AdamW`` formula with a learning rate and weight decay per
     candidate), so its number of operations does not grow with K.
+
+    With ``precision="bfloat16"`` the two matrix products take bfloat16 operands (the
+    features, the weights and the logit gradients rounded to bfloat16, products accumulated
+    by the backend in float32); the weights, the AdamW state, the softmax and the
+    cross-entropy gradient stay float32, and the weights returned are float32.
     """
+    low = _check_precision(precision, "precision") != torch.float32
     k, (n, d) = len(learning_rates), x.shape
     x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype, device=x.device)], dim=1)  # bias as a last feature
+    if low:
+        x = x.to(torch.bfloat16)
     w0, b0 = _initial_parameters(d, n_classes, seed)
     params = torch.cat([w0.T, b0[:, None]], dim=1).repeat(k, 1).to(x.device)  # (K*C, d+1), nn.Linear layout
     grads, exp_avg, exp_avg_sq, denom = (torch.zeros_like(params) for _ in range(4))
@@ -145,9 +166,17 @@ def fit_linear(
     for step, batch in enumerate(_minibatches(n, seed, epochs, batch_size)):
         batch = batch.to(x.device)
         xb = x[batch]
-        probs = torch.softmax((xb @ params.T).view(len(batch), k, n_classes), dim=2)
-        probs[torch.arange(len(batch), device=x.device), :, y[batch]] -= 1  # d(cross-entropy)/d(logits)
-        torch.mm(probs.view(len(batch), k * n_classes).T, xb / len(batch), out=grads)
+        rows = torch.arange(len(batch), device=x.device)
+        if low:
+            logits = (xb @ params.to(torch.bfloat16).T).float()  # softmax and its gradient in float32
+            probs = torch.softmax(logits.view(len(batch), k, n_classes), dim=2)
+            probs[rows, :, y[batch]] -= 1  # d(cross-entropy)/d(logits)
+            probs = probs.view(len(batch), k * n_classes).mul_(1 / len(batch)).to(torch.bfloat16)
+            grads.copy_(torch.mm(probs.T, xb))
+        else:
+            probs = torch.softmax((xb @ params.T).view(len(batch), k, n_classes), dim=2)
+            probs[rows, :, y[batch]] -= 1  # d(cross-entropy)/d(logits)
+            torch.mm(probs.view(len(batch), k * n_classes).T, xb / len(batch), out=grads)
         params.mul_(decay[step])
         exp_avg.lerp_(grads, 1 - ADAM_BETAS[0])
         exp_avg_sq.mul_(ADAM_BETAS[1]).addcmul_(grads, grads, value=1 - ADAM_BETAS[1])
@@ -167,8 +196,13 @@ def fit_linear_reference(
     seed: int,
     epochs: int,
     batch_size: int,
+    precision: str = "float32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same as :func:`fit_linear`, one ``torch.nn.Linear`` and ``torch.optim.AdamW`` per candidate."""
+    """Same as :func:`fit_linear`, one ``torch.nn.Linear`` and ``torch.optim.AdamW`` per candidate.
+
+    ``precision="bfloat16"`` runs the forward and backward passes under ``torch.autocast``.
+    """
+    low = _check_precision(precision, "precision") != torch.float32
     n, d = x.shape
     total = epochs * math.ceil(n / batch_size)
     w0, b0 = _initial_parameters(d, n_classes, seed)
@@ -183,7 +217,9 @@ def fit_linear_reference(
             batch = batch.to(x.device)
             optimizer.param_groups[0]["lr"] = _cosine(lr, step, total)
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(linear(x[batch]), y[batch]).backward()
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=low):
+                loss = torch.nn.functional.cross_entropy(linear(x[batch]), y[batch])
+            loss.backward()
             optimizer.step()
         weights.append(linear.weight.detach().T)
         biases.append(linear.bias.detach())
@@ -207,13 +243,15 @@ def train_probe(
 
     Features are used as float32 on ``device``; labels are integer class ids, the classes
     being those of the train split. ``name`` labels error messages and progress bars.
-    ``fit`` is the candidate trainer (the reference one exists for tests and benchmarks).
+    ``fit`` is the candidate trainer (the reference one exists for tests and benchmarks); the
+    search trainings run with ``precision=settings.search_precision``, the final retrain on the
+    full train split with float32, as do all evaluations.
 
     Keys: ``top1``, ``top5`` (None with 5 classes or fewer), ``balanced_accuracy`` (fractions
     of the test split); the chosen ``learning_rate``, ``weight_decay`` and their
     ``validation_accuracy``; ``validation``, every evaluated (learning_rate, weight_decay,
     accuracy) sorted by learning rate as given, then weight decay; ``n_train``, ``n_test``,
-    ``n_classes``, ``seed`` and ``settings``.
+    ``n_classes``, ``seed``, ``search_precision`` and ``settings``.
 
     Raises ValueError, before any training, on inconsistent shapes, non-integer labels,
     NaN or Inf features, fewer than two train classes, a test class absent from train, or a
@@ -236,13 +274,16 @@ def train_probe(
     val_x, val_y = to_x(train_x[val_idx]), to_y(train_y[val_idx])
     lrs, grid = settings.learning_rates, settings.weight_decay_grid()
     train_args = dict(seed=seed, epochs=settings.epochs, batch_size=settings.batch_size)
+    search_precision = settings.search_precision
     rounds = 1 + (int(math.log2(settings.initial_span())) + 1) + 1  # coarse, refinements, retrain
     with tqdm(total=rounds, desc=f"{label}: probe", disable=not progress) as bar:
 
         def evaluate(candidates: list[tuple[int, int]]) -> list[float]:
             learning_rates = [lrs[c] for c, _ in candidates]
             weight_decays = [float(grid[i]) for _, i in candidates]
-            weights, biases = fit(fit_x, fit_y, n_classes, learning_rates, weight_decays, **train_args)
+            weights, biases = fit(
+                fit_x, fit_y, n_classes, learning_rates, weight_decays, precision=search_precision, **train_args
+            )
             correct = sum(
                 (_logits(x, weights, biases).argmax(2) == y[:, None]).sum(0)
                 for x, y in zip(val_x.split(settings.batch_size), val_y.split(settings.batch_size))
@@ -253,7 +294,7 @@ def train_probe(
         peaks, scores = coarse_to_fine_search(len(grid), len(lrs), settings.initial_span(), evaluate)
         best = max(range(len(lrs)), key=lambda c: scores[c, peaks[c]])
         lr, wd = lrs[best], float(grid[peaks[best]])
-        weights, biases = fit(to_x(train_x), to_y(train_y), n_classes, [lr], [wd], **train_args)
+        weights, biases = fit(to_x(train_x), to_y(train_y), n_classes, [lr], [wd], precision="float32", **train_args)
         bar.update(bar.total - bar.n)
     logits = _logits(to_x(test_x), weights, biases)[:, 0]
     test_target = to_y(test_y)
@@ -276,6 +317,7 @@ def train_probe(
         "n_test": len(test_y),
         "n_classes": n_classes,
         "seed": seed,
+        "search_precision": settings.search_precision,
         "settings": {**asdict(settings), "learning_rates": [float(lr) for lr in settings.learning_rates]},
     }
 
@@ -376,3 +418,4 @@ def _logits(x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor) -> tor
     """Logits (n, K, C) of K linear probes."""
     k, d, c = weights.shape
     return torch.addmm(biases.reshape(-1), x, weights.permute(1, 0, 2).reshape(d, k * c)).view(len(x), k, c)
+
