@@ -74,7 +74,10 @@ def job_counts(output: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("run")
-    result = snakemake(workdir, TINY)
+    config = copy.deepcopy(TINY)
+    folder = make_image_folder(workdir / "my_photos", {"cat": 4, "dog": 4})
+    config["datasets"]["photos"] = {"source": "image_folder", "path": str(folder), "category": "natural_multi_domain"}
+    result = snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
 
@@ -88,22 +91,30 @@ def test_run_produces_every_output(finished_run):
     with np.load(results / "features/shapes/lite0.npz") as features:
         assert features["train"].shape == (36, 1280) and features["test"].shape == (18, 1280)
         assert features["train_labels"].tolist() == sorted(features["train_labels"].tolist())
+    with np.load(results / "features/photos/vit_random.npz") as features:
+        assert features["train"].shape == (8, 192) and features["test_labels"].tolist() == [0] * 4 + [1] * 4
     performance = pd.read_csv(results / "performance.csv")
-    assert len(performance) == 6 and performance["top1"].between(0, 1).all()
+    assert len(performance) == 9 and performance["top1"].between(0, 1).all()
     consistency = pd.read_csv(results / "consistency/cka_linear_unbiased/consistency.csv")
     overall = consistency[consistency["category"] == "all"]
     cells = pd.read_csv(results / "similarity/cells/cka_linear_unbiased.csv", index_col=0)
     upper = np.triu_indices(3, k=1)
     expected = np.corrcoef(matrix.to_numpy()[upper], cells.to_numpy()[upper])[0, 1]
-    assert overall["rho"].tolist() == pytest.approx([expected], abs=1e-9)
+    shapes_vs_cells = overall.set_index(["dataset_a", "dataset_b"])["rho"][("cells", "shapes")]
+    assert shapes_vs_cells == pytest.approx(expected, abs=1e-9) and len(overall) == 3
     for figure in ("similarity_matrices", "consistency_by_category", "similarity_vs_gap"):
         assert (results / f"figures/cka_linear_unbiased/{figure}.png").stat().st_size > 10_000
     assert "top-1" in (finished_run / "logs/probe/shapes/lite0/seed0.log").read_text()
     assert "features lite0 on shapes" in (finished_run / "logs/features/shapes/lite0.log").read_text()
 
 
+def run_config(workdir: Path) -> dict:
+    """The config a finished run used."""
+    return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
 def test_report_is_written(finished_run):
-    result = snakemake(finished_run, TINY, "--report", str(finished_run / "report.html"))
+    result = snakemake(finished_run, run_config(finished_run), "--report", str(finished_run / "report.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     html = (finished_run / "report.html").read_text()
     for name in ("similarity_matrices.png", "consistency_by_category.png", "similarity_vs_gap.png", "performance.csv"):
@@ -111,17 +122,17 @@ def test_report_is_written(finished_run):
 
 
 def test_nothing_to_do_after_a_full_run(finished_run):
-    result = snakemake(finished_run, TINY, "-n")
+    result = snakemake(finished_run, run_config(finished_run), "-n")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
 
 def test_adding_a_model_reruns_only_its_jobs_and_the_aggregates(finished_run):
-    config = copy.deepcopy(TINY)
+    config = run_config(finished_run)
     config["models"]["lite0_random"] = NEW_MODEL
     result = snakemake(finished_run, config, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
-    assert counts.pop("features") == 2 and counts.pop("probe") == 2 and counts.pop("similarity") == 2
+    assert counts.pop("features") == 3 and counts.pop("probe") == 3 and counts.pop("similarity") == 3
     assert counts == {"performance": 1, "similarity_figure": 1, "consistency": 1, "run_config": 1,
                       "similarity_vs_performance": 1, "all": 1}
     result = snakemake(finished_run, config)
