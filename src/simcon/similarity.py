@@ -37,15 +37,25 @@ T = TypeVar("T")
 RBF_SIGMAS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """Absolute RBF bandwidths of the registered CKA RBF metrics."""
 
-BLOCK_BYTES: int = 1 << 30
-"""Working memory for one tile of kernel (or RDM) entries of all models, held in float64."""
+BLOCK_BYTES: int = 32 << 20
+"""Working memory for one tile of kernel (or RDM) entries of all models, held in float32."""
 
 RANK_STORE_BYTES: int = 4 << 30
 """RDM ranks of all models up to this size are held in memory, larger ones in a temporary file."""
 
-TILE_ROWS: int = 2048
-"""Largest tile edge: diagonal tiles are computed whole (smaller tiles waste less of that),
-but small matrix products run far below peak on a busy 2-core CPU (512 rows: 2.5x slower)."""
+TILE_ROWS: int = 512
+"""Height of the tiles' row strips. Each strip's diagonal tile is computed whole (a fraction
+TILE_ROWS / n of extra work); the tiles right of it are as wide as BLOCK_BYTES allows, so the
+batched matrix products stay large."""
+
+TILE_COLUMNS: int = 2048
+"""Widest tile. Reducing a tile to inner products of models takes one float32 product per
+tile row, a sum of at most TILE_COLUMNS terms, and accumulates those in float64. A float32
+sum of K products errs by at most about K·u of the sum of their magnitudes (u = 2⁻²⁴; about
+√K·u for random rounding errors), the same order as the error of the float32 kernel entries
+themselves (products over d features). The n²/K partial sums are accumulated in float64 and
+add no error of that order, so no n²-term sum is a long float32 sum, and the tiles need no
+conversion to float64."""
 
 FEATURE_CHUNK_ROWS: int = 2048
 """Rows per float32 product in feature-space sums; the partial products are summed in float64."""
@@ -320,39 +330,79 @@ def _tile_products(
 ) -> _Products:
     """Centred inner products of all models' n × n kernels (or correlation matrices).
 
-    The matrices are never held whole: tiles of the upper block triangle are computed for all
-    models at once and reduced in float64 to raw inner products, row sums and totals, from
-    which the estimator's centring follows exactly.
+    The matrices are never held whole. Each row strip of height h of the upper triangle is
+    computed as its h × h diagonal tile (counted once) and tiles of the columns right of it
+    (counted twice), for all models at once with one batched float32 product. Each tile is
+    reduced to the raw inner products of all pairs by float32 products over its rows, whose
+    results are accumulated in float64 (see TILE_COLUMNS for the error). The estimator's
+    centring then follows exactly from the per-model row sums: summed tile by tile (RBF), or
+    in closed form from the features (linear kernel, correlations).
     """
     n = xs[0].shape[0]
     m = len(xs)
-    statistics = [_tile_statistics(spec, x, device) for x in xs]
+    rows, squared_norms = _tile_statistics(spec, xs, device)
     zero_diagonal = spec.unbiased or spec.family == "rsa"
-    block = max(1, min(TILE_ROWS, math.isqrt(BLOCK_BYTES // (8 * m))))
-    block = math.ceil(n / math.ceil(n / block))
-    starts = range(0, n, block)
-    tiles = [(r, c) for r in starts for c in starts if c >= r]
-    buffer = torch.empty(m, block * block, dtype=torch.float64, device=device)
+    height = min(TILE_ROWS, n)
+    height = math.ceil(n / math.ceil(n / height))
+    width = max(height, min(TILE_COLUMNS, BLOCK_BYTES // (4 * m * height)))
+    tiles: list[tuple[slice, slice]] = []
+    for r in range(0, n, height):
+        rs = slice(r, min(r + height, n))
+        tiles.append((rs, rs))
+        right = n - rs.stop
+        if right:
+            pieces = math.ceil(right / width)
+            edges = [rs.stop + right * k // pieces for k in range(pieces + 1)]
+            tiles.extend((rs, slice(a, b)) for a, b in zip(edges[:-1], edges[1:]))
+    buffer = torch.empty(m * height * max(height, width), dtype=torch.float32, device=device)
     raw_cross = torch.zeros(n_rows, m, dtype=torch.float64, device=device)
     raw_self = torch.zeros(m, dtype=torch.float64, device=device)
     row_sums = torch.zeros(m, n, dtype=torch.float64, device=device)
-    for r, c in _progress(tiles, len(tiles), f"{spec.name} tiles", progress):
-        rs, cs = slice(r, min(r + block, n)), slice(c, min(c + block, n))
-        height, width = rs.stop - r, cs.stop - c
-        flat = buffer[:, : height * width]
-        tile = flat.view(m, height, width)
-        for k, stats in enumerate(statistics):
-            tile[k] = _kernel_tile(spec, stats, rs, cs)
-        if r == c and zero_diagonal:
+    # Every estimator is invariant to a constant added to the entries it uses (all entries,
+    # or the off-diagonal ones when the diagonal is zeroed). Subtracting each model's mean
+    # entry first keeps the raw inner products close to the centred ones, so the float32
+    # partial sums carry no large cancelling part.
+    entries = n * (n - 1) if zero_diagonal else n * n
+    shift = torch.zeros(m, dtype=torch.float64, device=device)
+    if squared_norms is None:
+        # Linear kernel of the float32 rows: row i sums to x_i · Σ_j x_j, less x_i · x_i when
+        # the diagonal is zeroed. These are O(n d) float32 products over d features, like
+        # the kernel entries themselves, instead of n² tile entries summed.
+        for k, model_rows in enumerate(rows):
+            row_sums[k] = model_rows @ model_rows.sum(dim=0)
+            if zero_diagonal:
+                row_sums[k] -= torch.linalg.vector_norm(model_rows, dim=1).double() ** 2
+        if spec.family == "rsa":
+            # (Centred features already give kernels of mean zero, linear CKA needs no shift.)
+            shift = (row_sums.sum(dim=1) / entries).float().double()
+            row_sums -= shift[:, None] * (n - 1 if zero_diagonal else n)
+    for rs, cs in _progress(tiles, len(tiles), f"{spec.name} tiles", progress):
+        diagonal = rs == cs
+        tile = buffer[: m * (rs.stop - rs.start) * (cs.stop - cs.start)].view(
+            m, rs.stop - rs.start, cs.stop - cs.start)
+        _kernel_tile(spec, rows, squared_norms, rs, cs, tile)
+        if diagonal and zero_diagonal:
             tile.diagonal(dim1=1, dim2=2).zero_()
-        weight = 1.0 if r == c else 2.0
-        raw_cross.addmm_(flat[:n_rows], flat.T, alpha=weight)
-        raw_self[n_rows:] += weight * torch.linalg.vector_norm(flat[n_rows:], dim=1) ** 2
-        row_sums[:, rs] += tile.sum(dim=2)
-        if r != c:
-            row_sums[:, cs] += tile.sum(dim=1)
+        if squared_norms is not None and rs.start == 0 and diagonal:
+            size = rs.stop * rs.stop - (rs.stop if zero_diagonal else 0)
+            shift = (tile.sum(dim=(1, 2), dtype=torch.float64) / max(size, 1)).float().double()
+        if spec.family == "rsa" or squared_norms is not None:
+            tile.sub_(shift.float()[:, None, None])
+            if diagonal and zero_diagonal:
+                tile.diagonal(dim1=1, dim2=2).zero_()
+        weight = 1.0 if diagonal else 2.0
+        cross, self_ = _tile_gram(tile, n_rows)
+        raw_cross.add_(cross, alpha=weight)
+        raw_self[n_rows:] += weight * self_
+        if squared_norms is not None:
+            # Float32 sums of one tile row (column), accumulated in float64.
+            row_sums[:, rs] += tile.sum(dim=2).double()
+            if not diagonal:
+                row_sums[:, cs] += tile.sum(dim=1).double()
     raw_self[:n_rows] = raw_cross.diagonal()
     totals = row_sums.sum(dim=1)
+    # Inner product of each unshifted kernel with itself, for the degeneracy check.
+    unshifted_self = raw_self + 2 * shift * totals + shift**2 * entries
     sum_dots = row_sums[:n_rows] @ row_sums.T
     sum_self = torch.sum(row_sums * row_sums, dim=1)
     if spec.family == "rsa":
@@ -369,23 +419,42 @@ def _tile_products(
         centred_cross = raw_cross - 2 / n * sum_dots + torch.outer(totals[:n_rows], totals) / n**2
         centred_self = raw_self - 2 / n * sum_self + totals**2 / n**2
     return _Products(centred_cross.cpu().numpy(), centred_self.cpu().numpy(),
-                     raw_self.cpu().numpy())
+                     unshifted_self.cpu().numpy())
 
 
-class _TileStatistics(NamedTuple):
-    """Per-model inputs of kernel tiles: float32 rows on the device (and squared norms, RBF)."""
+def _tile_gram(tile: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inner products of the models' entries of an (m, rows, columns) float32 tile, in float64.
 
-    rows: torch.Tensor
-    squared_norms: torch.Tensor | None
+    Returns the products of the first n_rows models with all models, (n_rows, m), and the
+    squared norms of the other models' entries. Each tile row gives one float32 product of
+    `columns` terms; the rows' products are summed in float64.
+    """
+    m = tile.shape[0]
+    pieces = tile.transpose(0, 1)
+    if 2 * n_rows >= m:
+        gram = torch.bmm(pieces, pieces.transpose(1, 2)).double().sum(dim=0)
+        return gram[:n_rows], gram.diagonal()[n_rows:]
+    cross = torch.bmm(pieces[:, :n_rows], pieces.transpose(1, 2)).double().sum(dim=0)
+    squares = torch.linalg.vector_norm(tile[n_rows:], dim=2) ** 2
+    return cross, squares.double().sum(dim=1)
 
 
-def _tile_statistics(spec: MetricSpec, x: np.ndarray, device: torch.device) -> _TileStatistics:
-    """Centred features (CKA) or standardised samples (RSA), ready for tile products."""
+def _tile_statistics(
+    spec: MetricSpec, xs: Sequence[np.ndarray], device: torch.device
+) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | None]:
+    """Centred features (CKA) or standardised samples (RSA) of all models as float32, stacked
+    (m, n, d) when all widths agree, and their squared norms (m, n) for the RBF kernel."""
     prepare = _standardised_samples if spec.family == "rsa" else _centred_features
-    rows32 = prepare(x).to(device)
+    if len({x.shape[1] for x in xs}) == 1:
+        rows: torch.Tensor | list[torch.Tensor] = torch.empty(
+            len(xs), *xs[0].shape, dtype=torch.float32, device=device)
+        for k, x in enumerate(xs):
+            rows[k] = prepare(x)
+    else:
+        rows = [prepare(x).to(device) for x in xs]
     if spec.kernel != "rbf":
-        return _TileStatistics(rows32, None)
-    return _TileStatistics(rows32, torch.sum(rows32.double() ** 2, dim=1).float())
+        return rows, None
+    return rows, torch.stack([torch.sum(r.double() ** 2, dim=1).float() for r in rows])
 
 
 def _centred_features(x: np.ndarray) -> torch.Tensor:
@@ -401,16 +470,28 @@ def _standardised_samples(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(centred.astype(np.float32))
 
 
-def _kernel_tile(spec: MetricSpec, stats: _TileStatistics, rs: slice, cs: slice) -> torch.Tensor:
-    """One tile of the model's kernel (CKA) or sample correlation matrix (RSA), float32."""
-    products = stats.rows[rs] @ stats.rows[cs].T
-    if spec.kernel != "rbf":
-        return products
-    distances = (stats.squared_norms[rs, None] + stats.squared_norms[None, cs]
-                 - 2 * products).clamp_min_(0)
+def _kernel_tile(
+    spec: MetricSpec,
+    rows: torch.Tensor | list[torch.Tensor],
+    squared_norms: torch.Tensor | None,
+    rs: slice,
+    cs: slice,
+    out: torch.Tensor,
+) -> None:
+    """One tile of every model's kernel (CKA) or sample correlation matrix (RSA) into `out`,
+    an (m, rows, columns) float32 array."""
+    if isinstance(rows, torch.Tensor):
+        torch.bmm(rows[:, rs], rows[:, cs].transpose(1, 2), out=out)
+    else:
+        for k, r in enumerate(rows):
+            torch.matmul(r[rs], r[cs].T, out=out[k])
+    if squared_norms is None:
+        return
+    distances = out.mul_(-2).add_(squared_norms[:, rs, None]).add_(squared_norms[:, None, cs])
+    distances.clamp_min_(0)
     if rs == cs:
-        distances.fill_diagonal_(0)
-    return torch.exp_(distances.mul_(-0.5 / spec.sigma**2))
+        distances.diagonal(dim1=1, dim2=2).zero_()
+    torch.exp_(distances.mul_(-0.5 / spec.sigma**2))
 
 
 def _rank_products(
