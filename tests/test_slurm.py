@@ -118,7 +118,11 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
         time.sleep(1)  # until Snakemake has seen two feature jobs finish: it deletes the outputs of running ones
     first.send_signal(signal.SIGINT)  # Ctrl-C: Snakemake scancels its jobs
     first.wait(timeout=300)
-    subprocess.run(["scancel", *queued_jobs(cluster)], check=False)  # whatever Ctrl-C left behind
+    if leftover := queued_jobs(cluster):
+        subprocess.run(["scancel", *leftover], check=True)  # whatever Ctrl-C left behind
+    deadline = time.monotonic() + 60
+    while queued_jobs(cluster) and time.monotonic() < deadline:
+        time.sleep(1)  # cancelled jobs pass through COMPLETING
     done = {path: path.stat().st_mtime_ns for path in features if path.exists()}
     assert 2 <= len(done) < 6 and not queued_jobs(cluster), first_log.read_text()[-5000:]
 
