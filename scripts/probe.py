@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from simcon.device import resolve_device
+from simcon.device import acquire_device
 from simcon.io import write_json
 from simcon.logs import job_log
 from simcon.probe import ProbeSettings, train_probe
@@ -12,7 +12,7 @@ with job_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     model_id, dataset_id, seed = snakemake.wildcards.model, snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
     settings = {key: tuple(value) if isinstance(value, list) else value for key, value in snakemake.params.settings.items()}
-    with np.load(snakemake.input[0]) as arrays:
+    with acquire_device(snakemake.params.device) as device, np.load(snakemake.input[0]) as arrays:
         result = train_probe(
             arrays["train"],
             arrays["train_labels"],
@@ -20,7 +20,7 @@ with job_log(snakemake.log[0]):
             arrays["test_labels"],
             seed=seed,
             settings=ProbeSettings(**settings),
-            device=str(resolve_device(snakemake.params.device)),
+            device=str(device),
             name=f"{model_id} on {dataset_id}",
             progress=True,
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simcon.device import resolve_device
+from simcon.device import acquire_device
 from simcon.io import atomic_path
 from simcon.logs import job_log
 from simcon.similarity import compute_similarity, to_long
@@ -18,14 +18,15 @@ with job_log(snakemake.log[0]):
     for model_id, path in zip(params.models, snakemake.input.features):
         with np.load(path) as arrays:
             features[model_id] = arrays["train"]
-    result = compute_similarity(
-        features,
-        snakemake.wildcards.metric,
-        device=str(resolve_device(params.device)),
-        cache_dir=params.cache,
-        context_key=hashlib.sha256(Path(snakemake.input.subset).read_bytes()).hexdigest(),
-        progress=True,
-    )
+    with acquire_device(params.device) as device:
+        result = compute_similarity(
+            features,
+            snakemake.wildcards.metric,
+            device=str(device),
+            cache_dir=params.cache,
+            context_key=hashlib.sha256(Path(snakemake.input.subset).read_bytes()).hexdigest(),
+            progress=True,
+        )
     print(f"{snakemake.wildcards.dataset}/{snakemake.wildcards.metric}: computed {result.computed_pairs} pairs")
     with atomic_path(snakemake.output.matrix) as tmp:
         result.matrix.to_csv(tmp, index_label="model")

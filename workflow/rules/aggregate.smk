@@ -1,3 +1,10 @@
+localrules:
+    performance,
+    similarity_figure,
+    consistency,
+    similarity_vs_performance,
+
+
 rule performance:
     input:
         expand(

@@ -11,6 +11,8 @@ rule features:
         batch_size=config["batch_size"],
         device=config["device"],
         normalize=config["normalize"],
+    resources:
+        gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
     log:
         "logs/features/{dataset}/{model}.log",
     conda:

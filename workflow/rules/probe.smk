@@ -6,6 +6,8 @@ rule probe:
     params:
         settings={key: value for key, value in config["probe"].items() if key != "seeds"},
         device=config["device"],
+    resources:
+        gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
     log:
         "logs/probe/{dataset}/{model}/seed{seed}.log",
     conda:

@@ -1,3 +1,7 @@
+localrules:
+    run_config,
+
+
 rule run_config:
     output:
         report(

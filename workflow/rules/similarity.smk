@@ -9,6 +9,8 @@ rule similarity:
         models=MODELS,
         device=config["device"],
         cache="results/cache/similarity/{dataset}/{metric}",
+    resources:
+        gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
     log:
         "logs/similarity/{dataset}/{metric}.log",
     conda:

@@ -1,0 +1,157 @@
+"""The SLURM profile on a real cluster: `snakemake --profile slurm` typed in the repository root.
+
+Skips where no SLURM cluster answers `sinfo`; fails instead when SIMCON_REQUIRE_SLURM=1 (CI, which
+starts a one-node cluster with .ci/slurm-up.sh). The test cluster has no GPU and no accounting
+database, hence SIMCON_SLURM_GPUS=0 and the squeue status command (see README, "Running on a cluster").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from test_workflow import TINY, job_counts, snakemake
+
+pytestmark = pytest.mark.slow
+
+TEST_CLUSTER_ARGS = [
+    "--slurm-status-command", "squeue",               # no slurmdbd: sacct knows no jobs
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--max-threads", "1",                             # two 1-CPU jobs at once on a 2-CPU node
+]
+FLAKY_SNAKEFILE = """
+rule all:
+    input: "flaky.txt", "broken.txt"
+
+rule flaky:  # fails on its first attempt only, after writing part of its output
+    output: "flaky.txt"
+    shell: "if [ -e first_attempt ]; then echo done > {output}; else touch first_attempt; echo partial > {output}; exit 1; fi"
+
+rule broken:  # fails on every attempt, after writing part of its output
+    output: "broken.txt"
+    shell: "echo partial > {output}; exit 1"
+"""
+
+
+def slurm_answers() -> bool:
+    """Whether a SLURM controller answers `sinfo`."""
+    try:
+        subprocess.run(["sinfo", "-h"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster() -> None:
+    if slurm_answers():
+        return
+    if os.environ.get("SIMCON_REQUIRE_SLURM") == "1":
+        pytest.fail("SIMCON_REQUIRE_SLURM=1 but no SLURM cluster answers sinfo (start one with .ci/slurm-up.sh)")
+    pytest.skip("no SLURM cluster answers sinfo")
+
+
+def slurm_command(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
+    """README's `snakemake --cores 8 --profile slurm`, run in `workdir`, keeping every SLURM job's log."""
+    return [sys.executable, "-m", "snakemake", "--cores", "8", "--profile", "slurm", "-s", str(snakefile),
+            "-d", str(workdir), *TEST_CLUSTER_ARGS, "--slurm-logdir", str(workdir / "slurm_logs"),
+            "--slurm-keep-successful-logs", *args]
+
+
+def slurm_env() -> dict[str, str]:
+    """This environment with GPU requests off unless the caller asked for them."""
+    return {"SIMCON_SLURM_GPUS": "0", **os.environ}
+
+
+def run_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+    """Run Snakemake through the slurm profile from the repository root, where `slurm` is the profile."""
+    return subprocess.run(slurm_command(workdir, *args, snakefile=snakefile), cwd=REPO, env=slurm_env(),
+                          capture_output=True, text=True, timeout=1200)
+
+
+def sbatch_jobs(workdir: Path) -> dict[str, int]:
+    """SLURM jobs per rule, counted from the logs that sbatch's --output wrote."""
+    return {folder.name.removeprefix("rule_"): len(list(folder.rglob("*.log")))
+            for folder in (workdir / "slurm_logs").iterdir()}
+
+
+def queued_jobs(workdir: Path) -> list[str]:
+    """Ids of the jobs of `workdir` that SLURM still has pending or running."""
+    listing = subprocess.run(["squeue", "-h", "-t", "PD,R,CG", "-o", "%i %Z"], check=True,
+                             capture_output=True, text=True).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.split()[1] == str(workdir)]
+
+
+def test_profile_resolves_from_the_repository_root():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "8", "--profile", "slurm"],
+                            cwd=REPO, env=slurm_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Using profiles slurm and workflow specific profile profiles/default" in result.stderr
+
+
+def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    local.mkdir()
+    cluster.mkdir()
+    reference = snakemake(local, TINY)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    config = cluster / "config.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    features = [cluster / f"results/features/{dataset}/{model}.npz" for dataset in TINY["datasets"] for model in TINY["models"]]
+    first_log = tmp_path / "first_run.log"
+    with first_log.open("w") as log:
+        first = subprocess.Popen(slurm_command(cluster, "--configfile", str(config)), cwd=REPO, env=slurm_env(),
+                                 stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while first_log.read_text().count("(Rule: features)") < 2 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(1)  # until Snakemake has seen two feature jobs finish: it deletes the outputs of running ones
+    first.send_signal(signal.SIGINT)  # Ctrl-C: Snakemake scancels its jobs
+    first.wait(timeout=300)
+    if leftover := queued_jobs(cluster):
+        subprocess.run(["scancel", *leftover], check=True)  # whatever Ctrl-C left behind
+    deadline = time.monotonic() + 60
+    while queued_jobs(cluster) and time.monotonic() < deadline:
+        time.sleep(1)  # cancelled jobs pass through COMPLETING
+    done = {path: path.stat().st_mtime_ns for path in features if path.exists()}
+    assert 2 <= len(done) < 6 and not queued_jobs(cluster), first_log.read_text()[-5000:]
+
+    rerun = run_slurm(cluster, "--configfile", str(config))
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    assert job_counts(rerun.stdout + rerun.stderr)["features"] == 6 - len(done)
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in done.items())
+
+    jobs = sbatch_jobs(cluster)
+    assert set(jobs) == {"subset", "features", "probe", "similarity"}  # the aggregates ran here (localrules)
+    assert jobs["features"] >= 6 and jobs["probe"] == 6 and jobs["similarity"] == 2
+    for dataset in TINY["datasets"]:
+        expected = pd.read_csv(local / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
+        actual = pd.read_csv(cluster / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
+        pd.testing.assert_frame_equal(actual, expected, rtol=0, atol=1e-6)
+    for probe in (local / "results/probes").rglob("*.json"):
+        expected = yaml.safe_load(probe.read_text())
+        actual = yaml.safe_load((cluster / probe.relative_to(local)).read_text())
+        assert actual["top1"] == pytest.approx(expected["top1"], abs=1e-9)
+    performance = [pd.read_csv(folder / "results/performance.csv") for folder in (local, cluster)]
+    np.testing.assert_allclose(performance[1]["top1"], performance[0]["top1"], atol=1e-9)
+
+
+def test_failed_job_is_retried_and_leaves_no_partial_output(tmp_path):
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(FLAKY_SNAKEFILE)
+    result = run_slurm(tmp_path, "--keep-going", snakefile=snakefile)
+    assert result.returncode != 0
+    assert (tmp_path / "flaky.txt").read_text() == "done\n"
+    assert not (tmp_path / "broken.txt").exists()
+    assert sbatch_jobs(tmp_path) == {"flaky": 2, "broken": 3}  # retries: 2 in profiles/slurm
+    assert "Error in rule broken" in result.stdout + result.stderr
