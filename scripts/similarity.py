@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from simcon.device import acquire_device
-from simcon.io import atomic_path
+from simcon.io import write_csv
 from simcon.logs import job_log
 from simcon.similarity import compute_similarity, to_long
 
@@ -28,7 +28,5 @@ with job_log(snakemake.log[0]):
             progress=True,
         )
     print(f"{snakemake.wildcards.dataset}/{snakemake.wildcards.metric}: computed {result.computed_pairs} pairs")
-    with atomic_path(snakemake.output.matrix) as tmp:
-        result.matrix.to_csv(tmp, index_label="model")
-    with atomic_path(snakemake.output.pairs) as tmp:
-        to_long(result.matrix).to_csv(tmp, index=False)
+    write_csv(snakemake.output.matrix, result.matrix, index=True, index_label="model")
+    write_csv(snakemake.output.pairs, to_long(result.matrix))

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from simcon import plots
-from simcon.io import atomic_path
+from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
 from simcon.performance import gap_correlation, similarity_vs_gap
 
@@ -11,9 +11,9 @@ with job_log(snakemake.log[0]):
     params = snakemake.params
     performance = pd.read_csv(snakemake.input.performance)
     pairs, correlations = {}, {}
-    for dataset, path in zip(params.datasets, snakemake.input.matrices):
+    for dataset, matrix in read_matrices(params.datasets, snakemake.input.matrices).items():
         top1 = performance[performance["dataset"] == dataset].set_index("model")["top1"]
-        pairs[dataset] = similarity_vs_gap(pd.read_csv(path, index_col=0), top1)
+        pairs[dataset] = similarity_vs_gap(matrix, top1)
         correlations[dataset] = gap_correlation(pairs[dataset])
     table = pd.concat(pairs, names=["dataset"]).reset_index(level=0)
     summary = pd.DataFrame(
@@ -24,9 +24,6 @@ with job_log(snakemake.log[0]):
             "n_pairs": [len(pairs[d]) for d in correlations],
         }
     )
-    with atomic_path(snakemake.output.pairs) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(snakemake.output.correlations) as tmp:
-        summary.to_csv(tmp, index=False)
-    with atomic_path(snakemake.output.figure) as tmp:
-        plots.similarity_vs_gap(pairs, correlations, snakemake.wildcards.metric).savefig(tmp, dpi=110, format="png")
+    write_csv(snakemake.output.pairs, table)
+    write_csv(snakemake.output.correlations, summary)
+    plots.save_png(plots.similarity_vs_gap(pairs, correlations, snakemake.wildcards.metric), snakemake.output.figure)

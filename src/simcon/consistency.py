@@ -46,8 +46,8 @@ def similarity_vector(matrix: pd.DataFrame, pairs: Sequence[tuple[str, str]]) ->
 
 
 def set_pairs(sets: Mapping[str, Mapping[str, Sequence[str]]]) -> list[tuple[str, str, str, str]]:
-    """(category, set A, set B) triples compared: every unordered pair of sets, self-pairs included, within a
-    category; anchors against every objective set. Returned as (category_a, set_a, category_b, set_b)."""
+    """The set pairs compared, as (category_a, set_a, category_b, set_b): every unordered pair of sets,
+    self-pairs included, within a category; anchors against every objective set."""
     triples = []
     for category, named in sets.items():
         if category == "anchor":

@@ -6,11 +6,12 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 @contextlib.contextmanager
@@ -47,3 +48,15 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
+
+
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv: Any) -> None:
+    """Write a DataFrame as CSV (without its index unless `to_csv` says otherwise), atomically."""
+    to_csv.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **to_csv)
+
+
+def read_matrices(datasets: Iterable[str], paths: Iterable[str | os.PathLike]) -> dict[str, pd.DataFrame]:
+    """Model-by-model similarity matrices keyed by dataset, from CSVs with model ids as index and header."""
+    return {dataset: pd.read_csv(path, index_col=0) for dataset, path in zip(datasets, paths)}

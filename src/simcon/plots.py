@@ -16,6 +16,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy.cluster.hierarchy import leaves_list, linkage  # noqa: E402
 from scipy.spatial.distance import squareform  # noqa: E402
 
+from simcon.io import atomic_path  # noqa: E402
+
 CATEGORY_TITLES = {"objective": "Training objective", "architecture": "Architecture", "data": "Training data", "size": "Model size"}
 
 
@@ -94,3 +96,10 @@ def similarity_vs_gap(pairs: Mapping[str, pd.DataFrame], correlations: Mapping[s
     figure.colorbar(points, ax=axes[: len(pairs)], label="better model's top-1")
     figure.suptitle("Similarity vs performance gap")
     return figure
+
+
+def save_png(figure: Figure, path: str) -> None:
+    """Write a figure as PNG, atomically, and release it."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
