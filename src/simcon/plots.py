@@ -20,6 +20,24 @@ from simcon.io import atomic_path  # noqa: E402
 
 CATEGORY_TITLES = {"objective": "Training objective", "architecture": "Architecture", "data": "Training data", "size": "Model size"}
 
+# One colour per label, the same in every figure; labels not listed get the next free colour of tab20.
+LABEL_COLOURS = {
+    "Sup": "#1f77b4", "SSL": "#2ca02c", "Img-Txt": "#d62728", "Untrained": "#7f7f7f",
+    "CNN": "#9467bd", "TX": "#ff7f0e",
+    "IN1k": "#17becf", "IN21k": "#8c564b", "Large": "#bcbd22", "XLarge": "#e377c2", "None": "#c7c7c7",
+    "small": "#aec7e8", "medium": "#6baed6", "large": "#2171b5", "xlarge": "#08306b",
+}
+
+
+def label_colours(labels: Sequence[str]) -> dict[str, str]:
+    """A colour for each label: LABEL_COLOURS where listed, else tab20 colours in the order of first appearance."""
+    spare = iter(c for c in plt.get_cmap("tab20").colors if matplotlib.colors.to_hex(c) not in LABEL_COLOURS.values())
+    colours: dict[str, str] = {}
+    for label in labels:
+        if label not in colours:
+            colours[label] = LABEL_COLOURS.get(label) or matplotlib.colors.to_hex(next(spare))
+    return colours
+
 
 def _grid(count: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
     columns = min(count, 4)
