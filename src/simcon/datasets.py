@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from simcon.scenes import SHAPES, draw_scene_of_shape
+
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -129,6 +131,7 @@ GENERATED_DOMAINS: dict[str, tuple[Callable[[np.random.Generator, int, int], np.
     "shapes": (_draw_shape, ["circle", "square", "triangle", "cross", "ring", "diamond"]),
     "textures": (_draw_texture, ["horizontal", "vertical", "diagonal", "checker", "dots", "noise"]),
     "cells": (_draw_cells, ["sparse", "dense_small", "elongated", "clustered"]),
+    "scenes": (draw_scene_of_shape, list(SHAPES)),  # the model zoo's training domain, labelled by shape
 }
 
 

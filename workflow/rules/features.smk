@@ -1,6 +1,7 @@
 rule features:
     input:
         subset="results/subsets/{dataset}.json",
+        checkpoint=model_checkpoint,
     output:
         "results/features/{dataset}/{model}.npz",
     params:

@@ -1,0 +1,30 @@
+"""The zoo's training summary with the in-domain probe check, and its similarity within vs across objectives."""
+
+import itertools
+
+import pandas as pd
+
+from simcon.io import read_json, write_csv
+from simcon.logs import job_log
+from simcon.zoo import objective_similarity, zoo_summary
+
+with job_log(snakemake.log[0]):
+    params = snakemake.params
+    members = {model: tuple(member) for model, member in params.members.items()}
+    summary = zoo_summary(
+        [read_json(path) for path in snakemake.input.histories],
+        members,
+        params.twins,
+        pd.read_csv(snakemake.input.performance),
+        params.in_domain,
+    )
+    print(summary.to_string())
+    write_csv(snakemake.output.summary, summary)
+    rows = []
+    pairs = itertools.product(params.datasets, params.metrics)
+    for (dataset, metric), path in zip(pairs, snakemake.input.matrices):
+        means = objective_similarity(pd.read_csv(path, index_col=0), members)
+        rows.append({"dataset": dataset, "metric": metric, **means})
+    table = pd.DataFrame(rows)
+    print(table.to_string())
+    write_csv(snakemake.output.objective_similarity, table)
