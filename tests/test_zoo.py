@@ -140,10 +140,14 @@ def trained_state(spec: dict, objective: str, scenes: Scenes, seed: int) -> dict
 
 @pytest.mark.parametrize("spec,objective", [(CNN, "Img-Txt"), (VIT, "SSL"), (CNN, "Sup")])
 def test_training_is_deterministic_for_a_fixed_seed(tiny_scenes, spec, objective):
-    torch.use_deterministic_algorithms(True)
-    first = trained_state(spec, objective, tiny_scenes, seed=0)
-    second = trained_state(spec, objective, tiny_scenes, seed=0)
-    other = trained_state(spec, objective, tiny_scenes, seed=1)
+    enabled = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # as the train_zoo job does
+    try:
+        first = trained_state(spec, objective, tiny_scenes, seed=0)
+        second = trained_state(spec, objective, tiny_scenes, seed=0)
+        other = trained_state(spec, objective, tiny_scenes, seed=1)
+    finally:
+        torch.use_deterministic_algorithms(enabled)
     assert all(torch.equal(first[name], second[name]) for name in first)
     assert not all(torch.equal(first[name], other[name]) for name in first)
     untrained = build_backbone(spec["name"], spec["kwargs"], 0).state_dict()
