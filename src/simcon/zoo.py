@@ -165,7 +165,8 @@ HEADS: dict[str, type[nn.Module]] = {"Sup": SupervisedHead, "SSL": SimCLRHead, "
 
 
 def build_backbone(name: str, kwargs: Mapping[str, Any], seed: int) -> nn.Module:
-    """The timm architecture `name` with `kwargs` and no classifier (num_classes=0), initialised from `seed`."""
+    """The timm architecture `name` with `kwargs` and no classifier (num_classes=0), initialised from `seed`;
+    its output, of width `num_features`, is the representation."""
     import timm
 
     if not timm.is_model(name):
@@ -212,10 +213,8 @@ def train(
     images = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 255
     labels = torch.from_numpy(scenes.attributes["shape"])
     tokens = torch.from_numpy(scenes.tokens)
-    with torch.no_grad():
-        feature_dim = backbone(normalise(images[:2])).shape[1]
     torch.manual_seed(seed)
-    head = HEADS[objective](feature_dim, settings)
+    head = HEADS[objective](backbone.num_features, settings)
     parameters = [*backbone.parameters(), *head.parameters()]
     optimiser = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     data_order = torch.Generator().manual_seed(seed)
