@@ -22,4 +22,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         final_outputs(),
+        zoo_outputs(),
     default_target: True

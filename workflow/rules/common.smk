@@ -49,16 +49,6 @@ def model_metadata():
     return {model: config["models"][model]["metadata"] for model in MODELS}
 
 
-def model_checkpoint(wildcards):
-    """The checkpoint the workflow trains for a zoo model; nothing for any other model."""
-    return [ZOO_CHECKPOINT.format(model=wildcards.model)] if wildcards.model in ZOO_MEMBERS else []
-
-
-def zoo_outputs():
-    """The zoo's summary tables, if the config has a zoo."""
-    return ["results/zoo/summary.csv", "results/zoo/objective_similarity.csv"] if ZOO else []
-
-
 def final_outputs():
     """Every table and figure of the default target."""
     return [
@@ -69,5 +59,14 @@ def final_outputs():
         *expand("results/figures/{metric}/similarity_matrices.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_by_category.png", metric=METRICS),
         *expand("results/figures/{metric}/similarity_vs_gap.png", metric=METRICS),
-        *zoo_outputs(),
     ]
+
+
+def model_checkpoint(wildcards):
+    """The checkpoint the workflow trains for a zoo model; nothing for any other model."""
+    return [ZOO_CHECKPOINT.format(model=wildcards.model)] if wildcards.model in ZOO_MEMBERS else []
+
+
+def zoo_outputs():
+    """The zoo's summary tables, if the config has a zoo."""
+    return ["results/zoo/summary.csv", "results/zoo/objective_similarity.csv"] if ZOO else []
