@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -16,8 +17,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy.cluster.hierarchy import leaves_list, linkage  # noqa: E402
 from scipy.spatial.distance import squareform  # noqa: E402
 
+from simcon.consistency import CATEGORIES  # noqa: E402
 from simcon.io import atomic_path  # noqa: E402
 
+GRID_COLUMNS = 4  # panels per row of multi-panel figures
 CATEGORY_TITLES = {"objective": "Training objective", "architecture": "Architecture", "data": "Training data", "size": "Model size"}
 
 # One colour per label, the same in every figure; labels not listed get the next free colour of tab20.
@@ -40,7 +43,7 @@ def label_colours(labels: Sequence[str]) -> dict[str, str]:
 
 
 def _grid(count: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
-    columns = min(count, 4)
+    columns = min(count, GRID_COLUMNS)
     rows = math.ceil(count / columns)
     figure, axes = plt.subplots(
         rows, columns, figsize=(width * columns, height * rows), squeeze=False, layout="constrained"
@@ -62,22 +65,180 @@ def cluster_order(matrices: Sequence[pd.DataFrame]) -> list[str]:
     return [names[i] for i in order]
 
 
-def similarity_matrices(matrices: Mapping[str, pd.DataFrame], metric: str) -> Figure:
-    """One heatmap per dataset plus the mean and std across datasets, models in clustering order."""
+# Metadata columns shown as colour strips and t-SNE colourings, with their titles.
+METADATA_COLUMNS = {CATEGORIES[category]: title for category, title in CATEGORY_TITLES.items()}
+MAX_TICK_LABELS = 40  # above this many models, matrices show colour strips instead of model names
+
+
+def _category_strips(axis, models: Sequence[str], metadata: pd.DataFrame | None, named: bool) -> None:
+    """Thin rows of metadata colours above a heatmap, one per metadata column; `named` writes their titles."""
+    if metadata is None:
+        return
+    columns = [c for c in METADATA_COLUMNS if c in metadata.columns]
+    rgb = np.array(
+        [[matplotlib.colors.to_rgb(label_colours(list(metadata[c].astype(str)))[str(metadata.at[m, c])]) for m in models]
+         for c in columns]
+    )
+    strip = axis.inset_axes([0.0, 1.01, 1.0, 0.045 * len(columns)])
+    strip.imshow(rgb, aspect="auto", interpolation="nearest")
+    strip.set_xticks([])
+    strip.set_yticks(range(len(columns)), [METADATA_COLUMNS[c] for c in columns] if named else [], fontsize=6)
+
+
+def _metadata_legend(figure: Figure, metadata: pd.DataFrame) -> None:
+    """One legend row per metadata column, below the figure."""
+    handles = []
+    for column, title in METADATA_COLUMNS.items():
+        if column in metadata.columns:
+            colours = label_colours(list(metadata[column].astype(str)))
+            handles.append(matplotlib.patches.Patch(color="none", label=f"{title}:"))
+            handles += [matplotlib.patches.Patch(color=colour, label=label) for label, colour in colours.items()]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8, frameon=False)
+
+
+def similarity_matrices(
+    matrices: Mapping[str, pd.DataFrame], metric: str, metadata: pd.DataFrame | None = None
+) -> tuple[Figure, pd.DataFrame]:
+    """One heatmap per dataset plus the mean and the std (ddof=0) across datasets, models in clustering order,
+    with metadata colour strips above each heatmap. Returns the figure and its data (panel, model_a, model_b, value)."""
     order = cluster_order(list(matrices.values()))
     panels = {name: m.loc[order, order] for name, m in matrices.items()}
     stacked = np.stack([m.to_numpy() for m in panels.values()])
-    panels["mean"] = pd.DataFrame(stacked.mean(0), index=order, columns=order)
-    panels["std"] = pd.DataFrame(stacked.std(0), index=order, columns=order)
-    size = max(3.2, 0.22 * len(order) + 1.5)
-    figure, axes = _grid(len(panels), size, size)
-    for axis, (name, matrix) in zip(axes, panels.items()):
-        image = axis.imshow(matrix.to_numpy(), cmap="viridis" if name != "std" else "magma")
-        axis.set_title(name, fontsize=10)
-        axis.set_xticks(range(len(order)), order, rotation=90, fontsize=7)
-        axis.set_yticks(range(len(order)), order, fontsize=7)
-        figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
-    figure.suptitle(f"Pairwise model similarity ({metric})")
+    panels["mean over datasets"] = pd.DataFrame(stacked.mean(0), index=order, columns=order)
+    panels["std over datasets"] = pd.DataFrame(stacked.std(0), index=order, columns=order)
+    similarity_range = (min(0.0, float(stacked.min())), max(1.0, float(stacked.max())))
+    figure, axes = _grid(len(panels), 3.4, 3.6)
+    labelled = len(order) <= MAX_TICK_LABELS
+    for index, (axis, (name, matrix)) in enumerate(zip(axes, panels.items())):
+        is_std = name == "std over datasets"
+        vmin, vmax = (0.0, float(matrix.to_numpy().max()) or 1.0) if is_std else similarity_range
+        image = axis.imshow(matrix.to_numpy(), cmap="magma" if is_std else "viridis", vmin=vmin, vmax=vmax)
+        axis.set_title(name, fontsize=10, pad=4 + 16 * (metadata is not None))
+        ticks = range(len(order)) if labelled else []
+        fontsize = max(4.0, min(7.0, 220 / max(len(order), 1)))
+        axis.set_xticks(ticks, order if labelled else [], rotation=90, fontsize=fontsize)
+        axis.set_yticks(ticks, order if labelled else [], fontsize=fontsize)
+        _category_strips(axis, order, metadata.loc[order] if metadata is not None else None, named=index % GRID_COLUMNS == 0)
+        if is_std or name == "mean over datasets" or axis is axes[0]:
+            figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="std" if is_std else metric)
+    if metadata is not None:
+        _metadata_legend(figure, metadata)
+    figure.suptitle(f"Pairwise model similarity ({metric}), models ordered by clustering of the mean")
+    data = pd.concat(
+        [m.rename_axis(index="model_a", columns="model_b").stack().rename("value").reset_index().assign(panel=name)
+         for name, m in panels.items()],
+        ignore_index=True,
+    )[["panel", "model_a", "model_b", "value"]]
+    return figure, data
+
+
+def mean_vs_std(table: pd.DataFrame, metric: str) -> Figure:
+    """Scatter of each model pair's mean against its std across datasets, one panel per transform in `table`
+    (columns transform, mean, std)."""
+    transforms = list(dict.fromkeys(table["transform"]))
+    figure, axes = _grid(len(transforms), 3.8, 3.4)
+    for axis, transform in zip(axes, transforms):
+        rows = table[table["transform"] == transform]
+        axis.scatter(rows["mean"], rows["std"], s=14, alpha=0.7, color="#1f77b4", linewidths=0)
+        label = metric if transform == "identity" else f"{transform}({metric})"
+        axis.set_xlabel(f"mean of {label}", fontsize=8)
+        axis.set_ylabel(f"std of {label}", fontsize=8)
+        axis.set_title(transform, fontsize=10)
+    figure.suptitle(f"Mean vs std of each model pair's similarity across datasets ({metric})")
+    return figure
+
+
+def metric_agreement(pairs: pd.DataFrame, correlations: pd.DataFrame) -> Figure:
+    """Each model pair's mean similarity under every other metric against the reference metric, with Pearson r;
+    a metric without data gets a panel that says why."""
+    figure, axes = _grid(max(len(correlations), 1), 3.8, 3.4)
+    if correlations.empty:
+        axes[0].text(0.5, 0.5, "only one metric configured:\nnothing to compare", ha="center", va="center")
+        axes[0].set_axis_off()
+    for axis, row in zip(axes, correlations.itertuples()):
+        if row.note:
+            axis.text(0.5, 0.5, f"{row.metric}:\n{row.note}", ha="center", va="center", fontsize=9, wrap=True)
+            axis.set_axis_off()
+            continue
+        axis.scatter(pairs[row.reference], pairs[row.metric], s=14, alpha=0.7, color="#2ca02c", linewidths=0)
+        axis.set_xlabel(f"mean {row.reference}", fontsize=8)
+        axis.set_ylabel(f"mean {row.metric}", fontsize=8)
+        axis.set_title(f"r = {row.r:.2f}", fontsize=10)
+    figure.suptitle("Mean similarity across datasets: other metrics vs the reference")
+    return figure
+
+
+def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> Figure:
+    """t-SNE embeddings of the models, one row per dataset and one column per metadata category, coloured by label."""
+    datasets = list(dict.fromkeys(embedding["dataset"]))
+    columns = [c for c in METADATA_COLUMNS if c in metadata.columns]
+    figure, axes = plt.subplots(
+        len(datasets), len(columns), figsize=(2.6 * len(columns), 2.4 * len(datasets) + 1.0),
+        squeeze=False, layout="constrained",
+    )
+    for j, column in enumerate(columns):
+        colours = label_colours(list(metadata[column].astype(str)))
+        for i, dataset in enumerate(datasets):
+            axis = axes[i, j]
+            rows = embedding[embedding["dataset"] == dataset]
+            labels = metadata.loc[rows["model"], column].astype(str).to_numpy()
+            for label, colour in colours.items():
+                chosen = labels == label
+                axis.scatter(rows["x"][chosen], rows["y"][chosen], s=22, color=colour, label=label, alpha=0.85, linewidths=0)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if j == 0:
+                axis.set_ylabel(dataset, fontsize=9)
+            if i == 0:
+                axis.set_title(METADATA_COLUMNS[column], fontsize=10)
+                axis.legend(fontsize=6, loc="best", frameon=False, markerscale=0.8)
+    perplexity = embedding["perplexity"].iloc[0]
+    figure.suptitle(f"t-SNE of the models from each dataset's similarities ({metric}, perplexity {perplexity:g})")
+    return figure
+
+
+def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metric: str) -> Figure:
+    """Per dataset pair, each model pair's similarity on A against B: top row all pairs with Pearson r, bottom row
+    coloured by within-objective group (grey: pairs across objectives)."""
+    count = max(len(correlations), 1)
+    figure, axes = plt.subplots(2, count, figsize=(3.4 * count, 6.6), squeeze=False, layout="constrained")
+    groups = [g for g in dict.fromkeys(points["group"]) if g != "between objectives"]
+    colours = label_colours(groups)
+    for j, row in enumerate(correlations.itertuples()):
+        rows = points[(points["dataset_a"] == row.dataset_a) & (points["dataset_b"] == row.dataset_b)]
+        top, bottom = axes[0, j], axes[1, j]
+        top.scatter(rows["similarity_a"], rows["similarity_b"], s=14, alpha=0.7, color="#1f77b4", linewidths=0)
+        top.set_title(f"{row.dataset_a} vs {row.dataset_b}\n(r = {row.r:.2f})", fontsize=9)
+        between = rows[rows["group"] == "between objectives"]
+        bottom.scatter(between["similarity_a"], between["similarity_b"], s=12, color="0.8", label="between objectives", linewidths=0)
+        for group, colour in colours.items():
+            within = rows[rows["group"] == group]
+            bottom.scatter(within["similarity_a"], within["similarity_b"], s=16, color=colour, label=f"within {group}", linewidths=0)
+        for axis in (top, bottom):
+            axis.set_xlabel(f"{metric} on {row.dataset_a}", fontsize=8)
+            axis.set_ylabel(f"{metric} on {row.dataset_b}", fontsize=8)
+    axes[1, 0].legend(fontsize=7, frameon=False)
+    figure.suptitle("Model-pair similarities on two datasets")
+    return figure
+
+
+def sample_size_differences(differences: pd.DataFrame, dataset: str, note: str = "") -> Figure:
+    """Box plots of the absolute change in model-pair similarity between consecutive samples per class,
+    one panel per metric; `note` is printed on the figure (e.g. sample sizes left out)."""
+    metrics = list(dict.fromkeys(differences["metric"]))
+    figure, axes = _grid(max(len(metrics), 1), 4.2, 3.4)
+    if not metrics:
+        axes[0].text(0.5, 0.5, note or "no sample sizes to compare", ha="center", va="center", wrap=True)
+        axes[0].set_axis_off()
+    for axis, metric in zip(axes, metrics):
+        rows = differences[differences["metric"] == metric]
+        steps = {f"{a}→{b}": g["abs_difference"].to_numpy() for (a, b), g in rows.groupby(["k_from", "k_to"], sort=True)}
+        axis.boxplot(list(steps.values()), tick_labels=list(steps))
+        axis.set_title(metric, fontsize=10)
+        axis.set_xlabel("samples per class", fontsize=8)
+        axis.set_ylabel("|Δ similarity|", fontsize=8)
+        axis.tick_params(labelsize=8)
+    figure.suptitle(f"Change of model-pair similarity with samples per class ({dataset})" + (f"\n{note}" if note and metrics else ""))
     return figure
 
 

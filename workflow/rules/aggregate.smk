@@ -1,6 +1,5 @@
 localrules:
     performance,
-    similarity_figure,
     consistency,
     similarity_vs_performance,
 
@@ -26,27 +25,6 @@ rule performance:
         "../../envs/simcon.yaml"
     script:
         "../../scripts/performance.py"
-
-
-rule similarity_figure:
-    input:
-        metric_matrices,
-    output:
-        report(
-            "results/figures/{metric}/similarity_matrices.png",
-            caption="../report/similarity_matrices.rst",
-            category="Similarity",
-            subcategory="{metric}",
-            labels={"figure": "similarity matrices", "metric": "{metric}"},
-        ),
-    params:
-        datasets=DATASETS,
-    log:
-        "logs/similarity_figure/{metric}.log",
-    conda:
-        "../../envs/simcon.yaml"
-    script:
-        "../../scripts/similarity_figure.py"
 
 
 rule consistency:

@@ -48,7 +48,7 @@ def final_outputs():
         "results/performance.csv",
         *expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=METRICS),
         *expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
-        *expand("results/figures/{metric}/similarity_matrices.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_by_category.png", metric=METRICS),
         *expand("results/figures/{metric}/similarity_vs_gap.png", metric=METRICS),
+        *structure_outputs(),
     ]

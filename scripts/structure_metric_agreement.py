@@ -1,0 +1,20 @@
+"""Fig. 3 (centre, right): mean similarity across datasets under each metric vs the reference metric."""
+
+from simcon import plots
+from simcon.io import read_matrices, write_csv
+from simcon.logs import job_log
+from simcon.structure import PAPER_METRICS, mean_matrix, metric_agreement
+
+with job_log(snakemake.log[0]):
+    params = snakemake.params
+    datasets = list(params.datasets)
+    paths = list(snakemake.input)  # metric-major: every dataset of the first metric, then the next metric
+    means = {
+        metric: mean_matrix(read_matrices(datasets, paths[i * len(datasets) : (i + 1) * len(datasets)]))
+        for i, metric in enumerate(params.metrics)
+    }
+    pairs, correlations = metric_agreement(means, params.reference, PAPER_METRICS)
+    print(correlations.to_string(index=False))
+    write_csv(snakemake.output.data, pairs)
+    write_csv(snakemake.output.correlations, correlations)
+    plots.save_png(plots.metric_agreement(pairs, correlations), snakemake.output.figure)

@@ -1,0 +1,287 @@
+# Structure of the similarity matrices across datasets and metrics: paper Figs. 2-5, App. C and D, Sec. 4.4's headline.
+from simcon.structure import check_settings, reference_metric
+
+STRUCTURE = config["structure"]
+check_settings(STRUCTURE, DATASETS)
+STRUCTURE_DATASETS = STRUCTURE["sample_size"]["datasets"] or DATASETS
+PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
+
+
+localrules:
+    similarity_figure,
+    mean_vs_std,
+    metric_agreement,
+    tsne,
+    dataset_pairs,
+    headline_consistency,
+    sample_size_datasets,
+
+
+def structure_outputs():
+    """The tables and figures of this stage."""
+    per_metric = ["similarity_matrices.png", "mean_vs_std.png", "tsne.png", "dataset_pairs.png"]
+    return [
+        *expand("results/figures/{metric}/{name}", metric=METRICS, name=per_metric),
+        "results/figures/metric_agreement.png",
+        "results/figures/headline_consistency.csv",
+        *expand("results/figures/sample_size/{dataset}.png", dataset=STRUCTURE_DATASETS),
+        *(["results/figures/sample_size/per_k_datasets.png"] if PER_K_DATASETS else []),
+    ]
+
+
+rule similarity_figure:
+    input:
+        metric_matrices,
+    output:
+        figure=report(
+            "results/figures/{metric}/similarity_matrices.png",
+            caption="../report/similarity_matrices.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="{metric}",
+            labels={"figure": "Fig. 2 similarity matrices", "metric": "{metric}"},
+        ),
+        data=report(
+            "results/figures/{metric}/similarity_matrices.csv",
+            caption="../report/similarity_matrices_data.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="{metric}",
+            labels={"table": "Fig. 2 data", "metric": "{metric}"},
+        ),
+    params:
+        datasets=DATASETS,
+        metadata=model_metadata(),
+    log:
+        "logs/similarity_figure/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/similarity_figure.py"
+
+
+rule mean_vs_std:
+    input:
+        metric_matrices,
+    output:
+        figure=report(
+            "results/figures/{metric}/mean_vs_std.png",
+            caption="../report/mean_vs_std.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="{metric}",
+            labels={"figure": "Fig. 3 mean vs std", "metric": "{metric}"},
+        ),
+        transformed=report(
+            "results/figures/{metric}/mean_vs_std_transformed.png",
+            caption="../report/mean_vs_std_transformed.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="{metric}",
+            labels={"figure": "App. D arccos and tan", "metric": "{metric}"},
+        ),
+        data=report(
+            "results/figures/{metric}/mean_vs_std.csv",
+            caption="../report/mean_vs_std_data.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="{metric}",
+            labels={"table": "Fig. 3 and App. D data", "metric": "{metric}"},
+        ),
+    params:
+        datasets=DATASETS,
+    log:
+        "logs/mean_vs_std/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/structure_mean_vs_std.py"
+
+
+rule metric_agreement:
+    input:
+        expand("results/similarity/{dataset}/{metric}.csv", metric=METRICS, dataset=DATASETS),
+    output:
+        figure=report(
+            "results/figures/metric_agreement.png",
+            caption="../report/metric_agreement.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="all metrics",
+            labels={"figure": "Fig. 3 metrics vs reference"},
+        ),
+        data=report(
+            "results/figures/metric_agreement.csv",
+            caption="../report/metric_agreement_data.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="all metrics",
+            labels={"table": "Fig. 3 mean similarity per metric"},
+        ),
+        correlations=report(
+            "results/figures/metric_agreement_r.csv",
+            caption="../report/metric_agreement_r.rst",
+            category="4.2 Similarity across datasets",
+            subcategory="all metrics",
+            labels={"table": "Fig. 3 Pearson r per metric"},
+        ),
+    params:
+        datasets=DATASETS,
+        metrics=METRICS,
+        reference=reference_metric(METRICS),
+    log:
+        "logs/metric_agreement.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/structure_metric_agreement.py"
+
+
+rule tsne:
+    input:
+        metric_matrices,
+    output:
+        figure=report(
+            "results/figures/{metric}/tsne.png",
+            caption="../report/tsne.rst",
+            category="4.3 Clusters by model category",
+            subcategory="{metric}",
+            labels={"figure": "Fig. 4 t-SNE", "metric": "{metric}"},
+        ),
+        data=report(
+            "results/figures/{metric}/tsne.csv",
+            caption="../report/tsne_data.rst",
+            category="4.3 Clusters by model category",
+            subcategory="{metric}",
+            labels={"table": "Fig. 4 data", "metric": "{metric}"},
+        ),
+    params:
+        datasets=DATASETS,
+        shown=STRUCTURE["tsne_datasets"] or DATASETS,
+        metadata=model_metadata(),
+    log:
+        "logs/tsne/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/structure_tsne.py"
+
+
+rule dataset_pairs:
+    input:
+        metric_matrices,
+    output:
+        figure=report(
+            "results/figures/{metric}/dataset_pairs.png",
+            caption="../report/dataset_pairs.rst",
+            category="4.4 Consistency across datasets",
+            subcategory="{metric}",
+            labels={"figure": "Fig. 5 dataset pairs", "metric": "{metric}"},
+        ),
+        data=report(
+            "results/figures/{metric}/dataset_pairs.csv",
+            caption="../report/dataset_pairs_data.rst",
+            category="4.4 Consistency across datasets",
+            subcategory="{metric}",
+            labels={"table": "Fig. 5 data", "metric": "{metric}"},
+        ),
+        correlations=report(
+            "results/figures/{metric}/dataset_pairs_r.csv",
+            caption="../report/dataset_pairs_r.rst",
+            category="4.4 Consistency across datasets",
+            subcategory="{metric}",
+            labels={"table": "Fig. 5 Pearson r", "metric": "{metric}"},
+        ),
+    params:
+        datasets=DATASETS,
+        dataset_pairs=STRUCTURE["dataset_pairs"],
+        objective={model: config["models"][model]["metadata"]["objective"] for model in MODELS},
+    log:
+        "logs/dataset_pairs/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/structure_dataset_pairs.py"
+
+
+rule headline_consistency:
+    input:
+        expand("results/similarity/{dataset}/{metric}.csv", metric=METRICS, dataset=DATASETS),
+    output:
+        report(
+            "results/figures/headline_consistency.csv",
+            caption="../report/headline_consistency.rst",
+            category="4.4 Consistency across datasets",
+            subcategory="all metrics",
+            labels={"table": "Sec. 4.4 mean and std of rho"},
+        ),
+    params:
+        datasets=DATASETS,
+        metrics=METRICS,
+    log:
+        "logs/headline_consistency.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/structure_headline.py"
+
+
+rule sample_size:
+    input:
+        dataset_features,
+    output:
+        figure=report(
+            "results/figures/sample_size/{dataset}.png",
+            caption="../report/sample_size.rst",
+            category="Appendix",
+            subcategory="App. C sample size",
+            labels={"figure": "App. C samples per class", "dataset": "{dataset}"},
+        ),
+        similarities="results/figures/sample_size/{dataset}.similarities.csv",
+        data=report(
+            "results/figures/sample_size/{dataset}.csv",
+            caption="../report/sample_size_data.rst",
+            category="Appendix",
+            subcategory="App. C sample size",
+            labels={"table": "App. C data", "dataset": "{dataset}"},
+        ),
+    params:
+        models=MODELS,
+        metrics=METRICS,
+        samples_per_class=STRUCTURE["sample_size"]["samples_per_class"],
+        seed=config["subset_seed"],
+        device=config["device"],
+    resources:
+        gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
+    log:
+        "logs/sample_size/{dataset}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/structure_sample_size.py"
+
+
+rule sample_size_datasets:
+    input:
+        expand(
+            "results/similarity/{dataset}/{metric}.csv",
+            dataset=[entry["dataset"] for entry in PER_K_DATASETS],
+            metric=METRICS,
+        ),
+    output:
+        figure=report(
+            "results/figures/sample_size/per_k_datasets.png",
+            caption="../report/sample_size_datasets.rst",
+            category="Appendix",
+            subcategory="App. C sample size",
+            labels={"figure": "App. C per-k datasets", "dataset": "per-k datasets"},
+        ),
+        data=report(
+            "results/figures/sample_size/per_k_datasets.csv",
+            caption="../report/sample_size_data.rst",
+            category="Appendix",
+            subcategory="App. C sample size",
+            labels={"table": "App. C data", "dataset": "per-k datasets"},
+        ),
+    params:
+        per_k_datasets=PER_K_DATASETS,
+        metrics=METRICS,
+    log:
+        "logs/sample_size_datasets.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/structure_sample_size_datasets.py"
