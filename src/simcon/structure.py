@@ -210,7 +210,7 @@ def per_class_subset(labels: np.ndarray, samples_per_class: int, seed: int) -> n
     classes, counts = np.unique(labels, return_counts=True)
     if samples_per_class > counts.min():
         raise ValueError(
-            f"{samples_per_class} samples per class requested, but class {classes[counts.argmin()]!r} has {counts.min()}"
+            f"{samples_per_class} samples per class requested, but class {classes[counts.argmin()].item()!r} has {counts.min()}"
         )
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:samples_per_class] for c in classes]
