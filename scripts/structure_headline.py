@@ -2,6 +2,7 @@
 
 from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
+from simcon.report import write_table_html
 from simcon.structure import headline
 
 with job_log(snakemake.log[0]):
@@ -15,4 +16,5 @@ with job_log(snakemake.log[0]):
         }
     )
     print(table.to_string(index=False))
-    write_csv(snakemake.output[0], table)
+    write_csv(snakemake.output.table, table)
+    write_table_html(snakemake.output.table_html, table, "Consistency over all dataset pairs, all models (Sec. 4.4)")

@@ -3,6 +3,7 @@
 from simcon import plots
 from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
+from simcon.report import write_table_html
 from simcon.structure import PAPER_METRICS, mean_matrix, metric_agreement
 
 with job_log(snakemake.log[0]):
@@ -17,4 +18,5 @@ with job_log(snakemake.log[0]):
     print(correlations.to_string(index=False))
     write_csv(snakemake.output.data, pairs)
     write_csv(snakemake.output.correlations, correlations)
+    write_table_html(snakemake.output.correlations_html, correlations, "Mean similarity: Pearson r with the reference metric")
     plots.save_png(plots.metric_agreement(pairs, correlations), snakemake.output.figure)

@@ -79,7 +79,7 @@ def _category_strips(axis, models: Sequence[str], metadata: pd.DataFrame | None,
         [[matplotlib.colors.to_rgb(label_colours(list(metadata[c].astype(str)))[str(metadata.at[m, c])]) for m in models]
          for c in columns]
     )
-    strip = axis.inset_axes([0.0, 1.01, 1.0, 0.045 * len(columns)])
+    strip = axis.inset_axes([0.0, 1.01, 1.0, 0.06 * len(columns)])
     strip.imshow(rgb, aspect="auto", interpolation="nearest")
     strip.set_xticks([])
     strip.set_yticks(range(len(columns)), [METADATA_COLUMNS[c] for c in columns] if named else [], fontsize=6)

@@ -111,8 +111,9 @@ rule metric_agreement:
             subcategory="all metrics",
             labels={"table": "Fig. 3 mean similarity per metric"},
         ),
-        correlations=report(
-            "results/figures/metric_agreement_r.csv",
+        correlations="results/figures/metric_agreement_r.csv",
+        correlations_html=report(
+            "results/figures/metric_agreement_r.html",
             caption="../report/metric_agreement_r.rst",
             category="4.2 Similarity across datasets",
             subcategory="all metrics",
@@ -178,8 +179,9 @@ rule dataset_pairs:
             subcategory="{metric}",
             labels={"table": "Fig. 5 data", "metric": "{metric}"},
         ),
-        correlations=report(
-            "results/figures/{metric}/dataset_pairs_r.csv",
+        correlations="results/figures/{metric}/dataset_pairs_r.csv",
+        correlations_html=report(
+            "results/figures/{metric}/dataset_pairs_r.html",
             caption="../report/dataset_pairs_r.rst",
             category="4.4 Consistency across datasets",
             subcategory="{metric}",
@@ -201,8 +203,9 @@ rule headline_consistency:
     input:
         expand("results/similarity/{dataset}/{metric}.csv", metric=METRICS, dataset=DATASETS),
     output:
-        report(
-            "results/figures/headline_consistency.csv",
+        table="results/figures/headline_consistency.csv",
+        table_html=report(
+            "results/figures/headline_consistency.html",
             caption="../report/headline_consistency.rst",
             category="4.4 Consistency across datasets",
             subcategory="all metrics",
