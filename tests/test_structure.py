@@ -167,6 +167,8 @@ def test_similarity_by_sample_size_at_full_size_equals_the_full_similarity():
     table, skipped = structure.similarity_by_sample_size(features, labels, [2, 6, 9], ["cka_linear_unbiased"], seed=0)
     assert skipped == [9]
     assert sorted(table["samples_per_class"].unique()) == [2, 6]
+    _, too_few = structure.similarity_by_sample_size(features, labels, [1, 2], ["cka_linear_unbiased"], seed=0)
+    assert too_few == [1]  # 2 samples: unbiased CKA needs 4
     full = compute_similarity(features, "cka_linear_unbiased").matrix
     at_six = table[table["samples_per_class"] == 6].set_index(["model_a", "model_b"])["similarity"]
     assert at_six[("a", "c")] == pytest.approx(full.loc["a", "c"], abs=1e-9)

@@ -15,7 +15,7 @@ from scipy import stats
 from sklearn.manifold import TSNE
 
 from simcon.consistency import consistency
-from simcon.similarity import compute_similarity, to_long
+from simcon.similarity import compute_similarity, get_metric, to_long
 
 # Transforms of Appendix D: both stretch the range near the upper bound 1 of CKA.
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -229,10 +229,11 @@ def similarity_by_sample_size(
     k samples per class for each k in `samples_per_class` (the analogue of Appendix C on one dataset).
 
     Returns (similarities, skipped): similarities has metric, samples_per_class, model_a, model_b,
-    similarity; skipped lists the k larger than the smallest class.
+    similarity; skipped lists the k larger than the smallest class, or too few samples for a metric.
     """
-    smallest = int(np.unique(np.asarray(labels), return_counts=True)[1].min())
-    usable = [k for k in sorted(samples_per_class) if k <= smallest]
+    counts = np.unique(np.asarray(labels), return_counts=True)[1]
+    needed = max(get_metric(metric).min_samples for metric in metrics)
+    usable = [k for k in sorted(samples_per_class) if k <= counts.min() and k * len(counts) >= needed]
     frames = []
     for k in usable:
         index = per_class_subset(labels, k, seed)
@@ -242,7 +243,7 @@ def similarity_by_sample_size(
             frames.append(to_long(matrix).assign(metric=metric, samples_per_class=k))
     columns = ["metric", "samples_per_class", "model_a", "model_b", "similarity"]
     table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-    return table, [k for k in sorted(samples_per_class) if k > smallest]
+    return table, [k for k in sorted(samples_per_class) if k not in usable]
 
 
 def sample_size_differences(similarities: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from simcon.config import check_config, check_unique_keys
 from simcon.similarity import metric_names
+from simcon.structure import check_settings, reference_metric
 
 check_unique_keys(workflow.configfiles)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -17,6 +18,10 @@ MODELS = list(config["models"])
 DATASETS = list(config["datasets"])
 METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
+STRUCTURE = config["structure"]
+check_settings(STRUCTURE, DATASETS)
+STRUCTURE_DATASETS = STRUCTURE["sample_size"]["datasets"] or DATASETS
+PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 
 
 wildcard_constraints:
@@ -39,6 +44,18 @@ def metric_matrices(wildcards):
 def model_metadata():
     """Metadata of every model, keyed by model id."""
     return {model: config["models"][model]["metadata"] for model in MODELS}
+
+
+def structure_outputs():
+    """The figures and tables of the similarity-structure stage (structure.smk)."""
+    per_metric = ["similarity_matrices.png", "mean_vs_std.png", "tsne.png", "dataset_pairs.png"]
+    return [
+        *expand("results/figures/{metric}/{name}", metric=METRICS, name=per_metric),
+        "results/figures/metric_agreement.png",
+        "results/figures/headline_consistency.csv",
+        *expand("results/figures/sample_size/{dataset}.png", dataset=STRUCTURE_DATASETS),
+        *(["results/figures/sample_size/per_k_datasets.png"] if PER_K_DATASETS else []),
+    ]
 
 
 def final_outputs():

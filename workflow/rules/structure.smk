@@ -1,12 +1,4 @@
 # Structure of the similarity matrices across datasets and metrics: paper Figs. 2-5, App. C and D, Sec. 4.4's headline.
-from simcon.structure import check_settings, reference_metric
-
-STRUCTURE = config["structure"]
-check_settings(STRUCTURE, DATASETS)
-STRUCTURE_DATASETS = STRUCTURE["sample_size"]["datasets"] or DATASETS
-PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
-
-
 localrules:
     similarity_figure,
     mean_vs_std,
@@ -15,18 +7,6 @@ localrules:
     dataset_pairs,
     headline_consistency,
     sample_size_datasets,
-
-
-def structure_outputs():
-    """The tables and figures of this stage."""
-    per_metric = ["similarity_matrices.png", "mean_vs_std.png", "tsne.png", "dataset_pairs.png"]
-    return [
-        *expand("results/figures/{metric}/{name}", metric=METRICS, name=per_metric),
-        "results/figures/metric_agreement.png",
-        "results/figures/headline_consistency.csv",
-        *expand("results/figures/sample_size/{dataset}.png", dataset=STRUCTURE_DATASETS),
-        *(["results/figures/sample_size/per_k_datasets.png"] if PER_K_DATASETS else []),
-    ]
 
 
 rule similarity_figure:
