@@ -110,6 +110,17 @@ def test_dataset_pair_scatter_table_and_r():
         structure.dataset_pair_scatter(MATRICES, [("d1", "d2")], {"a": "Sup", "b": "Sup"})
 
 
+def test_one_dataset_gives_no_pair_and_a_figure_that_says_so():
+    one = {"d1": MATRICES["d1"]}
+    rho = structure.dataset_consistency(one)
+    assert rho.empty and structure.choose_dataset_pairs(rho) == []
+    points, correlations = structure.dataset_pair_scatter(one, [], OBJECTIVE)
+    assert points.empty and correlations.empty
+    figure = plots.dataset_pair_scatter(points, correlations, "m")
+    assert "no dataset pair" in figure.axes[0].texts[0].get_text()
+    plots.plt.close(figure)
+
+
 def test_chosen_dataset_pairs_are_most_median_and_least_consistent():
     rho = pd.DataFrame(
         {"dataset_a": ["p", "p", "p", "q", "q", "r"], "dataset_b": ["q", "r", "s", "r", "s", "s"],

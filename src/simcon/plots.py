@@ -217,7 +217,12 @@ def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metri
         for axis in (top, bottom):
             axis.set_xlabel(f"{metric} on {row.dataset_a}", fontsize=8)
             axis.set_ylabel(f"{metric} on {row.dataset_b}", fontsize=8)
-    axes[1, 0].legend(fontsize=7, frameon=False)
+    if correlations.empty:
+        axes[0, 0].text(0.5, 0.5, "fewer than two datasets:\nno dataset pair to compare", ha="center", va="center")
+        for axis in axes.flat:
+            axis.set_axis_off()
+    else:
+        axes[1, 0].legend(fontsize=7, frameon=False)
     figure.suptitle("Model-pair similarities on two datasets")
     return figure
 

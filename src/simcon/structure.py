@@ -175,8 +175,9 @@ def dataset_pair_scatter(
         x, y = pairs[a].to_numpy(), pairs[b].to_numpy()
         r = float(stats.pearsonr(x, y).statistic) if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
         correlations.append({"dataset_a": a, "dataset_b": b, "n_pairs": len(x), "r": r})
+    point_columns = ["dataset_a", "dataset_b", "model_a", "model_b", "similarity_a", "similarity_b", "group"]
     return (
-        pd.concat(points, ignore_index=True),
+        pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=point_columns),
         pd.DataFrame(correlations, columns=["dataset_a", "dataset_b", "n_pairs", "r"]),
     )
 
