@@ -7,14 +7,8 @@ from simcon.structure import headline
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    datasets = list(params.datasets)
-    paths = list(snakemake.input)  # metric-major: every dataset of the first metric, then the next metric
-    table = headline(
-        {
-            metric: read_matrices(datasets, paths[i * len(datasets) : (i + 1) * len(datasets)])
-            for i, metric in enumerate(params.metrics)
-        }
-    )
+    by_metric = {metric: read_matrices(params.datasets, snakemake.input[metric]) for metric in params.metrics}
+    table = headline(by_metric)
     print(table.to_string(index=False))
     write_csv(snakemake.output.table, table)
     write_table_html(snakemake.output.table_html, table, "Consistency over all dataset pairs, all models (Sec. 4.4)")

@@ -8,12 +8,8 @@ from simcon.structure import PAPER_METRICS, mean_matrix, metric_agreement
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    datasets = list(params.datasets)
-    paths = list(snakemake.input)  # metric-major: every dataset of the first metric, then the next metric
-    means = {
-        metric: mean_matrix(read_matrices(datasets, paths[i * len(datasets) : (i + 1) * len(datasets)]))
-        for i, metric in enumerate(params.metrics)
-    }
+    by_metric = {metric: read_matrices(params.datasets, snakemake.input[metric]) for metric in params.metrics}
+    means = {metric: mean_matrix(matrices) for metric, matrices in by_metric.items()}
     pairs, correlations = metric_agreement(means, params.reference, PAPER_METRICS)
     print(correlations.to_string(index=False))
     write_csv(snakemake.output.data, pairs)

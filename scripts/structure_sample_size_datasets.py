@@ -11,12 +11,11 @@ from simcon.structure import sample_size_differences
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    paths = iter(snakemake.input)  # dataset-major: every metric of the first dataset, then the next dataset
     similarities = pd.concat(
         [
-            to_long(pd.read_csv(next(paths), index_col=0)).assign(metric=metric, samples_per_class=entry["samples_per_class"])
-            for entry in params.per_k_datasets
-            for metric in params.metrics
+            to_long(pd.read_csv(path, index_col=0)).assign(metric=metric, samples_per_class=k)
+            for k in params.samples_per_class
+            for metric, path in zip(params.metrics, snakemake.input[f"k{k}"])
         ],
         ignore_index=True,
     )

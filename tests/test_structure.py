@@ -208,3 +208,13 @@ def test_similarity_figure_data_holds_clustered_panels_with_mean_and_std():
     # Mean matrix: ab .733, ac .667, bc .2; average linkage joins a and b first, so they sit side by side.
     order = list(dict.fromkeys(data["model_a"]))
     assert abs(order.index("a") - order.index("b")) == 1
+
+
+def test_unknown_dataset_in_structure_config_stops_before_any_job(tmp_path):
+    from test_workflow import TINY, snakemake
+
+    config = {**TINY, "structure": {"dataset_pairs": [["shapes", "flowers"]]}}
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert "structure.dataset_pairs names dataset(s) ['flowers']" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,7 +1,8 @@
 """Structure of similarity matrices across datasets and metrics (paper Sec. 4.2-4.4, Appendices C and D).
 
-Every function takes model-by-model similarity matrices (DataFrames with model ids as index and
-columns, the same models in the same order) keyed by dataset or metric, and returns a tidy table.
+The analyses take model-by-model similarity matrices (DataFrames with model ids as index and columns,
+the same models in the same order) keyed by dataset or metric, and return tidy tables; App. C's
+analogue on one dataset recomputes similarities from features on class-stratified subsets.
 """
 
 from __future__ import annotations

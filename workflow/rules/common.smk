@@ -41,6 +41,19 @@ def metric_matrices(wildcards):
     return expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=wildcards.metric)
 
 
+def matrices_by_metric(wildcards):
+    """The similarity matrix of every dataset, grouped by metric (named inputs, one per metric)."""
+    return {metric: expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=metric) for metric in METRICS}
+
+
+def per_k_matrices(wildcards):
+    """The similarity matrices (one per metric) of each per-k dataset of App. C, named k<samples per class>."""
+    return {
+        f"k{entry['samples_per_class']}": expand("results/similarity/{dataset}/{metric}.csv", dataset=entry["dataset"], metric=METRICS)
+        for entry in PER_K_DATASETS
+    }
+
+
 def model_metadata():
     """Metadata of every model, keyed by model id."""
     return {model: config["models"][model]["metadata"] for model in MODELS}

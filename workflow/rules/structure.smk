@@ -75,7 +75,7 @@ rule mean_vs_std:
 
 rule metric_agreement:
     input:
-        expand("results/similarity/{dataset}/{metric}.csv", metric=METRICS, dataset=DATASETS),
+        unpack(matrices_by_metric),
     output:
         figure=report(
             "results/figures/metric_agreement.png",
@@ -181,7 +181,7 @@ rule dataset_pairs:
 
 rule headline_consistency:
     input:
-        expand("results/similarity/{dataset}/{metric}.csv", metric=METRICS, dataset=DATASETS),
+        unpack(matrices_by_metric),
     output:
         table="results/figures/headline_consistency.csv",
         table_html=report(
@@ -239,11 +239,7 @@ rule sample_size:
 
 rule sample_size_datasets:
     input:
-        expand(
-            "results/similarity/{dataset}/{metric}.csv",
-            dataset=[entry["dataset"] for entry in PER_K_DATASETS],
-            metric=METRICS,
-        ),
+        unpack(per_k_matrices),
     output:
         figure=report(
             "results/figures/sample_size/per_k_datasets.png",
@@ -260,7 +256,7 @@ rule sample_size_datasets:
             labels={"table": "App. C data", "dataset": "per-k datasets"},
         ),
     params:
-        per_k_datasets=PER_K_DATASETS,
+        samples_per_class=[entry["samples_per_class"] for entry in PER_K_DATASETS],
         metrics=METRICS,
     log:
         "logs/sample_size_datasets.log",
