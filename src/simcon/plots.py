@@ -42,6 +42,12 @@ def label_colours(labels: Sequence[str]) -> dict[str, str]:
     return colours
 
 
+def _ordered_labels(labels: Sequence[str]) -> list[str]:
+    """The distinct labels, those of LABEL_COLOURS first in its order (e.g. small, medium, large, xlarge)."""
+    known = list(LABEL_COLOURS)
+    return sorted(set(labels), key=lambda label: (known.index(label) if label in known else len(known), label))
+
+
 def _grid(count: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
     columns = min(count, GRID_COLUMNS)
     rows = math.ceil(count / columns)
@@ -75,10 +81,12 @@ def _category_strips(axis, models: Sequence[str], metadata: pd.DataFrame | None,
     if metadata is None:
         return
     columns = [c for c in METADATA_COLUMNS if c in metadata.columns]
-    rgb = np.array(
-        [[matplotlib.colors.to_rgb(label_colours(list(metadata[c].astype(str)))[str(metadata.at[m, c])]) for m in models]
-         for c in columns]
-    )
+    rows = []
+    for column in columns:
+        labels = metadata.loc[list(models), column].astype(str)
+        colours = label_colours(_ordered_labels(labels))
+        rows.append([matplotlib.colors.to_rgb(colours[label]) for label in labels])
+    rgb = np.array(rows)
     strip = axis.inset_axes([0.0, 1.01, 1.0, 0.06 * len(columns)])
     strip.imshow(rgb, aspect="auto", interpolation="nearest")
     strip.set_xticks([])
@@ -90,7 +98,7 @@ def _metadata_legend(figure: Figure, metadata: pd.DataFrame) -> None:
     handles = []
     for column, title in METADATA_COLUMNS.items():
         if column in metadata.columns:
-            colours = label_colours(list(metadata[column].astype(str)))
+            colours = label_colours(_ordered_labels(metadata[column].astype(str)))
             handles.append(matplotlib.patches.Patch(color="none", label=f"{title}:"))
             handles += [matplotlib.patches.Patch(color=colour, label=label) for label, colour in colours.items()]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8, frameon=False)
@@ -177,7 +185,7 @@ def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> F
         squeeze=False, layout="constrained",
     )
     for j, column in enumerate(columns):
-        colours = label_colours(list(metadata[column].astype(str)))
+        colours = label_colours(_ordered_labels(metadata[column].astype(str)))
         for i, dataset in enumerate(datasets):
             axis = axes[i, j]
             rows = embedding[embedding["dataset"] == dataset]
@@ -191,7 +199,8 @@ def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> F
                 axis.set_ylabel(dataset, fontsize=9)
             if i == 0:
                 axis.set_title(METADATA_COLUMNS[column], fontsize=10)
-                axis.legend(fontsize=6, loc="best", frameon=False, markerscale=0.8)
+            if i == len(datasets) - 1:
+                axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncols=2, frameon=False)
     perplexity = embedding["perplexity"].iloc[0]
     figure.suptitle(f"t-SNE of the models from each dataset's similarities ({metric}, perplexity {perplexity:g})")
     return figure
@@ -202,8 +211,7 @@ def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metri
     coloured by within-objective group (grey: pairs across objectives)."""
     count = max(len(correlations), 1)
     figure, axes = plt.subplots(2, count, figsize=(3.4 * count, 6.6), squeeze=False, layout="constrained")
-    groups = [g for g in dict.fromkeys(points["group"]) if g != "between objectives"]
-    colours = label_colours(groups)
+    colours = label_colours(_ordered_labels([g for g in points["group"] if g != "between objectives"]))
     for j, row in enumerate(correlations.itertuples()):
         rows = points[(points["dataset_a"] == row.dataset_a) & (points["dataset_b"] == row.dataset_b)]
         top, bottom = axes[0, j], axes[1, j]
