@@ -129,7 +129,7 @@ def test_tables_are_browsable_and_categories_follow_the_paper(report_run):
     results = embedded_results(report)
     headline = decoded(results["results/figures/headline_consistency.html"]["data_uri"]).decode()
     assert "<table" in headline and "cka_rbf0.4_unbiased" in headline and "mean_rho" in headline
-    agreement = decoded(results["results/figures/metric_agreement_r.html"]["data_uri"]).decode()
+    agreement = decoded(results["results/figures/metric_means_r.html"]["data_uri"]).decode()
     assert "rsa_correlation_spearman" in agreement and "not configured" in agreement
     categories = json.loads(re.search(r"var categories = (\{.*?\});\s*</script>", report, flags=re.S).group(1))
     for category in ("4.2 Similarity across datasets", "4.3 Clusters by model category",

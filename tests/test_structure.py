@@ -73,13 +73,13 @@ def test_dataset_consistency_and_headline():
     assert one_pair["mean_rho"] == pytest.approx(0.5) and np.isnan(one_pair["std_rho"])
 
 
-def test_metric_agreement_r_and_missing_metrics():
+def test_metric_means_r_and_missing_metrics():
     means = {
         "cka_linear_unbiased": matrix(0.9, 0.5, 0.1),
         "affine": matrix(2 * 0.9 + 0.1, 2 * 0.5 + 0.1, 2 * 0.1 + 0.1),  # r = 1
         "other": matrix(0.5, 0.9, 0.1),  # r = 0.5, as rho(d1, d3) above
     }
-    pairs, correlations = structure.metric_agreement(means, "cka_linear_unbiased", structure.PAPER_METRICS)
+    pairs, correlations = structure.metric_means(means, "cka_linear_unbiased", structure.PAPER_METRICS)
     assert pairs.columns.tolist() == ["model_a", "model_b", "cka_linear_unbiased", "affine", "other"]
     table = correlations.set_index("metric")
     assert table.loc["affine", "r"] == pytest.approx(1.0)
@@ -87,7 +87,7 @@ def test_metric_agreement_r_and_missing_metrics():
     for metric in structure.PAPER_METRICS:
         assert table.loc[metric, "note"] == "not configured" and np.isnan(table.loc[metric, "r"])
     with pytest.raises(ValueError, match="reference metric 'rsa'"):
-        structure.metric_agreement(means, "rsa")
+        structure.metric_means(means, "rsa")
 
 
 def test_reference_metric_is_cka_linear_where_configured():

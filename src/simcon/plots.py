@@ -156,7 +156,7 @@ def mean_vs_std(table: pd.DataFrame, metric: str) -> Figure:
     return figure
 
 
-def metric_agreement(pairs: pd.DataFrame, correlations: pd.DataFrame) -> Figure:
+def metric_means(pairs: pd.DataFrame, correlations: pd.DataFrame) -> Figure:
     """Each model pair's mean similarity under every other metric against the reference metric, with Pearson r;
     a metric without data gets a panel that says why."""
     figure, axes = _grid(max(len(correlations), 1), 3.8, 3.4)

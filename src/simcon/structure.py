@@ -76,7 +76,7 @@ def mean_matrix(matrices: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(np.mean([m.to_numpy() for m in matrices.values()], axis=0), index=order, columns=order)
 
 
-def metric_agreement(
+def metric_means(
     means: Mapping[str, pd.DataFrame], reference: str, expected: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean similarity (across datasets) of each model pair under every metric, and the Pearson r of each

@@ -64,7 +64,7 @@ def structure_outputs():
     per_metric = ["similarity_matrices.png", "mean_vs_std.png", "tsne.png", "dataset_pairs.png"]
     return [
         *expand("results/figures/{metric}/{name}", metric=METRICS, name=per_metric),
-        "results/figures/metric_agreement.png",
+        "results/figures/metric_means.png",
         "results/figures/headline_consistency.csv",
         *expand("results/figures/sample_size/{dataset}.png", dataset=STRUCTURE_DATASETS),
         *(["results/figures/sample_size/per_k_datasets.png"] if PER_K_DATASETS else []),

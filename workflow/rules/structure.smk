@@ -2,7 +2,7 @@
 localrules:
     similarity_figure,
     mean_vs_std,
-    metric_agreement,
+    metric_means,
     tsne,
     dataset_pairs,
     headline_consistency,
@@ -73,28 +73,28 @@ rule mean_vs_std:
         "../../scripts/structure_mean_vs_std.py"
 
 
-rule metric_agreement:
+rule metric_means:
     input:
         unpack(matrices_by_metric),
     output:
         figure=report(
-            "results/figures/metric_agreement.png",
-            caption="../report/metric_agreement.rst",
+            "results/figures/metric_means.png",
+            caption="../report/metric_means.rst",
             category="4.2 Similarity across datasets",
             subcategory="all metrics",
             labels={"figure": "Fig. 3 metrics vs reference"},
         ),
         data=report(
-            "results/figures/metric_agreement.csv",
-            caption="../report/metric_agreement_data.rst",
+            "results/figures/metric_means.csv",
+            caption="../report/metric_means_data.rst",
             category="4.2 Similarity across datasets",
             subcategory="all metrics",
             labels={"table": "Fig. 3 mean similarity per metric"},
         ),
-        correlations="results/figures/metric_agreement_r.csv",
+        correlations="results/figures/metric_means_r.csv",
         correlations_html=report(
-            "results/figures/metric_agreement_r.html",
-            caption="../report/metric_agreement_r.rst",
+            "results/figures/metric_means_r.html",
+            caption="../report/metric_means_r.rst",
             category="4.2 Similarity across datasets",
             subcategory="all metrics",
             labels={"table": "Fig. 3 Pearson r per metric"},
@@ -104,11 +104,11 @@ rule metric_agreement:
         metrics=METRICS,
         reference=reference_metric(METRICS),
     log:
-        "logs/metric_agreement.log",
+        "logs/metric_means.log",
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/structure_metric_agreement.py"
+        "../../scripts/structure_metric_means.py"
 
 
 rule tsne:
