@@ -12,15 +12,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import simcon.datasets
 from simcon.datasets import (
     BREEDS_FILES,
     DatasetError,
     breeds_task,
     check_dataset,
+    index_cache_dir,
     load_split,
     per_class_subset,
     resolve_paths,
 )
+
+
+@pytest.fixture(autouse=True)
+def index_cache(tmp_path, monkeypatch):
+    """Each test caches shard indices in its own folder."""
+    monkeypatch.setenv("SIMCON_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "wds-index"
 
 # --------------------------------------------------------------------------- helpers: data in the real formats
 
@@ -128,6 +137,34 @@ def test_wds_label_outside_classnames_is_rejected(tmp_path):
         load_split("toy", {"source": "wds", "path": str(root)}, "train")
 
 
+def test_wds_index_is_cached_and_remade_when_a_shard_changes(tmp_path, index_cache, monkeypatch):
+    spec = {"source": "wds", "path": str(tmp_path / "wds_toy")}
+    make_wds(tmp_path / "wds_toy", "train", [0, 1, 1], per_shard=2)
+    first = load_split("toy", spec, "train")
+    assert index_cache_dir() == index_cache and len(list(index_cache.glob("*.npy"))) == 2
+    with monkeypatch.context() as patch:  # a cached index is not read from the tar again
+        patch.setattr(simcon.datasets, "_index_shard", lambda *_: pytest.fail("shard read despite its cached index"))
+        assert load_split("toy", spec, "train").labels.tolist() == first.labels.tolist()
+    make_wds(tmp_path / "wds_toy", "train", [1, 0, 0, 0], per_shard=2)  # same shard names, new content
+    assert load_split("toy", spec, "train").labels.tolist() == [1, 0, 0, 0]
+
+
+def test_wds_reads_without_a_writable_cache(tmp_path, monkeypatch):
+    (tmp_path / "cache-file").write_text("")
+    monkeypatch.setenv("SIMCON_CACHE_DIR", str(tmp_path / "cache-file"))  # a file: no folder can be made in it
+    root = make_wds(tmp_path / "wds_toy", "train", [0, 1], per_shard=2)
+    assert load_split("toy", {"source": "wds", "path": str(root)}, "train").labels.tolist() == [0, 1]
+
+
+def test_wds_without_samples_is_rejected(tmp_path):
+    root = make_wds(tmp_path / "wds_toy", "train", [], per_shard=2)
+    (root / "train" / "nshards.txt").unlink()
+    with tarfile.open(root / "train" / "0.tar", "w"):
+        pass
+    with pytest.raises(DatasetError, match="dataset 'toy': the shards of .*train hold no samples"):
+        load_split("toy", {"source": "wds", "path": str(root)}, "train")
+
+
 # --------------------------------------------------------------------------- torchvision
 
 
@@ -231,7 +268,7 @@ def hierarchy(tmp_path):
     """A small living/non-living hierarchy with three candidate superclasses at level 5 under 'living thing':
 
     - n03000001 'felines': 4 leaves directly below it,
-    - n03000002 'canines': one child (n03100000) with 5 leaves below it (the draw descends to n03100000),
+    - n03000002 'canines': one child (n03100000) with 5 leaves below it,
     - n03000003 'bears': 3 leaves, too few for living17's 4 subclasses,
     - n03000004 'fish': 4 leaves; a child of a level-4 node and of a level-2 node (longest path: level 5),
     and one level-5 node under 'non-living thing' (n03000009, 4 leaves), outside the living17 task.

@@ -6,12 +6,14 @@ torchvision datasets from a local root, and the BREEDS tasks built from ImageNet
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import json
 import math
 import os
 import re
+import sys
 import tarfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
+
+from simcon.io import atomic_path
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -248,6 +252,28 @@ def _index_shard(dataset_id: str, shard: Path) -> list[tuple[int, int, int]]:
     return [(*sample["image"], sample["label"]) for sample in samples.values()]
 
 
+def index_cache_dir() -> Path:
+    """Where shard indices are cached: $SIMCON_CACHE_DIR/wds-index, default ~/.cache/simcon/wds-index."""
+    return Path(os.environ.get("SIMCON_CACHE_DIR", Path.home() / ".cache" / "simcon")) / "wds-index"
+
+
+def _shard_index(dataset_id: str, shard: Path) -> np.ndarray:
+    """(offset, size, label) rows of a shard, cached by the shard's path, size and modification time: reading
+    every tar header of ImageNet's train shards takes minutes on a network file system, and every job needs them."""
+    stat = shard.stat()
+    key = hashlib.sha1(f"{shard.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    cached = index_cache_dir() / f"{key}.npy"
+    if cached.is_file():
+        return np.load(cached)
+    rows = np.asarray(_index_shard(dataset_id, shard), dtype=np.int64).reshape(-1, 3)
+    try:
+        with atomic_path(cached) as tmp:
+            np.save(tmp, rows)
+    except OSError as error:  # a read-only cache only costs time
+        print(f"dataset '{dataset_id}': cannot cache the index of {shard} in {cached.parent}: {error}", file=sys.stderr)
+    return rows
+
+
 def _read_member(shard: Path, offset: int, size: int) -> bytes:
     with open(shard, "rb") as handle:
         handle.seek(offset)
@@ -257,12 +283,11 @@ def _read_member(shard: Path, offset: int, size: int) -> bytes:
 def _wds_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
     root = Path(spec["path"])
     shards = _wds_shards(dataset_id, root, split)
-    rows = [
-        (shard_index, *entry)
-        for shard_index, shard in enumerate(tqdm(shards, desc=f"indexing {dataset_id} ({split})", leave=False))
-        for entry in _index_shard(dataset_id, shard)
-    ]
-    shard_of, offsets, sizes, labels = (np.asarray(column, dtype=np.int64) for column in zip(*rows))
+    indices = [_shard_index(dataset_id, shard) for shard in tqdm(shards, desc=f"indexing {dataset_id} ({split})")]
+    shard_of = np.repeat(np.arange(len(shards)), [len(index) for index in indices])
+    offsets, sizes, labels = np.concatenate(indices).T
+    if len(labels) == 0:
+        raise _wds_missing(dataset_id, root, f"the shards of {root / split} hold no samples")
     names_file = root / "classnames.txt"
     if names_file.is_file():
         class_names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
@@ -456,10 +481,7 @@ def breeds_task(folder: str | os.PathLike, task: str) -> BreedsTask:
     half = n_subclasses // 2
     source, target = [], []
     for superclass in superclasses:
-        node, below = superclass, sorted(hierarchy.children.get(superclass, ()))
-        while len(below) == 1:  # descend to the first node that branches
-            node, below = below[0], sorted(hierarchy.children.get(below[0], ()))
-        pool = sorted(leaf for child in below for leaf in hierarchy.leaves_below(child))
+        pool = sorted(leaf for child in hierarchy.children[superclass] for leaf in hierarchy.leaves_below(child))
         chosen = [str(w) for w in rng.choice(pool, 2 * half, replace=False)]
         source.append(chosen[:half])
         target.append(chosen[half:])
