@@ -168,6 +168,13 @@ def test_torchvision_missing_files_name_dataset_and_download_call(tmp_path):
         load_split("cifar10", spec, "train")
 
 
+def test_torchvision_dataset_without_download_says_where_its_files_go(tmp_path):
+    spec = {"source": "torchvision", "name": "ImageNet", "path": str(tmp_path)}
+    with pytest.raises(DatasetError, match=r"dataset 'in1k': torchvision ImageNet\(split='val'\) cannot load from "
+                                           r".*torchvision's ImageNet downloads nothing: put its files under"):
+        load_split("in1k", spec, "test")
+
+
 def test_unknown_torchvision_dataset_is_rejected_before_any_job():
     with pytest.raises(DatasetError, match="dataset 'x': torchvision.datasets has no dataset named 'CIFAR11'"):
         check_dataset("x", {"source": "torchvision", "name": "CIFAR11", "path": "/nowhere"})

@@ -352,17 +352,23 @@ def _torchvision_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> 
     name, root = spec["name"], spec["path"]
     dataset_class = _torchvision_class(name)
     kwargs = _torchvision_kwargs(spec, split)
-    if "download" in inspect.signature(dataset_class).parameters:
+    downloads = "download" in inspect.signature(dataset_class).parameters
+    if downloads:
         kwargs["download"] = False
     try:
         dataset = dataset_class(root, **kwargs)
     except (RuntimeError, OSError, ImportError, TypeError, ValueError) as error:
-        call = ", ".join(f"{k}={v!r}" for k, v in {**kwargs, "download": True}.items())
+        arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        if downloads:
+            fetch_arguments = arguments.replace("download=False", "download=True")
+            how = (
+                "get it on a machine with network: python -c \"import torchvision; "
+                f"torchvision.datasets.{name}('{root}', {fetch_arguments})\""
+            )
+        else:
+            how = f"torchvision's {name} downloads nothing: put its files under {root} as its documentation says"
         raise DatasetError(
-            f"dataset '{dataset_id}': torchvision {name}({call.replace('download=True', 'download=False')}) "
-            f"cannot load from {root}: {error}. Get it on a machine with network: "
-            f"python -c \"import torchvision; torchvision.datasets.{name}('{root}', {call})\" "
-            "(datasets without a download option: see torchvision's documentation of the class)"
+            f"dataset '{dataset_id}': torchvision {name}({arguments}) cannot load from {root}: {error}; {how}"
         ) from error
     labels = _torchvision_labels(dataset)
     classes = getattr(dataset, "classes", None) or range(int(labels.max()) + 1)
