@@ -21,6 +21,7 @@ from simcon.datasets import (
     load_split,
     per_class_subset,
     resolve_paths,
+    stratified_subset,
 )
 
 
@@ -190,6 +191,12 @@ def test_per_class_subset_takes_k_of_each_class_and_is_nested():
     assert np.all(np.diff(five) > 0)
     assert set(five) <= set(per_class_subset(labels, 10))  # k=5 images are among the k=10 ones
     assert np.array_equal(five, per_class_subset(labels, 5))
+
+
+def test_max_samples_subset_of_imagenet_is_its_k10_subset():
+    """10,000 of 1000 balanced classes: the stratified subset is the k = 10 subset of Appendix C."""
+    labels = np.repeat(np.arange(1000), 13)
+    assert np.array_equal(stratified_subset(labels, 10000), per_class_subset(labels, 10))
 
 
 def test_samples_per_class_cuts_the_train_split_only(tmp_path):

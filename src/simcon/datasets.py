@@ -621,11 +621,4 @@ def stratified_subset(labels: np.ndarray, max_samples: int, seed: int = 42) -> n
     labels = np.asarray(labels)
     if len(labels) <= max_samples:
         return np.arange(len(labels))
-    classes = np.unique(labels)
-    per_class = math.ceil(max_samples / len(classes))
-    rng = np.random.default_rng(seed)
-    chosen = [
-        rng.choice(members, size=min(per_class, len(members)), replace=False)
-        for members in (np.flatnonzero(labels == c) for c in classes)
-    ]
-    return np.sort(np.concatenate(chosen))
+    return per_class_subset(labels, math.ceil(max_samples / len(np.unique(labels))), seed)
