@@ -7,10 +7,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from simcon.config import check_config, check_unique_keys
+from simcon.datasets import resolve_paths
 from simcon.similarity import metric_names
 
 check_unique_keys(workflow.configfiles)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
+config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
 check_config(config, metric_names())
 
 MODELS = list(config["models"])
