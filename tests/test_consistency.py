@@ -186,3 +186,79 @@ def test_set_named_none_survives_a_csv_round_trip(tmp_path):
     table = pd.DataFrame({"category": ["data"], "set_a": ["None"], "set_b": ["None"], "rho": [0.5]})
     table.to_csv(tmp_path / "t.csv", index=False)
     assert read_consistency(tmp_path / "t.csv")["set_a"].tolist() == ["None"]
+
+
+ANALYSES = ["consistency", "consistency_anchors", "consistency_matrices", "consistency_bootstrap", "permutation_test",
+            "metric_agreement", "similarity_vs_performance"]
+FIGURES = ["consistency_by_category", "consistency_anchors", "consistency_matrices", "consistency_bootstrap",
+           "permutation_test", "similarity_vs_gap", "gap_correlations_by_category"]
+
+
+@pytest.mark.slow
+def test_analysis_rules_on_hand_written_similarities(tmp_path):
+    """The analysis rules alone (--allowed-rules) on the five-model case's matrices: tables, figures, report."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    metrics = ["cka_linear_unbiased", "rsa_correlation_spearman"]
+    domains = {"d1": ("shapes", "structured"), "d2": ("textures", "structured"), "d3": ("cells", "specialized")}
+    config = {
+        "metrics": metrics,
+        "anchors": ["d"],
+        "consistency": {"bootstrap": {"resamples": 50}, "permutation": {"permutations": 120}},
+        "models": {
+            model: {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
+                    "metadata": {"objective": objective, "architecture": "ResNet", "architecture_class": "CNN",
+                                 "training_data": "IN1k", "data_class": "IN1k", "parameters": 1e7}}
+            for model, objective in zip(FIVE, METADATA["objective"])
+        },
+        "datasets": {d: {"source": "generated", "domain": domain, "category": category} for d, (domain, category) in domains.items()},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    for dataset, matrix in five_matrices().items():
+        for metric, values in zip(metrics, (matrix, matrix**2)):
+            (tmp_path / "results/similarity" / dataset).mkdir(parents=True, exist_ok=True)
+            values.to_csv(tmp_path / "results/similarity" / dataset / f"{metric}.csv")
+    top1 = dict(zip(FIVE, [0.9, 0.8, 0.5, 0.6, 0.3]))
+    performance = pd.DataFrame([{"dataset": d, "model": m, "top1": t} for d in domains for m, t in top1.items()])
+    performance.to_csv(tmp_path / "results/performance.csv", index=False)
+    targets = [f"results/figures/{metric}/{figure}.png" for metric in metrics for figure in FIGURES]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "--allowed-rules", *ANALYSES, "--",
+               *targets, "results/figures/consistency_metrics.png"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    figures = tmp_path / "results/figures/cka_linear_unbiased"
+    matrices = read_consistency(figures / "consistency_matrices.csv")
+    sup = matrices[(matrices["set_a"] == "Sup") & (matrices["set_b"] == "Sup")].set_index(["dataset_a", "dataset_b"])["rho"]
+    assert sup[("d1", "d2")] == pytest.approx(R12) and sup[("d3", "d1")] == pytest.approx(-1)
+    assert list(dict.fromkeys(sup.index.get_level_values(0))) == ["d3", "d1", "d2"]  # specialized before structured
+    missing = matrices.loc[matrices["note"].notna(), ["set_a", "set_b"]].values.tolist()
+    assert missing == [["SSL", "SSL"], ["Img-Txt", "Sup"], ["Sup", "Untrained"]]
+    anchors = read_consistency(figures / "consistency_anchors.csv")
+    assert anchors.loc[anchors["category"] == "anchor", ["set_a", "set_b"]].drop_duplicates().values.tolist() == [["d", "Sup"]]
+    tests = pd.read_csv(tmp_path / "results/consistency/cka_linear_unbiased/permutation_test.csv").set_index("category")
+    assert tests.loc["objective", "exact"] and tests.loc["objective", "n_permutations"] == 120
+    bootstrap = read_consistency(figures / "consistency_bootstrap.csv")
+    assert bootstrap[["category", "set_a", "set_b"]].values.tolist() == [
+        ["all", "All", "All"], ["objective", "SSL", "Sup"], ["objective", "Sup", "Sup"], ["architecture", "CNN", "CNN"],
+        ["data", "IN1k", "IN1k"], ["size", "small", "small"], ["anchor", "d", "Sup"],
+    ]
+    assert bootstrap["n_resamples"].between(30, 50).all()
+    agreement = read_consistency(tmp_path / "results/figures/consistency_metrics.csv")
+    assert set(agreement["metric"]) == {"rsa_correlation_spearman"} and agreement["rho_reference"].notna().all()
+    for target in targets:
+        assert (tmp_path / target).stat().st_size > 10_000
+
+    report = tmp_path / "report.html"
+    result = subprocess.run([*command[:command.index("--")], "--report", str(report), "--", *command[command.index("--") + 1:]],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    html = report.read_text()
+    for category in ("4.5 Model categories", "4.6 Dataset categories", "4.7 Similarity and performance", "Appendix"):
+        assert category in html
