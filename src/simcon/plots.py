@@ -281,7 +281,7 @@ def metric_agreement(joined: pd.DataFrame, reference: str, metrics: Sequence[str
         axis.plot([-1, 1], [-1, 1], color="0.5", linestyle="--", linewidth=1)
         both = rows[["rho_reference", "rho"]].dropna()
         r = both.corr().iloc[0, 1] if len(both) > 2 else float("nan")
-        axis.set_title(f"r = {r:.2f} over {len(both)} points", fontsize=10)
+        axis.set_title(f"{metric}: r = {r:.2f} over {len(both)} points", fontsize=9)
         axis.set_xlabel(f"ρ with {reference}", fontsize=8)
         axis.set_ylabel(f"ρ with {metric}", fontsize=8)
         axis.set_xlim(-1.05, 1.05)
