@@ -92,6 +92,14 @@ def _colour_squares(axis, positions: Sequence[float], colour_pairs: Sequence[tup
     axis.tick_params(axis="y", pad=26)
 
 
+def _rho_limits(values: pd.Series | np.ndarray) -> tuple[float, float]:
+    """An x range around the values, within [-1.05, 1.05], shared by a figure's panels."""
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).any():
+        return -1.05, 1.05
+    return max(-1.05, np.nanmin(values) - 0.05), min(1.05, np.nanmax(values) + 0.05)
+
+
 def _overall_band(axis, overall: pd.Series) -> None:
     """The median (dotted line) and interquartile range (grey band) of the (All, All) consistency."""
     if len(overall):
@@ -99,7 +107,10 @@ def _overall_band(axis, overall: pd.Series) -> None:
         axis.axvline(overall.median(), color="0.3", linestyle=":", zorder=1)
 
 
-def set_pair_boxes(axis, groups: Mapping[tuple[str, str], np.ndarray], overall: pd.Series, colours: Mapping[str, str]) -> None:
+def set_pair_boxes(
+    axis, groups: Mapping[tuple[str, str], np.ndarray], overall: pd.Series, colours: Mapping[str, str],
+    limits: tuple[float, float],
+) -> None:
     """Horizontal box plots of rho per set pair, highest median on top, with colour squares per set and the
     (All, All) median and interquartile band behind."""
     keys = sorted(groups, key=lambda k: -np.median(groups[k]))
@@ -111,7 +122,7 @@ def set_pair_boxes(axis, groups: Mapping[tuple[str, str], np.ndarray], overall: 
     )
     axis.set_yticks(positions, [f"{a} × {b}" for a, b in keys], fontsize=8)
     _colour_squares(axis, positions, [(colours[a], colours[b]) for a, b in keys])
-    axis.set_xlim(-1.05, 1.05)
+    axis.set_xlim(*limits)
     axis.set_xlabel("Pearson ρ over dataset pairs", fontsize=8)
 
 
@@ -126,7 +137,7 @@ def consistency_by_category(table: pd.DataFrame, metric: str) -> Figure:
     for axis, category in zip(axes, categories):
         rows = table[table["category"] == category]
         groups = {key: g["rho"].to_numpy() for key, g in rows.groupby(["set_a", "set_b"], sort=False)}
-        set_pair_boxes(axis, groups, overall, colours)
+        set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
         axis.set_title(CATEGORY_TITLES[category], fontsize=10)
     figure.suptitle(f"Consistency of similarities across datasets ({metric})")
     return figure
@@ -162,9 +173,9 @@ def _note(axis, text: str) -> None:
 def consistency_matrices(
     panels: Mapping[str, pd.DataFrame | None], categories: Mapping[str, str], metric: str
 ) -> Figure:
-    """Dataset × dataset heatmaps of rho, one per set pair (datasets in the matrices' order, which groups
-    them by category): dotted lines between categories, a colour strip of categories on top; set pairs
-    without values (None) are listed under the figure."""
+    """Dataset × dataset heatmaps of rho on one colour scale (lowest value to 1), one per set pair (datasets in
+    the matrices' order, which groups them by category): dotted lines between categories, a colour strip of
+    categories on top; set pairs without values (None) are named in the title."""
     present = {title: matrix for title, matrix in panels.items() if matrix is not None}
     missing = [title for title, matrix in panels.items() if matrix is None]
     datasets = list(next(iter(present.values())).index) if present else []
@@ -173,8 +184,10 @@ def consistency_matrices(
     figure, axes = _grid(max(len(present), 1), size, size + 0.4)
     if not present:
         _note(axes[0], "None of the configured set pairs has values in this config.")
+    lowest = min([np.nanmin(m.to_numpy()) for m in present.values()], default=0.0)
+    norm = matplotlib.colors.Normalize(vmin=min(math.floor(lowest * 10) / 10, 0.9), vmax=1.0)
     for axis, (title, matrix) in zip(axes, present.items()):
-        image = axis.imshow(matrix.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+        image = axis.imshow(matrix.to_numpy(), cmap="viridis", norm=norm)
         axis.set_title(title, fontsize=10, pad=14)
         axis.set_xticks(range(len(datasets)), datasets, rotation=90, fontsize=7)
         axis.set_yticks(range(len(datasets)), datasets, fontsize=7)
@@ -188,7 +201,7 @@ def consistency_matrices(
                 axis.axvline(k - 0.5, color="black", linestyle=":", linewidth=1)
         if len(datasets) <= 10:
             for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-                colour = "white" if abs(value) > 0.6 else "black"
+                colour = "white" if norm(value) < 0.6 else "black"
                 axis.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="Pearson ρ")
     handles = [matplotlib.patches.Patch(color=c, label=name) for name, c in colours.items()]
@@ -214,7 +227,7 @@ def anchor_consistency(table: pd.DataFrame, metric: str) -> Figure:
     for axis, anchor in zip(axes, anchors):
         rows = table[(table["category"] == "anchor") & (table["set_a"] == anchor)]
         groups = {(anchor, b): g["rho"].to_numpy() for b, g in rows.groupby("set_b", sort=False)}
-        set_pair_boxes(axis, groups, overall, colours)
+        set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
         axis.set_title(anchor, fontsize=10)
     figure.suptitle(f"Single-model anchors against each objective set ({metric})", fontsize=10)
     return figure
@@ -241,7 +254,7 @@ def bootstrap_intervals(intervals: pd.DataFrame, metric: str) -> Figure:
         axis.set_yticks(positions, [f"{a} × {b}" for a, b in zip(rows["set_a"], rows["set_b"])], fontsize=8)
         axis.set_ylim(0.4, len(rows) + 0.6)
         _colour_squares(axis, positions, [(colours[a], colours[b]) for a, b in zip(rows["set_a"], rows["set_b"])])
-        axis.set_xlim(-1.05, 1.05)
+        axis.set_xlim(*_rho_limits(intervals[["ci_low", "ci_high", "median"]].to_numpy()))
         axis.set_xlabel("median Pearson ρ over dataset pairs", fontsize=8)
         axis.set_title(CATEGORY_TITLES.get(category, "Anchors"), fontsize=10)
     level = f"{intervals['confidence'].iloc[0]:.0%} " if len(intervals) else ""
@@ -302,7 +315,7 @@ def gap_correlations_by_category(correlations: pd.DataFrame, metric: str, order:
     axis.boxplot(groups, positions=positions, orientation="horizontal", widths=0.5, showfliers=False,
                  medianprops={"color": "black"})
     for position, category in zip(positions, categories):
-        rows = correlations[correlations["category"] == category]
+        rows = correlations[correlations["category"] == category].sort_values("pearson_r")
         offsets = np.linspace(-0.2, 0.2, len(rows)) if len(rows) > 1 else np.zeros(1)
         axis.scatter(rows["pearson_r"], position + offsets, color=colours[category], s=25, zorder=3)
         for (dataset, r), offset in zip(zip(rows["dataset"], rows["pearson_r"]), offsets):

@@ -80,13 +80,15 @@ def set_pair_medians(similarities: np.ndarray, labels: np.ndarray, codes: np.nda
     first, second = np.triu_indices(labels.shape[1], k=1)
     low = np.minimum(labels[:, first], labels[:, second])
     high = np.maximum(labels[:, first], labels[:, second])
-    member = ((low * n_labels + high)[:, :, None] == codes[None, None, :]).astype(float)  # (B, P, G)
+    member = (low * n_labels + high)[:, :, None] == codes[None, None, :]  # (B, P, G)
+    member = np.ascontiguousarray(member.transpose(1, 0, 2).reshape(member.shape[1], -1), dtype=float)  # (P, B*G)
     centred = similarities - similarities.mean(axis=1, keepdims=True)  # Pearson is shift-invariant
-    a, b = np.triu_indices(len(similarities), k=1)
-    n = member.sum(axis=1)[:, None, :]  # (B, 1, G)
-    sums = centred @ member  # (B, D, G)
-    squares = centred**2 @ member
-    products = (centred[a] * centred[b]) @ member  # (B, dataset pairs, G)
+    datasets = len(similarities)
+    a, b = np.triu_indices(datasets, k=1)
+    stacked = np.concatenate([centred, centred**2, centred[a] * centred[b]])  # (2D + dataset pairs, P)
+    grouped = (stacked @ member).reshape(len(stacked), len(labels), len(codes)).transpose(1, 0, 2)  # one GEMM
+    sums, squares, products = grouped[:, :datasets], grouped[:, datasets : 2 * datasets], grouped[:, 2 * datasets :]
+    n = member.sum(axis=0).reshape(len(labels), 1, len(codes))
     var = n * squares - sums**2
     var = np.where(var > 1e-12 * n * squares, var, np.nan)  # a constant vector has no correlation
     rho = (n * products - sums[:, a] * sums[:, b]) / np.sqrt(var[:, a] * var[:, b])
