@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simcon.performance import gap_correlation, performance_table, similarity_vs_gap
+from simcon.performance import gap_correlation, performance_table, similarity_vs_gap, top1_by_model
 
 MODELS = ["a", "b", "c"]
 D1 = pd.DataFrame([[1, 0.9, 0.5], [0.9, 1, 0.1], [0.5, 0.1, 1]], index=MODELS, columns=MODELS)
@@ -45,3 +45,17 @@ def test_similarity_vs_gap():
 def test_gap_correlation_is_nan_without_variation():
     pairs = similarity_vs_gap(D1, {"a": 0.5, "b": 0.5, "c": 0.5})
     assert math.isnan(gap_correlation(pairs))
+
+
+def test_top1_table_has_a_row_per_model_and_mean_and_std_in_percent():
+    records = [
+        {"model": m, "dataset": d, "seed": s, "top1": t, "top5": None, "balanced_accuracy": t}
+        for m, d, tops in [("b", "y", [0.5, 0.7]), ("b", "x", [0.25, 0.25]), ("a", "y", [0.9, 0.9]), ("a", "x", [0.1, 0.2])]
+        for s, t in enumerate(tops)
+    ]
+    wide = top1_by_model(performance_table(records))
+    assert list(wide.index) == ["a", "b"] and list(wide.columns) == ["x", "y"]
+    assert wide.loc["b", "y"] == "60.0 ± 14.1" and wide.loc["a", "y"] == "90.0 ± 0.0"
+    assert wide.loc["a", "x"] == "15.0 ± 7.1"
+    single = top1_by_model(performance_table(records[:1]))
+    assert single.loc["b", "y"] == "50.0"

@@ -19,11 +19,17 @@ rule performance:
             seed=SEEDS,
         ),
     output:
-        report(
+        table=report(
             "results/performance.csv",
             caption="../report/performance.rst",
             category="4.7 Similarity and performance",
             labels={"table": "App. B linear-probe accuracy"},
+        ),
+        top1=report(
+            "results/performance_top1.csv",
+            caption="../report/performance_top1.rst",
+            category="4.7 Similarity and performance",
+            labels={"table": "App. B top-1 per model and dataset"},
         ),
     log:
         "logs/performance.log",
