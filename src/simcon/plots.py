@@ -191,8 +191,10 @@ def consistency_matrices(
         axis.set_title(title, fontsize=10, pad=14)
         axis.set_xticks(range(len(datasets)), datasets, rotation=90, fontsize=7)
         axis.set_yticks(range(len(datasets)), datasets, fontsize=7)
-        axis.scatter(range(len(datasets)), np.full(len(datasets), -0.9), c=[colours[categories[d]] for d in datasets],
-                     marker="s", s=30, clip_on=False)
+        above = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
+        above += matplotlib.transforms.ScaledTranslation(0, 0.08, figure.dpi_scale_trans)
+        axis.scatter(range(len(datasets)), np.ones(len(datasets)), c=[colours[categories[d]] for d in datasets],
+                     marker="s", s=30, clip_on=False, transform=above)
         axis.set_xlim(-0.5, len(datasets) - 0.5)
         axis.set_ylim(len(datasets) - 0.5, -0.5)
         for k in range(1, len(datasets)):
