@@ -82,6 +82,43 @@ def similarity_matrices(matrices: Mapping[str, pd.DataFrame], metric: str) -> Fi
     return figure
 
 
+def consistency_by_category(table: pd.DataFrame, metric: str) -> Figure:
+    """Box plots of rho over dataset pairs for each model-set pair, one panel a category, sorted by median;
+    the dotted line is the median and the grey band the interquartile range of (All, All)."""
+    categories = [c for c in CATEGORY_TITLES if c in set(table["category"])]
+    overall = table.loc[table["category"] == "all", "rho"]
+    colours = label_colours(sorted(set(table["set_a"]) | set(table["set_b"])))
+    most = max([table[table["category"] == c].groupby(["set_a", "set_b"]).ngroups for c in categories], default=1)
+    figure, axes = _grid(max(len(categories), 1), 5.0, 0.32 * most + 1.3, columns=2)
+    for axis, category in zip(axes, categories):
+        rows = table[table["category"] == category]
+        groups = {key: g["rho"].to_numpy() for key, g in rows.groupby(["set_a", "set_b"], sort=False)}
+        set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
+        axis.set_title(CATEGORY_TITLES[category], fontsize=10)
+    figure.suptitle(f"Consistency of similarities across datasets ({metric})")
+    return figure
+
+
+def similarity_vs_gap(pairs: Mapping[str, pd.DataFrame], correlations: Mapping[str, float], metric: str) -> Figure:
+    """Per dataset: similarity vs absolute top-1 gap of each model pair, coloured by the better model's top-1."""
+    figure, axes = _grid(len(pairs), 3.6, 3.2)
+    for axis, (dataset, frame) in zip(axes, pairs.items()):
+        points = axis.scatter(frame["similarity"], frame["gap"], c=frame["better_top1"], cmap="plasma", s=18, vmin=0, vmax=1)
+        axis.set_title(f"{dataset}  (r = {correlations[dataset]:.2f})", fontsize=10)
+        axis.set_xlabel(metric, fontsize=8)
+        axis.set_ylabel("|top-1 gap|", fontsize=8)
+    figure.colorbar(points, ax=axes[: len(pairs)], label="better model's top-1")
+    figure.suptitle("Similarity vs performance gap")
+    return figure
+
+
+def save_png(figure: Figure, path: str) -> None:
+    """Write a figure as PNG, atomically, and release it."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+
+
 def _colour_squares(axis, positions: Sequence[float], colour_pairs: Sequence[tuple[str, str]]) -> None:
     """Two colour squares (set_a, set_b) left of each y position, between the tick labels and the axis."""
     for column, offset in enumerate((-0.27, -0.13)):
@@ -124,43 +161,6 @@ def set_pair_boxes(
     _colour_squares(axis, positions, [(colours[a], colours[b]) for a, b in keys])
     axis.set_xlim(*limits)
     axis.set_xlabel("Pearson ρ over dataset pairs", fontsize=8)
-
-
-def consistency_by_category(table: pd.DataFrame, metric: str) -> Figure:
-    """Box plots of rho over dataset pairs for each model-set pair, one panel a category, sorted by median;
-    the dotted line is the median and the grey band the interquartile range of (All, All)."""
-    categories = [c for c in CATEGORY_TITLES if c in set(table["category"])]
-    overall = table.loc[table["category"] == "all", "rho"]
-    colours = label_colours(sorted(set(table["set_a"]) | set(table["set_b"])))
-    most = max([table[table["category"] == c].groupby(["set_a", "set_b"]).ngroups for c in categories], default=1)
-    figure, axes = _grid(max(len(categories), 1), 5.0, 0.32 * most + 1.3, columns=2)
-    for axis, category in zip(axes, categories):
-        rows = table[table["category"] == category]
-        groups = {key: g["rho"].to_numpy() for key, g in rows.groupby(["set_a", "set_b"], sort=False)}
-        set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
-        axis.set_title(CATEGORY_TITLES[category], fontsize=10)
-    figure.suptitle(f"Consistency of similarities across datasets ({metric})")
-    return figure
-
-
-def similarity_vs_gap(pairs: Mapping[str, pd.DataFrame], correlations: Mapping[str, float], metric: str) -> Figure:
-    """Per dataset: similarity vs absolute top-1 gap of each model pair, coloured by the better model's top-1."""
-    figure, axes = _grid(len(pairs), 3.6, 3.2)
-    for axis, (dataset, frame) in zip(axes, pairs.items()):
-        points = axis.scatter(frame["similarity"], frame["gap"], c=frame["better_top1"], cmap="plasma", s=18, vmin=0, vmax=1)
-        axis.set_title(f"{dataset}  (r = {correlations[dataset]:.2f})", fontsize=10)
-        axis.set_xlabel(metric, fontsize=8)
-        axis.set_ylabel("|top-1 gap|", fontsize=8)
-    figure.colorbar(points, ax=axes[: len(pairs)], label="better model's top-1")
-    figure.suptitle("Similarity vs performance gap")
-    return figure
-
-
-def save_png(figure: Figure, path: str) -> None:
-    """Write a figure as PNG, atomically, and release it."""
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)
 
 
 def _note(axis, text: str) -> None:
