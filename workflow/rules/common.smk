@@ -43,6 +43,11 @@ def model_metadata():
     return {model: config["models"][model]["metadata"] for model in MODELS}
 
 
+def dataset_categories():
+    """The category of every dataset (paper Table 3), keyed by dataset id."""
+    return {dataset: config["datasets"][dataset]["category"] for dataset in DATASETS}
+
+
 def final_outputs():
     """Every table and figure of the default target."""
     return [
@@ -53,4 +58,10 @@ def final_outputs():
         *expand("results/figures/{metric}/similarity_matrices.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_by_category.png", metric=METRICS),
         *expand("results/figures/{metric}/similarity_vs_gap.png", metric=METRICS),
+        *expand("results/figures/{metric}/gap_correlations_by_category.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_anchors.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_matrices.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_bootstrap.png", metric=METRICS),
+        *expand("results/figures/{metric}/permutation_test.png", metric=METRICS),
+        "results/figures/consistency_metrics.png",
     ]
