@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -48,8 +49,8 @@ def _ordered_labels(labels: Sequence[str]) -> list[str]:
     return sorted(set(labels), key=lambda label: (known.index(label) if label in known else len(known), label))
 
 
-def _grid(count: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
-    columns = min(count, GRID_COLUMNS)
+def _grid(count: int, width: float, height: float, columns: int = GRID_COLUMNS) -> tuple[Figure, np.ndarray]:
+    columns = min(count, columns)
     rows = math.ceil(count / columns)
     figure, axes = plt.subplots(
         rows, columns, figsize=(width * columns, height * rows), squeeze=False, layout="constrained"
@@ -260,19 +261,14 @@ def consistency_by_category(table: pd.DataFrame, metric: str) -> Figure:
     the dotted line is the median and the grey band the interquartile range of (All, All)."""
     categories = [c for c in CATEGORY_TITLES if c in set(table["category"])]
     overall = table.loc[table["category"] == "all", "rho"]
-    figure, axes = _grid(max(len(categories), 1), 4.5, 4.2)
+    colours = label_colours(sorted(set(table["set_a"]) | set(table["set_b"])))
+    most = max([table[table["category"] == c].groupby(["set_a", "set_b"]).ngroups for c in categories], default=1)
+    figure, axes = _grid(max(len(categories), 1), 5.0, 0.32 * most + 1.3, columns=2)
     for axis, category in zip(axes, categories):
         rows = table[table["category"] == category]
-        groups = {f"{a} × {b}": g["rho"].to_numpy() for (a, b), g in rows.groupby(["set_a", "set_b"], sort=False)}
-        labels = sorted(groups, key=lambda k: -np.median(groups[k]))
-        if len(overall):
-            axis.axhspan(overall.quantile(0.25), overall.quantile(0.75), color="0.9", zorder=0)
-            axis.axhline(overall.median(), color="0.3", linestyle=":", zorder=1)
-        axis.boxplot([groups[k] for k in labels], tick_labels=labels, vert=True)
-        axis.tick_params(axis="x", labelrotation=60, labelsize=8)
-        axis.set_title(CATEGORY_TITLES[category])
-        axis.set_ylabel("Pearson ρ across dataset pairs")
-        axis.set_ylim(-1.05, 1.05)
+        groups = {key: g["rho"].to_numpy() for key, g in rows.groupby(["set_a", "set_b"], sort=False)}
+        set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
+        axis.set_title(CATEGORY_TITLES[category], fontsize=10)
     figure.suptitle(f"Consistency of similarities across datasets ({metric})")
     return figure
 
@@ -295,3 +291,214 @@ def save_png(figure: Figure, path: str) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=110, format="png")
     plt.close(figure)
+
+
+def _colour_squares(axis, positions: Sequence[float], colour_pairs: Sequence[tuple[str, str]]) -> None:
+    """Two colour squares (set_a, set_b) left of each y position, between the tick labels and the axis."""
+    for column, offset in enumerate((-0.27, -0.13)):
+        shift = matplotlib.transforms.ScaledTranslation(offset, 0, axis.figure.dpi_scale_trans)
+        transform = matplotlib.transforms.blended_transform_factory(axis.transAxes, axis.transData) + shift
+        colours = [pair[column] for pair in colour_pairs]
+        axis.scatter(np.zeros(len(positions)), positions, c=colours, marker="s", s=45, transform=transform, clip_on=False)
+    axis.tick_params(axis="y", pad=26)
+
+
+def _rho_limits(values: pd.Series | np.ndarray) -> tuple[float, float]:
+    """An x range around the values, within [-1.05, 1.05], shared by a figure's panels."""
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).any():
+        return -1.05, 1.05
+    return max(-1.05, np.nanmin(values) - 0.05), min(1.05, np.nanmax(values) + 0.05)
+
+
+def _overall_band(axis, overall: pd.Series) -> None:
+    """The median (dotted line) and interquartile range (grey band) of the (All, All) consistency."""
+    if len(overall):
+        axis.axvspan(overall.quantile(0.25), overall.quantile(0.75), color="0.9", zorder=0)
+        axis.axvline(overall.median(), color="0.3", linestyle=":", zorder=1)
+
+
+def set_pair_boxes(
+    axis, groups: Mapping[tuple[str, str], np.ndarray], overall: pd.Series, colours: Mapping[str, str],
+    limits: tuple[float, float],
+) -> None:
+    """Horizontal box plots of rho per set pair, highest median on top, with colour squares per set and the
+    (All, All) median and interquartile band behind."""
+    keys = sorted(groups, key=lambda k: -np.median(groups[k]))
+    positions = np.arange(len(keys), 0, -1)
+    _overall_band(axis, overall)
+    axis.boxplot(
+        [groups[k] for k in keys], positions=positions, orientation="horizontal", widths=0.6, patch_artist=True,
+        boxprops={"facecolor": "white"}, medianprops={"color": "black"}, flierprops={"markersize": 3},
+    )
+    axis.set_yticks(positions, [f"{a} × {b}" for a, b in keys], fontsize=8)
+    _colour_squares(axis, positions, [(colours[a], colours[b]) for a, b in keys])
+    axis.set_xlim(*limits)
+    axis.set_xlabel("Pearson ρ over dataset pairs", fontsize=8)
+
+
+def _note(axis, text: str) -> None:
+    """An empty panel that says why it is empty."""
+    wrapped = "\n".join(textwrap.fill(line, 45) for line in text.splitlines())
+    axis.text(0.5, 0.5, wrapped, ha="center", va="center", fontsize=9, transform=axis.transAxes)
+    axis.set_axis_off()
+
+
+def consistency_matrices(
+    panels: Mapping[str, pd.DataFrame | None], categories: Mapping[str, str], metric: str
+) -> Figure:
+    """Dataset × dataset heatmaps of rho on one colour scale (lowest value to 1), one per set pair (datasets in
+    the matrices' order, which groups them by category): dotted lines between categories, a colour strip of
+    categories on top; set pairs without values (None) are named in the title."""
+    present = {title: matrix for title, matrix in panels.items() if matrix is not None}
+    missing = [title for title, matrix in panels.items() if matrix is None]
+    datasets = list(next(iter(present.values())).index) if present else []
+    colours = label_colours([categories[d] for d in datasets])
+    size = max(3.6, 0.24 * len(datasets) + 2.2)
+    figure, axes = _grid(max(len(present), 1), size, size + 0.4)
+    if not present:
+        _note(axes[0], "None of the configured set pairs has values in this config.")
+    lowest = min([np.nanmin(m.to_numpy()) for m in present.values()], default=0.0)
+    norm = matplotlib.colors.Normalize(vmin=min(math.floor(lowest * 10) / 10, 0.9), vmax=1.0)
+    for axis, (title, matrix) in zip(axes, present.items()):
+        image = axis.imshow(matrix.to_numpy(), cmap="viridis", norm=norm)
+        axis.set_title(title, fontsize=10, pad=14)
+        axis.set_xticks(range(len(datasets)), datasets, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(datasets)), datasets, fontsize=7)
+        above = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
+        above += matplotlib.transforms.ScaledTranslation(0, 0.08, figure.dpi_scale_trans)
+        axis.scatter(range(len(datasets)), np.ones(len(datasets)), c=[colours[categories[d]] for d in datasets],
+                     marker="s", s=30, clip_on=False, transform=above)
+        axis.set_xlim(-0.5, len(datasets) - 0.5)
+        axis.set_ylim(len(datasets) - 0.5, -0.5)
+        for k in range(1, len(datasets)):
+            if categories[datasets[k]] != categories[datasets[k - 1]]:
+                axis.axhline(k - 0.5, color="black", linestyle=":", linewidth=1)
+                axis.axvline(k - 0.5, color="black", linestyle=":", linewidth=1)
+        if len(datasets) <= 10:
+            for (i, j), value in np.ndenumerate(matrix.to_numpy()):
+                colour = "white" if norm(value) < 0.6 else "black"
+                axis.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+        figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="Pearson ρ")
+    handles = [matplotlib.patches.Patch(color=c, label=name) for name, c in colours.items()]
+    if handles:
+        figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8)
+    title = f"Consistency per dataset pair ({metric})"
+    if missing:
+        title += "\nno values in this config (fewer than 3 model pairs): " + ", ".join(missing)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def anchor_consistency(table: pd.DataFrame, metric: str) -> Figure:
+    """Appendix F: one panel per anchor model, a box of rho over dataset pairs against each objective set,
+    with the (All, All) median and interquartile band."""
+    anchors = list(dict.fromkeys(table.loc[table["category"] == "anchor", "set_a"]))
+    overall = table.loc[table["category"] == "all", "rho"]
+    colours = label_colours(sorted(set(table["set_a"]) | set(table["set_b"])))
+    figure, axes = _grid(max(len(anchors), 1), 5.0, 0.32 * max(len(set(table["set_b"])), 1) + 1.6, columns=3)
+    if not anchors:
+        _note(axes[0], "No anchor model has at least 3 model pairs with an objective set:\n"
+                       "list model ids under 'anchors' in the config (paper Appendix F).")
+    for axis, anchor in zip(axes, anchors):
+        rows = table[(table["category"] == "anchor") & (table["set_a"] == anchor)]
+        groups = {(anchor, b): g["rho"].to_numpy() for b, g in rows.groupby("set_b", sort=False)}
+        set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
+        axis.set_title(anchor, fontsize=10)
+    figure.suptitle(f"Single-model anchors against each objective set ({metric})", fontsize=10)
+    return figure
+
+
+def bootstrap_intervals(intervals: pd.DataFrame, metric: str) -> Figure:
+    """Median consistency of each set pair with its bootstrap confidence interval, one panel a category;
+    the dotted line and grey band are the (All, All) median and its interval."""
+    overall = intervals[intervals["category"] == "all"]
+    categories = [c for c in [*CATEGORY_TITLES, "anchor"] if c in set(intervals["category"])]
+    colours = label_colours(sorted(set(intervals["set_a"]) | set(intervals["set_b"])))
+    most = max([int((intervals["category"] == c).sum()) for c in categories], default=1)
+    figure, axes = _grid(max(len(categories), 1), 5.0, 0.32 * most + 1.3, columns=2)
+    if not categories:
+        _note(axes[0], "No set pair besides (All, All) has a value in this config.")
+    for axis, category in zip(axes, categories):
+        rows = intervals[intervals["category"] == category].sort_values("median", ascending=False)
+        positions = np.arange(len(rows), 0, -1)
+        if len(overall):
+            axis.axvspan(overall["ci_low"].iloc[0], overall["ci_high"].iloc[0], color="0.9", zorder=0)
+            axis.axvline(overall["median"].iloc[0], color="0.3", linestyle=":", zorder=1)
+        errors = np.vstack([rows["median"] - rows["ci_low"], rows["ci_high"] - rows["median"]])
+        axis.errorbar(rows["median"], positions, xerr=errors, fmt="o", color="black", markersize=4, capsize=3)
+        axis.set_yticks(positions, [f"{a} × {b}" for a, b in zip(rows["set_a"], rows["set_b"])], fontsize=8)
+        axis.set_ylim(0.4, len(rows) + 0.6)
+        _colour_squares(axis, positions, [(colours[a], colours[b]) for a, b in zip(rows["set_a"], rows["set_b"])])
+        axis.set_xlim(*_rho_limits(intervals[["ci_low", "ci_high", "median"]].to_numpy()))
+        axis.set_xlabel("median Pearson ρ over dataset pairs", fontsize=8)
+        axis.set_title(CATEGORY_TITLES.get(category, "Anchors"), fontsize=10)
+    level = f"{intervals['confidence'].iloc[0]:.0%} " if len(intervals) else ""
+    figure.suptitle(f"Median consistency with {level}bootstrap intervals over datasets ({metric})")
+    return figure
+
+
+def permutation_nulls(tests: pd.DataFrame, nulls: pd.DataFrame, metric: str) -> Figure:
+    """Per category: the permutation null distribution of the spread of set-pair medians, the observed
+    value as a red line and the p-value in the title."""
+    figure, axes = _grid(len(tests), 4.2, 3.0, columns=2)
+    for axis, test in zip(axes, tests.itertuples()):
+        title = CATEGORY_TITLES.get(test.category, test.category)
+        if pd.isna(test.p_value):
+            _note(axis, f"{title}:\n{test.note}")
+            continue
+        axis.hist(nulls.loc[nulls["category"] == test.category, "spread"], bins=30, color="0.6")
+        axis.axvline(test.observed, color="#d62728", linewidth=2, label="observed")
+        axis.set_title(f"{title}: p = {test.p_value:.3g}", fontsize=10)
+        axis.set_xlabel(str(test.statistic), fontsize=8)
+        axis.set_ylabel("permutations", fontsize=8)
+    figure.suptitle(f"Permutation tests: labels shuffled across models ({metric})")
+    return figure
+
+
+def metric_agreement(joined: pd.DataFrame, reference: str, metrics: Sequence[str]) -> Figure:
+    """Appendix E: rho of each set pair and dataset pair under each metric against the reference metric,
+    coloured by model category, with the identity line and Pearson r."""
+    figure, axes = _grid(max(len(metrics), 1), 4.0, 3.8)
+    if not metrics:
+        _note(axes[0], f"Only one metric ({reference}) is configured: add metrics to compare.")
+    colours = dict(zip(["all", *CATEGORY_TITLES, "anchor"], plt.get_cmap("Dark2").colors))
+    for axis, metric in zip(axes, metrics):
+        rows = joined[joined["metric"] == metric]
+        for category, group in rows.groupby("category", sort=False):
+            axis.scatter(group["rho_reference"], group["rho"], s=10, alpha=0.7, color=colours[category], label=category)
+        axis.plot([-1, 1], [-1, 1], color="0.5", linestyle="--", linewidth=1)
+        both = rows[["rho_reference", "rho"]].dropna()
+        r = both.corr().iloc[0, 1] if len(both) > 2 else float("nan")
+        axis.set_title(f"{metric}: r = {r:.2f} over {len(both)} points", fontsize=9)
+        axis.set_xlabel(f"ρ with {reference}", fontsize=8)
+        axis.set_ylabel(f"ρ with {metric}", fontsize=8)
+        axis.set_xlim(-1.05, 1.05)
+        axis.set_ylim(-1.05, 1.05)
+        axis.legend(fontsize=7, markerscale=1.5)
+    figure.suptitle("Consistency under other metrics vs the reference metric")
+    return figure
+
+
+def gap_correlations_by_category(correlations: pd.DataFrame, metric: str, order: Sequence[str]) -> Figure:
+    """Appendix G: per dataset category, a box of the per-dataset Pearson r between similarity and top-1
+    gap, with each dataset as a labelled point."""
+    categories = [c for c in order if c in set(correlations["category"])]
+    colours = label_colours(categories)
+    figure, axis = plt.subplots(figsize=(6.5, 0.9 * max(len(categories), 1) + 1.4), layout="constrained")
+    positions = np.arange(len(categories), 0, -1)
+    groups = [correlations.loc[correlations["category"] == c, "pearson_r"].dropna().to_numpy() for c in categories]
+    axis.boxplot(groups, positions=positions, orientation="horizontal", widths=0.5, showfliers=False,
+                 medianprops={"color": "black"})
+    for position, category in zip(positions, categories):
+        rows = correlations[correlations["category"] == category].sort_values("pearson_r")
+        offsets = np.linspace(-0.2, 0.2, len(rows)) if len(rows) > 1 else np.zeros(1)
+        axis.scatter(rows["pearson_r"], position + offsets, color=colours[category], s=25, zorder=3)
+        for (dataset, r), offset in zip(zip(rows["dataset"], rows["pearson_r"]), offsets):
+            axis.annotate(dataset, (r, position + offset), xytext=(4, 0), textcoords="offset points", fontsize=6, va="center")
+    axis.set_yticks(positions, [c.replace("_", " ") for c in categories], fontsize=8)
+    axis.axvline(0, color="0.5", linewidth=1)
+    axis.set_xlim(-1.05, 1.05)
+    axis.set_xlabel(f"Pearson r: similarity ({metric}) vs |top-1 gap|", fontsize=8)
+    figure.suptitle("Similarity vs performance gap, per dataset category")
+    return figure

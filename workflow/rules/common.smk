@@ -7,11 +7,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from snakemake.utils import validate
 
 from simcon.config import check_config, check_unique_keys
+from simcon.datasets import resolve_paths
 from simcon.similarity import metric_names
 from simcon.structure import check_settings, reference_metric
 
 check_unique_keys(workflow.configfiles)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
+config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
 check_config(config, metric_names())
 
 MODELS = list(config["models"])
@@ -71,6 +73,11 @@ def structure_outputs():
     ]
 
 
+def dataset_categories():
+    """The category of every dataset (paper Table 3), keyed by dataset id."""
+    return {dataset: config["datasets"][dataset]["category"] for dataset in DATASETS}
+
+
 def final_outputs():
     """Every table and figure of the default target."""
     return [
@@ -81,4 +88,10 @@ def final_outputs():
         *expand("results/figures/{metric}/consistency_by_category.png", metric=METRICS),
         *expand("results/figures/{metric}/similarity_vs_gap.png", metric=METRICS),
         *structure_outputs(),
+        *expand("results/figures/{metric}/gap_correlations_by_category.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_anchors.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_matrices.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_bootstrap.png", metric=METRICS),
+        *expand("results/figures/{metric}/permutation_test.png", metric=METRICS),
+        "results/figures/consistency_metrics.png",
     ]
