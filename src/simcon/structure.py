@@ -275,7 +275,7 @@ def check_settings(settings: Mapping, datasets: Sequence[str]) -> None:
     named = {
         "structure.dataset_pairs": [d for pair in settings["dataset_pairs"] for d in pair],
         "structure.tsne_datasets": settings["tsne_datasets"],
-        "structure.sample_size.datasets": settings["sample_size"]["datasets"],
+        "structure.sample_size.datasets": settings["sample_size"]["datasets"] or [],
         "structure.sample_size.per_k_datasets": [e["dataset"] for e in settings["sample_size"]["per_k_datasets"]],
     }
     for option, names in named.items():

@@ -22,7 +22,7 @@ METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
 STRUCTURE = config["structure"]
 check_settings(STRUCTURE, DATASETS)
-STRUCTURE_DATASETS = STRUCTURE["sample_size"]["datasets"] or DATASETS
+STRUCTURE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
 PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 
 
