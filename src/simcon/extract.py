@@ -112,7 +112,7 @@ def model_dataset_features(
             if split == "train" and len(data) != subset["n_train"]:
                 raise DatasetError(
                     f"dataset '{dataset_id}' has {len(data)} train images but its subset was made for "
-                    f"{subset['n_train']}; delete its subset file to remake it"
+                    f"{subset['n_train']}; delete results/subsets/{dataset_id}.json to remake it"
                 )
             indices = np.asarray(subset["indices"]) if split == "train" else np.arange(len(data))
             arrays[split] = extract_features(

