@@ -118,7 +118,7 @@ def get_extractor(**kwargs):
 '''
 
 
-def test_thingsvision_models_run_in_their_own_python(tmp_path: Path):
+def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_one(tmp_path: Path):
     # A stand-in thingsvision environment: a python that sees a fake `thingsvision` package.
     (tmp_path / "tv" / "thingsvision").mkdir(parents=True)
     (tmp_path / "tv" / "thingsvision" / "__init__.py").write_text(FAKE_THINGSVISION)
@@ -145,9 +145,11 @@ def test_thingsvision_models_run_in_their_own_python(tmp_path: Path):
     assert dry.returncode == 0, dry.stderr
     counts = _job_counts(dry.stdout)
     assert counts["features_thingsvision"] == 1 and counts["features"] == 1
-    target = "results/features/shapes/tv_resnet18.npz"
-    run = subprocess.run([*command, target], capture_output=True, text=True, timeout=300)
+    targets = [f"results/features/shapes/{model}.npz" for model in ("tv_resnet18", "timm_resnet18")]
+    run = subprocess.run([*command, *targets], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr + (tmp_path / "logs/features/shapes/tv_resnet18.log").read_text()
-    with np.load(tmp_path / target) as features:
-        assert features["train"].shape[1] == features["test"].shape[1] == 512
-        np.testing.assert_allclose(np.linalg.norm(features["test"], axis=1), 1.0, rtol=1e-5)
+    for target in targets:
+        with np.load(tmp_path / target) as features:
+            assert features["train"].shape[1] == features["test"].shape[1] == 512
+            assert len(features["test"]) == len(features["test_labels"]) == 2 * 6  # 6 shape classes
+            np.testing.assert_allclose(np.linalg.norm(features["test"], axis=1), 1.0, rtol=1e-5)
