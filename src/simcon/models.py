@@ -7,7 +7,7 @@ import difflib
 import importlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -261,9 +261,10 @@ def build_model(model_id: str, spec: Mapping[str, Any]) -> Model:
     if backend in ("timm", "torchvision") and weights not in ("random", "pretrained"):
         _load_weights(model_id, backend, network, weights)
     network.eval()
-    mean, std = spec.get("mean") or preprocessing.mean, spec.get("std") or preprocessing.std
-    preprocessing = Preprocessing(
-        preprocessing.image_size, preprocessing.crop_pct, preprocessing.interpolation, tuple(mean), tuple(std)
+    preprocessing = replace(
+        preprocessing,
+        mean=tuple(spec.get("mean") or preprocessing.mean),
+        std=tuple(spec.get("std") or preprocessing.std),
     )
     root = network.model if backend == "thingsvision" else network
     return Model(network, _find_layer(model_id, root, spec["layer"]), preprocessing)
