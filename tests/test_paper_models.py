@@ -92,8 +92,17 @@ def test_paper_dry_run_lists_the_full_dag(tmp_path: Path):
     assert counts["features"] == n_models * n_datasets == 64 * n_datasets
     assert counts["similarity"] == n_datasets * n_metrics
     assert counts["probe"] == n_models * n_datasets * len(CONFIG["probe"]["seeds"])
-    assert counts["subset"] == n_datasets
+    assert counts["subset"] == n_datasets == 23
     assert "features_thingsvision" not in counts
+
+
+def test_appendix_c_datasets_replace_the_papers_when_given_after_it(tmp_path: Path):
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(PAPER), str(REPO / "config" / "paper-appendix-c.yaml"), "-n", "--quiet", "rules"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    counts = _job_counts(result.stdout)
+    assert counts["subset"] == 6 and counts["features"] == 64 * 6 and counts["similarity"] == 6 * 5
 
 
 FAKE_THINGSVISION = '''

@@ -17,14 +17,14 @@ check_unique_keys(workflow.configfiles)
 
 
 def command_line_entries(key):
-    """`key`'s entries merged over the --configfile files that define it; None when none does."""
+    """`key`'s entries in the last --configfile that defines it; None when none does."""
     given = [yaml.safe_load(Path(path).read_text()) or {} for path in workflow.overwrite_configfiles or []]
     defined = [c[key] for c in given if key in c]
-    return {name: spec for entries in defined for name, spec in entries.items()} if defined else None
+    return defined[-1] if defined else None
 
 
-# The models and datasets of a --configfile (e.g. config/paper.yaml) replace the default config's instead of
-# adding to them; every other option is merged over the default.
+# The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
+# config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
 for key in ("models", "datasets"):
     if (entries := command_line_entries(key)) is not None:
         config[key] = entries
