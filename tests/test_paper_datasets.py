@@ -19,6 +19,7 @@ from conftest import REPO, make_wds, write_hierarchy
 from simcon.config import check_config
 from simcon.datasets import breeds_task, resolve_paths
 from simcon.similarity import metric_names
+from test_workflow import TINY
 
 TABLE_3 = {
     "natural_multi_domain": {"caltech101", "cifar10", "cifar100", "country211", "imagenet1k", "stl10", "voc2007",
@@ -27,19 +28,7 @@ TABLE_3 = {
     "specialized": {"diabetic_retinopathy", "eurosat", "pcam", "resisc45"},
     "structured": {"fer2013", "dmlab", "dtd"},
 }
-TWO_MODELS = {
-    "resnet18_random": {
-        "backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
-        "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
-                     "training_data": "none", "data_class": "None", "parameters": 11700000},
-    },
-    "vit_random": {
-        "backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random",
-        "kwargs": {"img_size": 32},
-        "metadata": {"objective": "Untrained", "architecture": "ViT", "architecture_class": "TX",
-                     "training_data": "none", "data_class": "None", "parameters": 5500000},
-    },
-}
+TWO_MODELS = {model: TINY["models"][model] for model in ("resnet18_random", "vit_random")}
 
 
 def read_config(name: str) -> dict:
