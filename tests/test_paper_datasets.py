@@ -19,6 +19,7 @@ from conftest import REPO, make_wds, write_hierarchy
 from simcon.config import check_config
 from simcon.datasets import breeds_task, resolve_paths
 from simcon.similarity import metric_names
+from test_workflow import TINY
 
 TABLE_3 = {
     "natural_multi_domain": {"caltech101", "cifar10", "cifar100", "country211", "imagenet1k", "stl10", "voc2007",
@@ -27,23 +28,13 @@ TABLE_3 = {
     "specialized": {"diabetic_retinopathy", "eurosat", "pcam", "resisc45"},
     "structured": {"fer2013", "dmlab", "dtd"},
 }
-TWO_MODELS = {
-    "resnet18_random": {
-        "backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
-        "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
-                     "training_data": "none", "data_class": "None", "parameters": 11700000},
-    },
-    "vit_random": {
-        "backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random",
-        "kwargs": {"img_size": 32},
-        "metadata": {"objective": "Untrained", "architecture": "ViT", "architecture_class": "TX",
-                     "training_data": "none", "data_class": "None", "parameters": 5500000},
-    },
-}
+TWO_MODELS = {model: TINY["models"][model] for model in ("resnet18_random", "vit_random")}
 
 
 def read_config(name: str) -> dict:
-    return yaml.safe_load((REPO / "config" / name).read_text())
+    """The dataset options (data_root, datasets, metrics) of a config file under config/, without its models."""
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    return {key: config[key] for key in ("data_root", "datasets", "metrics") if key in config}
 
 
 def checked(config: dict) -> dict:
@@ -56,14 +47,14 @@ def checked(config: dict) -> dict:
 
 
 def test_paper_datasets_are_table_3_with_its_categories():
-    datasets = read_config("paper-datasets.yaml")["datasets"]
+    datasets = read_config("paper.yaml")["datasets"]
     assert len(datasets) == 23
     by_category = {c: {d for d, spec in datasets.items() if spec["category"] == c} for c in TABLE_3}
     assert by_category == TABLE_3
 
 
 def test_paper_datasets_pass_the_checks_without_any_data():
-    config = checked(read_config("paper-datasets.yaml"))
+    config = checked(read_config("paper.yaml"))
     datasets = config["datasets"]
     assert all(spec["max_samples"] == 10000 for spec in datasets.values())
     wds = {d: Path(spec["path"]) for d, spec in datasets.items() if spec["source"] == "wds"}
@@ -74,7 +65,7 @@ def test_paper_datasets_pass_the_checks_without_any_data():
 
 
 def test_appendix_c_subsets_take_k_images_per_imagenet_class_whole():
-    config = checked(read_config("paper-appendix-c-datasets.yaml"))
+    config = checked(read_config("paper-appendix-c.yaml"))
     datasets = config["datasets"]
     assert sorted(spec["samples_per_class"] for spec in datasets.values()) == [1, 5, 10, 20, 30, 40]
     assert all(spec["max_samples"] >= 1000 * spec["samples_per_class"] for spec in datasets.values())
@@ -97,7 +88,7 @@ def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedPr
 
 @pytest.mark.slow
 def test_paper_datasets_plan_offline_without_any_data(tmp_path):
-    config = {**read_config("paper-datasets.yaml"), "models": TWO_MODELS, "data_root": str(tmp_path / "absent")}
+    config = {**read_config("paper.yaml"), "models": TWO_MODELS, "data_root": str(tmp_path / "absent")}
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = dict(re.findall(r"^(subset|features)\s+(\d+)$", result.stdout, flags=re.M))

@@ -1,6 +1,9 @@
+import json
 import re
 import sys
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
@@ -12,6 +15,21 @@ from simcon.similarity import metric_names
 from simcon.structure import check_settings, reference_metric
 
 check_unique_keys(workflow.configfiles)
+
+
+def command_line_entries(key):
+    """`key`'s entries in the last --configfile that defines it; None when none does."""
+    given = [yaml.safe_load(Path(path).read_text()) or {} for path in workflow.overwrite_configfiles or []]
+    defined = [c[key] for c in given if key in c]
+    return defined[-1] if defined else None
+
+
+# The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
+# config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
+for key in ("models", "datasets"):
+    if (entries := command_line_entries(key)) is not None:
+        config[key] = entries
+
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
 check_config(config, metric_names())
@@ -95,3 +113,29 @@ def final_outputs():
         *expand("results/figures/{metric}/permutation_test.png", metric=METRICS),
         "results/figures/consistency_metrics.png",
     ]
+
+
+THINGSVISION_MODELS = [m for m in MODELS if config["models"][m]["backend"] == "thingsvision"]
+MAIN_ENV_MODELS = [m for m in MODELS if m not in THINGSVISION_MODELS]
+
+
+def models_pattern(models):
+    """A wildcard pattern matching exactly these model ids (nothing when there are none)."""
+    return "|".join(map(re.escape, models)) or "(?!)"
+
+
+def thingsvision_job(wildcards, input, output, threads):
+    """The features job of a thingsvision model as the JSON argument of scripts/thingsvision_features.py."""
+    return json.dumps(
+        {
+            "model_id": wildcards.model,
+            "model": config["models"][wildcards.model],
+            "dataset_id": wildcards.dataset,
+            "dataset": config["datasets"][wildcards.dataset],
+            "subset": input.subset,
+            "output": output[0],
+            "log": f"logs/features/{wildcards.dataset}/{wildcards.model}.log",
+            "threads": threads,
+            **{key: config[key] for key in ("image_size", "crop_pct", "batch_size", "device", "normalize")},
+        }
+    )
