@@ -16,6 +16,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/similarity.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/structure.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -1,8 +1,10 @@
 """Benchmark the probe protocol: candidates trained together vs one at a time.
 
-Runs ``simcon.probe.train_probe`` three times on the same synthetic features: with one
+Runs ``simcon.probe.train_probe`` on the same synthetic features: with one
 ``torch.nn.Linear`` + ``torch.optim.AdamW`` per candidate (``fit_linear_reference``,
-float32: the reference), and with the batched trainer (``fit_linear``) searching in float32
+float32: the reference), the same fed by a torch ``DataLoader`` over a per-sample feature
+dataset as the paper's code is (``paper-loader``: same batches, same results, the paper's
+data path), and with the batched trainer (``fit_linear``) searching in float32
 and in bfloat16 (``ProbeSettings.search_precision``; the final retrain is float32 in every
 variant). Prints wall and CPU times, each batched variant's speed-up over the reference, the
 chosen hyperparameters and test accuracies. Exits 1 when a batched variant disagrees with
@@ -21,8 +23,11 @@ import math
 import os
 import time
 
+from functools import partial
+
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from simcon.probe import ProbeSettings, fit_linear, fit_linear_reference, train_probe
 
@@ -51,7 +56,29 @@ def float32_validation_accuracy(data: tuple, seed: int, epochs: int, lr: float, 
     return train_probe(*data, seed=seed, settings=settings)["validation"][0]["accuracy"]
 
 
+class FeatureDataset(Dataset):
+    """Features and labels read one sample at a time, as the paper's code stores them
+    (sim_consistency/data/feature_datasets.py)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def paper_loader(x: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor]) -> DataLoader:
+    """The batches through a torch DataLoader over a FeatureDataset, as the paper's code feeds each
+    candidate's training (sim_consistency/data/data_loader.py; its shuffled order is replaced by the
+    protocol's batches, so the results equal the reference's)."""
+    return DataLoader(FeatureDataset(x, y), batch_sampler=[batch.tolist() for batch in batches])
+
+
 VARIANTS = {
+    "paper-loader": (partial(fit_linear_reference, loader=paper_loader), "float32"),
     "reference": (fit_linear_reference, "float32"),
     "batched-float32": (fit_linear, "float32"),
     "batched-bfloat16": (fit_linear, "bfloat16"),
@@ -121,6 +148,9 @@ def main() -> int:
         result = results[label]
         ratio = seconds["reference"] / seconds[label]
         cpu_ratio = cpu_seconds["reference"] / cpu_seconds[label]
+        if "paper-loader" in seconds and label != "paper-loader":
+            print(f"{label:>16} vs paper-loader: speed-up {seconds['paper-loader'] / seconds[label]:.1f}x wall, "
+                  f"{cpu_seconds['paper-loader'] / cpu_seconds[label]:.1f}x CPU time")
         wd_steps = abs(steps[label] - steps["reference"])
         top1_points = 100 * abs(result["top1"] - reference["top1"])
         ok = result["learning_rate"] == reference["learning_rate"] and wd_steps <= 1 and top1_points <= 0.5

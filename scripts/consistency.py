@@ -1,4 +1,4 @@
-"""Consistency of one metric's similarities across dataset pairs, for model sets by category."""
+"""Consistency of one metric's similarities across dataset pairs, for model sets by category (paper Fig. 6)."""
 
 import pandas as pd
 
@@ -17,4 +17,6 @@ with job_log(snakemake.log[0]):
     print(f"All models: mean rho {headline.mean():.3f} (std {headline.std():.3f}) over {len(headline)} dataset pairs")
     write_csv(snakemake.output.table, table)
     write_csv(snakemake.output.summary, summarise(table))
-    plots.save_png(plots.consistency_by_category(table, snakemake.wildcards.metric), snakemake.output.figure)
+    plotted = table[table["category"].isin(["all", *plots.CATEGORY_TITLES])]
+    write_csv(snakemake.output.figure_data, plotted)
+    plots.save_png(plots.consistency_by_category(plotted, snakemake.wildcards.metric), snakemake.output.figure)

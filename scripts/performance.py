@@ -1,8 +1,10 @@
-"""Linear-probe accuracy per (dataset, model), averaged over seeds."""
+"""Linear-probe accuracy per (dataset, model), averaged over seeds, and the paper's App. B table of top-1."""
 
 from simcon.io import read_json, write_csv
 from simcon.logs import job_log
-from simcon.performance import performance_table
+from simcon.performance import performance_table, top1_by_model
 
 with job_log(snakemake.log[0]):
-    write_csv(snakemake.output[0], performance_table(read_json(path) for path in snakemake.input))
+    table = performance_table(read_json(path) for path in snakemake.input)
+    write_csv(snakemake.output.table, table)
+    write_csv(snakemake.output.top1, top1_by_model(table), index=True)

@@ -1,9 +1,14 @@
-"""Heatmaps of one metric's similarity matrices, one per dataset, with their mean and std."""
+"""Fig. 2: heatmaps of one metric's similarity matrices, one per dataset, with their mean and std."""
+
+import pandas as pd
 
 from simcon import plots
-from simcon.io import read_matrices
+from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
 
 with job_log(snakemake.log[0]):
     matrices = read_matrices(snakemake.params.datasets, snakemake.input)
-    plots.save_png(plots.similarity_matrices(matrices, snakemake.wildcards.metric), snakemake.output[0])
+    metadata = pd.DataFrame.from_dict(snakemake.params.metadata, orient="index")
+    figure, data = plots.similarity_matrices(matrices, snakemake.wildcards.metric, metadata)
+    write_csv(snakemake.output.data, data)
+    plots.save_png(figure, snakemake.output.figure)

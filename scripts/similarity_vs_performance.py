@@ -1,8 +1,9 @@
-"""Per dataset: similarity of each model pair against the gap in their probe accuracy (paper Sec. 4.7)."""
+"""Per dataset: similarity of each model pair against the gap in their probe accuracy (paper Sec. 4.7, App. G)."""
 
 import pandas as pd
 
 from simcon import plots
+from simcon.consistency import DATASET_CATEGORIES
 from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
 from simcon.performance import gap_correlation, similarity_vs_gap
@@ -27,3 +28,5 @@ with job_log(snakemake.log[0]):
     write_csv(snakemake.output.pairs, table)
     write_csv(snakemake.output.correlations, summary)
     plots.save_png(plots.similarity_vs_gap(pairs, correlations, snakemake.wildcards.metric), snakemake.output.figure)
+    figure = plots.gap_correlations_by_category(summary, snakemake.wildcards.metric, DATASET_CATEGORIES)
+    plots.save_png(figure, snakemake.output.by_category)

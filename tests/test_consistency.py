@@ -4,8 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simcon.consistency import consistency, model_pairs, model_sets, summarise
-from simcon.performance import gap_correlation, performance_table, similarity_vs_gap
+from simcon.consistency import (
+    consistency,
+    dataset_matrices,
+    metric_agreement,
+    model_pairs,
+    model_sets,
+    read_consistency,
+    sort_by_category,
+    summarise,
+)
 
 MODELS = ["a", "b", "c"]
 
@@ -16,6 +24,41 @@ def _matrix(ab: float, ac: float, bc: float) -> pd.DataFrame:
 
 
 MATRICES = {"d1": _matrix(0.9, 0.5, 0.1), "d2": _matrix(0.8, 0.6, 0.2), "d3": _matrix(0.1, 0.5, 0.9)}
+# d1 = (.9, .5, .1), d2 = (.8, .6, .2): centred (.4, 0, -.4) and (.8/3, .2/3, -1/3)
+R12 = 0.24 / (math.sqrt(0.32) * math.sqrt(0.64 / 9 + 0.04 / 9 + 1 / 9))
+
+# Five models, three datasets, written by hand: a, b, c supervised, d, e self-supervised.
+FIVE = ["a", "b", "c", "d", "e"]
+PAIRS = {  # pair: similarity on d1, d2, d3
+    ("a", "b"): (0.9, 0.8, 0.1), ("a", "c"): (0.5, 0.6, 0.5), ("b", "c"): (0.1, 0.2, 0.9),
+    ("a", "d"): (0.1, 0.2, 0.6), ("a", "e"): (0.2, 0.4, 0.5), ("b", "d"): (0.3, 0.6, 0.4),
+    ("b", "e"): (0.4, 0.8, 0.3), ("c", "d"): (0.5, 1.0, 0.2), ("c", "e"): (0.6, 1.2, 0.1),
+    ("d", "e"): (0.5, 0.7, 0.3),
+}
+METADATA = pd.DataFrame(
+    {
+        "objective": ["Sup", "Sup", "Sup", "SSL", "SSL"],
+        "architecture_class": ["CNN", "TX", "CNN", "TX", "CNN"],
+        "data_class": ["IN1k"] * 5,
+        "size_class": ["small", "small", "large", "large", "small"],
+    },
+    index=FIVE,
+)
+
+
+def five_matrices() -> dict[str, pd.DataFrame]:
+    matrices = {}
+    for k, dataset in enumerate(["d1", "d2", "d3"]):
+        values = np.eye(5)
+        for (x, y), sims in PAIRS.items():
+            values[FIVE.index(x), FIVE.index(y)] = values[FIVE.index(y), FIVE.index(x)] = sims[k]
+        matrices[dataset] = pd.DataFrame(values, index=FIVE, columns=FIVE)
+    return matrices
+
+
+def rho_of(table: pd.DataFrame, category: str, set_a: str, set_b: str) -> dict[tuple[str, str], float]:
+    rows = table[(table["category"] == category) & (table["set_a"] == set_a) & (table["set_b"] == set_b)]
+    return dict(zip(zip(rows["dataset_a"], rows["dataset_b"]), rows["rho"]))
 
 
 def test_model_pairs_are_unordered_unique_and_in_matrix_order():
@@ -26,12 +69,30 @@ def test_model_pairs_are_unordered_unique_and_in_matrix_order():
 
 def test_consistency_matches_hand_computed_pearson():
     table = consistency(MATRICES, {"all": {"All": MODELS}})
-    rho = table.set_index(["dataset_a", "dataset_b"])["rho"]
-    # d1 = (.9, .5, .1), d2 = (.8, .6, .2): centred (.4, 0, -.4) and (.8/3, .2/3, -1/3)
-    expected = 0.24 / (math.sqrt(0.32) * math.sqrt(0.64 / 9 + 0.04 / 9 + 1 / 9))
-    assert rho[("d1", "d2")] == pytest.approx(expected, abs=1e-12)
+    rho = rho_of(table, "all", "All", "All")
+    assert rho[("d1", "d2")] == pytest.approx(R12, abs=1e-12)
     assert rho[("d1", "d3")] == pytest.approx(-1.0, abs=1e-12)
+    assert rho[("d2", "d3")] == pytest.approx(-R12, abs=1e-12)  # d3 = 1 - d1
     assert len(table) == 3 and set(table["n_pairs"]) == {3}
+
+
+def test_consistency_rows_of_every_set_pair_by_hand():
+    table = consistency(five_matrices(), model_sets(METADATA, anchors=["d"]))
+    # (Sup, Sup): pairs ab, ac, bc carry the vectors of MATRICES
+    assert rho_of(table, "objective", "Sup", "Sup") == pytest.approx({("d1", "d2"): R12, ("d1", "d3"): -1, ("d2", "d3"): -R12})
+    # (SSL, Sup): ad, ae, bd, be, cd, ce = (.1 .. .6) on d1, twice that on d2, .7 minus it on d3
+    assert rho_of(table, "objective", "SSL", "Sup") == pytest.approx({("d1", "d2"): 1, ("d1", "d3"): -1, ("d2", "d3"): -1})
+    # (SSL, SSL) has the single pair de: no value; anchor d against Sup: ad, bd, cd = (.1, .3, .5), x2, (.6, .4, .2)
+    assert rho_of(table, "objective", "SSL", "SSL") == {}
+    assert rho_of(table, "anchor", "d", "Sup") == pytest.approx({("d1", "d2"): 1, ("d1", "d3"): -1, ("d2", "d3"): -1})
+    assert rho_of(table, "anchor", "d", "SSL") == {}
+    upper = np.triu_indices(5, k=1)
+    vectors = {d: m.to_numpy()[upper] for d, m in five_matrices().items()}
+    expected = np.corrcoef(vectors["d1"], vectors["d3"])[0, 1]
+    assert rho_of(table, "all", "All", "All")[("d1", "d3")] == pytest.approx(expected, abs=1e-12)
+    summary = summarise(table).set_index(["category", "set_a", "set_b"])
+    assert summary.loc[("objective", "Sup", "Sup"), "median"] == pytest.approx(-R12)
+    assert summary.loc[("objective", "SSL", "Sup"), "n_dataset_pairs"] == 3
 
 
 def test_sets_with_fewer_than_three_pairs_give_no_value():
@@ -39,6 +100,12 @@ def test_sets_with_fewer_than_three_pairs_give_no_value():
     table = consistency(MATRICES, sets)
     # (Sup, Sup) has 1 pair, (Sup, SSL) 2 pairs, (SSL, SSL) none: nothing to correlate
     assert table.empty
+
+
+def test_a_constant_similarity_vector_gives_no_value():
+    matrices = dict(MATRICES, d2=_matrix(0.5, 0.5, 0.5))
+    table = consistency(matrices, {"all": {"All": MODELS}})
+    assert sorted(zip(table["dataset_a"], table["dataset_b"])) == [("d1", "d3")]
 
 
 def test_model_sets_group_metadata_and_anchors():
@@ -56,14 +123,16 @@ def test_model_sets_group_metadata_and_anchors():
     assert sets["architecture"] == {"CNN": ["a"], "TX": ["b", "c"]}
     assert sets["all"] == {"All": MODELS}
     assert sets["anchor"] == {"b": ["b"]}
+    with pytest.raises(ValueError, match=r"anchors \['z'\]"):
+        model_sets(metadata, anchors=["z"])
 
 
 def test_summary_statistics():
     table = consistency(MATRICES, {"all": {"All": MODELS}})
     row = summarise(table).iloc[0]
     assert row["n_dataset_pairs"] == 3
-    assert row["median"] == pytest.approx(np.median(table["rho"]))
-    assert row["mean"] == pytest.approx(table["rho"].mean())
+    assert row["median"] == pytest.approx(-R12)
+    assert row["mean"] == pytest.approx(-1 / 3)
 
 
 def test_matrices_with_other_models_are_rejected():
@@ -72,21 +141,124 @@ def test_matrices_with_other_models_are_rejected():
         consistency({"d1": MATRICES["d1"], "d2": other}, {"all": {"All": MODELS}})
 
 
-def test_performance_table_averages_seeds():
-    records = [
-        {"model": "a", "dataset": "d", "seed": s, "top1": t, "top5": None, "balanced_accuracy": t}
-        for s, t in enumerate([0.5, 0.7])
+def test_dataset_matrices_hold_rho_of_each_dataset_pair_and_name_missing_set_pairs():
+    table = consistency(five_matrices(), model_sets(METADATA))
+    wanted = [
+        {"category": "all", "set_a": "All", "set_b": "All"},
+        {"category": "objective", "set_a": "Sup", "set_b": "SSL"},  # stored as (SSL, Sup)
+        {"category": "objective", "set_a": "Sup", "set_b": "Sup"},
+        {"category": "objective", "set_a": "SSL", "set_b": "SSL"},  # one model pair only
+        {"category": "objective", "set_a": "Img-Txt", "set_b": "Sup"},  # no such set
     ]
-    row = performance_table(records).iloc[0]
-    assert row["top1"] == pytest.approx(0.6) and row["n_seeds"] == 2
-    assert row["top1_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
-    assert math.isnan(row["top5"])
+    order = ["d3", "d1", "d2"]
+    matrices, long = dataset_matrices(table, wanted, order)
+    assert list(matrices) == ["(All, All)", "(Sup, SSL)", "(Sup, Sup)", "(SSL, SSL)", "(Img-Txt, Sup)"]
+    assert matrices["(SSL, SSL)"] is None and matrices["(Img-Txt, Sup)"] is None
+    np.testing.assert_allclose(matrices["(Sup, SSL)"].loc[order, order], [[1, -1, -1], [-1, 1, 1], [-1, 1, 1]], atol=1e-12)
+    sup = matrices["(Sup, Sup)"]
+    assert list(sup.index) == order and sup.loc["d1", "d2"] == sup.loc["d2", "d1"] == pytest.approx(R12)
+    assert sup.loc["d3", "d2"] == pytest.approx(-R12)
+    missing = long[long["note"] != ""]
+    assert missing[["set_a", "set_b"]].values.tolist() == [["SSL", "SSL"], ["Img-Txt", "Sup"]]
+    assert missing["note"].str.contains("fewer than 3 model pairs").all() and missing["rho"].isna().all()
+    assert len(long) == 3 * 9 + 2
+    row = long[(long["set_a"] == "Sup") & (long["set_b"] == "Sup") & (long["dataset_a"] == "d2") & (long["dataset_b"] == "d3")]
+    assert row["rho"].item() == pytest.approx(-R12)
 
 
-def test_similarity_vs_gap():
-    pairs = similarity_vs_gap(MATRICES["d1"], {"a": 0.9, "b": 0.5, "c": 0.8})
-    assert pairs[["model_a", "model_b"]].values.tolist() == [["a", "b"], ["a", "c"], ["b", "c"]]
-    np.testing.assert_allclose(pairs["similarity"], [0.9, 0.5, 0.1])
-    np.testing.assert_allclose(pairs["gap"], [0.4, 0.1, 0.3])
-    np.testing.assert_allclose(pairs["better_top1"], [0.9, 0.9, 0.8])
-    assert gap_correlation(pairs) == pytest.approx(np.corrcoef([0.9, 0.5, 0.1], [0.4, 0.1, 0.3])[0, 1])
+def test_datasets_sorted_by_category_keep_their_order_within_one():
+    categories = {"a": "structured", "b": "natural_multi_domain", "c": "specialized", "d": "natural_multi_domain", "e": "other"}
+    assert sort_by_category(list("abcde"), categories) == ["b", "d", "c", "a", "e"]
+
+
+def test_metric_agreement_pairs_the_same_set_pair_and_dataset_pair():
+    linear = consistency(MATRICES, {"all": {"All": MODELS}})
+    flipped = {d: 1 - m for d, m in MATRICES.items()}  # every rho unchanged
+    other = consistency(flipped, {"all": {"All": MODELS}}).iloc[:2]
+    joined = metric_agreement({"linear": linear, "rbf": other}, "linear")
+    assert joined["metric"].unique().tolist() == ["rbf"] and len(joined) == 3
+    np.testing.assert_allclose(joined["rho"].iloc[:2], joined["rho_reference"].iloc[:2], atol=1e-12)
+    assert np.isnan(joined["rho"].iloc[2])
+    assert metric_agreement({"linear": linear}, "linear").empty
+
+
+def test_set_named_none_survives_a_csv_round_trip(tmp_path):
+    table = pd.DataFrame({"category": ["data"], "set_a": ["None"], "set_b": ["None"], "rho": [0.5]})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    assert read_consistency(tmp_path / "t.csv")["set_a"].tolist() == ["None"]
+
+
+ANALYSES = ["consistency", "consistency_anchors", "consistency_matrices", "consistency_bootstrap", "permutation_test",
+            "metric_agreement", "similarity_vs_performance"]
+FIGURES = ["consistency_by_category", "consistency_anchors", "consistency_matrices", "consistency_bootstrap",
+           "permutation_test", "similarity_vs_gap", "gap_correlations_by_category"]
+
+
+@pytest.mark.slow
+def test_analysis_rules_on_hand_written_similarities(tmp_path):
+    """The analysis rules alone (--allowed-rules) on the five-model case's matrices: tables, figures, report."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    metrics = ["cka_linear_unbiased", "rsa_correlation_spearman"]
+    domains = {"d1": ("shapes", "structured"), "d2": ("textures", "structured"), "d3": ("cells", "specialized")}
+    config = {
+        "metrics": metrics,
+        "anchors": ["d"],
+        "consistency": {"bootstrap": {"resamples": 50}, "permutation": {"permutations": 120}},
+        "models": {
+            model: {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
+                    "metadata": {"objective": objective, "architecture": "ResNet", "architecture_class": "CNN",
+                                 "training_data": "IN1k", "data_class": "IN1k", "parameters": 1e7}}
+            for model, objective in zip(FIVE, METADATA["objective"])
+        },
+        "datasets": {d: {"source": "generated", "domain": domain, "category": category} for d, (domain, category) in domains.items()},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    for dataset, matrix in five_matrices().items():
+        for metric, values in zip(metrics, (matrix, matrix**2)):
+            (tmp_path / "results/similarity" / dataset).mkdir(parents=True, exist_ok=True)
+            values.to_csv(tmp_path / "results/similarity" / dataset / f"{metric}.csv")
+    top1 = dict(zip(FIVE, [0.9, 0.8, 0.5, 0.6, 0.3]))
+    performance = pd.DataFrame([{"dataset": d, "model": m, "top1": t} for d in domains for m, t in top1.items()])
+    performance.to_csv(tmp_path / "results/performance.csv", index=False)
+    targets = [f"results/figures/{metric}/{figure}.png" for metric in metrics for figure in FIGURES]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "--allowed-rules", *ANALYSES, "--",
+               *targets, "results/figures/consistency_metrics.png"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    figures = tmp_path / "results/figures/cka_linear_unbiased"
+    matrices = read_consistency(figures / "consistency_matrices.csv")
+    sup = matrices[(matrices["set_a"] == "Sup") & (matrices["set_b"] == "Sup")].set_index(["dataset_a", "dataset_b"])["rho"]
+    assert sup[("d1", "d2")] == pytest.approx(R12) and sup[("d3", "d1")] == pytest.approx(-1)
+    assert list(dict.fromkeys(sup.index.get_level_values(0))) == ["d3", "d1", "d2"]  # specialized before structured
+    missing = matrices.loc[matrices["note"].notna(), ["set_a", "set_b"]].values.tolist()
+    assert missing == [["SSL", "SSL"], ["Img-Txt", "Sup"], ["Sup", "Untrained"]]
+    anchors = read_consistency(figures / "consistency_anchors.csv")
+    assert anchors.loc[anchors["category"] == "anchor", ["set_a", "set_b"]].drop_duplicates().values.tolist() == [["d", "Sup"]]
+    tests = pd.read_csv(tmp_path / "results/consistency/cka_linear_unbiased/permutation_test.csv").set_index("category")
+    assert tests.loc["objective", "exact"] and tests.loc["objective", "n_permutations"] == 120
+    bootstrap = read_consistency(figures / "consistency_bootstrap.csv")
+    assert bootstrap[["category", "set_a", "set_b"]].values.tolist() == [
+        ["all", "All", "All"], ["objective", "SSL", "Sup"], ["objective", "Sup", "Sup"], ["architecture", "CNN", "CNN"],
+        ["data", "IN1k", "IN1k"], ["size", "small", "small"], ["anchor", "d", "Sup"],
+    ]
+    assert bootstrap["n_resamples"].between(30, 50).all()
+    agreement = read_consistency(tmp_path / "results/figures/consistency_metrics.csv")
+    assert set(agreement["metric"]) == {"rsa_correlation_spearman"} and agreement["rho_reference"].notna().all()
+    for target in targets:
+        assert (tmp_path / target).stat().st_size > 10_000
+
+    report = tmp_path / "report.html"
+    result = subprocess.run([*command[:command.index("--")], "--report", str(report), "--", *command[command.index("--") + 1:]],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    html = report.read_text()
+    for category in ("4.5 Model categories", "4.6 Dataset categories", "4.7 Similarity and performance", "Appendix"):
+        assert category in html

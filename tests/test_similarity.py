@@ -208,11 +208,13 @@ def test_linear_strategies_match_reference(monkeypatch, name: str, case: str,
 
 @pytest.mark.parametrize("name", CKA_NAMES + RSA_NAMES)
 def test_tiles_and_chunks_smaller_than_n(monkeypatch, name: str) -> None:
-    """Tiles and strips that do not divide n, and several rank chunks, give the same values."""
+    """Tiles and strips that do not divide n, split diagonal blocks, and several rank chunks, give
+    the same values."""
     features = dataset("structured")
     m = len(features)
     monkeypatch.setattr(similarity, "BLOCK_BYTES", 8 * m * 7**2)
     monkeypatch.setattr(similarity, "TILE_ROWS", 7)
+    monkeypatch.setattr(similarity, "DIAGONAL_TILE_ROWS", 2)
     monkeypatch.setattr(similarity, "FEATURE_CHUNK_ROWS", 6)
     assert_matches_reference(name, features)
 

@@ -28,6 +28,7 @@ TEST_CLUSTER_ARGS = [
     "--slurm-status-command", "squeue",               # no slurmdbd: sacct knows no jobs
     "--slurm-init-seconds-before-status-checks", "2",
     "--max-threads", "1",                             # two 1-CPU jobs at once on a 2-CPU node
+    "--seconds-between-status-checks", "2",           # short jobs: notice finished ones sooner
 ]
 FLAKY_SNAKEFILE = """
 rule all:
@@ -73,10 +74,11 @@ def slurm_env() -> dict[str, str]:
     return {"SIMCON_SLURM_GPUS": "0", **os.environ}
 
 
-def run_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+def run_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
+              timeout: int = 1200) -> subprocess.CompletedProcess:
     """Run Snakemake through the slurm profile from the repository root, where `slurm` is the profile."""
     return subprocess.run(slurm_command(workdir, *args, snakefile=snakefile), cwd=REPO, env=slurm_env(),
-                          capture_output=True, text=True, timeout=1200)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def sbatch_jobs(workdir: Path) -> dict[str, int]:
@@ -144,6 +146,34 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
         assert actual["top1"] == pytest.approx(expected["top1"], abs=1e-9)
     performance = [pd.read_csv(folder / "results/performance.csv") for folder in (local, cluster)]
     np.testing.assert_allclose(performance[1]["top1"], performance[0]["top1"], atol=1e-9)
+
+
+def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
+    """README's cluster command on the default config: every compute job goes through sbatch, and every
+    similarity matrix and probe accuracy equals the one of a local `snakemake --cores 2` run."""
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    local.mkdir()
+    cluster.mkdir()
+    reference = snakemake(local, default)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    planned = job_counts(reference.stdout + reference.stderr)
+
+    result = run_slurm(cluster, "--configfile", str(REPO / "config/config.yaml"), timeout=2700)
+    assert result.returncode == 0, result.stderr[-5000:]
+    jobs = sbatch_jobs(cluster)
+    assert set(jobs) == {"subset", "features", "probe", "similarity"}  # the aggregates ran here (localrules)
+    assert all(jobs[rule] >= planned[rule] for rule in jobs), (jobs, planned)  # retries add logs, never remove
+
+    for expected_path in (local / "results/similarity").rglob("*.csv"):
+        expected = pd.read_csv(expected_path, index_col=0)
+        actual = pd.read_csv(cluster / expected_path.relative_to(local), index_col=0)
+        pd.testing.assert_frame_equal(actual, expected, rtol=0, atol=1e-6)
+    performance = [pd.read_csv(folder / "results/performance.csv") for folder in (local, cluster)]
+    assert len(performance[0]) == len(default["models"]) * len(default["datasets"])
+    pd.testing.assert_frame_equal(performance[1], performance[0], rtol=0, atol=1e-9)
+    for figure in (local / "results/figures").rglob("*.png"):
+        assert (cluster / figure.relative_to(local)).stat().st_size > 0
 
 
 def test_failed_job_is_retried_and_leaves_no_partial_output(tmp_path):

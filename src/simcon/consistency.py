@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 CATEGORIES = {
     "objective": "objective",
@@ -15,11 +14,21 @@ CATEGORIES = {
     "data": "data_class",
     "size": "size_class",
 }
+DATASET_CATEGORIES = ("natural_multi_domain", "natural_single_domain", "specialized", "structured")
 MIN_PAIRS = 3
+COLUMNS = ["category", "set_a", "set_b", "dataset_a", "dataset_b", "n_pairs", "rho"]
+
+
+def read_consistency(path: str) -> pd.DataFrame:
+    """A consistency table from CSV; only empty cells are missing, so a set named e.g. 'None' stays a name."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def model_sets(metadata: pd.DataFrame, anchors: Sequence[str] = ()) -> dict[str, dict[str, list[str]]]:
     """Model sets by category: {category: {set name: model ids}}, plus 'all' and one single-model set per anchor."""
+    unknown = [anchor for anchor in anchors if anchor not in metadata.index]
+    if unknown:
+        raise ValueError(f"anchors {unknown} are not model ids of this config")
     sets: dict[str, dict[str, list[str]]] = {"all": {"All": list(metadata.index)}}
     for category, column in CATEGORIES.items():
         groups = metadata.groupby(column, sort=True).groups
@@ -60,6 +69,28 @@ def set_pairs(sets: Mapping[str, Mapping[str, Sequence[str]]]) -> list[tuple[str
     return triples
 
 
+def dataset_correlations(vectors: np.ndarray) -> np.ndarray:
+    """Pearson correlation between the rows of a (datasets × model pairs) array; NaN where a row is constant."""
+    centred = vectors - vectors.mean(axis=1, keepdims=True)
+    norms = np.sqrt((centred**2).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (centred @ centred.T) / np.outer(norms, norms)
+    constant = np.ptp(vectors, axis=1) == 0
+    rho[constant, :] = np.nan
+    rho[:, constant] = np.nan
+    return np.clip(rho, -1.0, 1.0)
+
+
+def check_same_models(matrices: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The model order shared by every matrix; a ValueError names the first dataset whose matrix differs."""
+    datasets = list(matrices)
+    order = list(matrices[datasets[0]].index)
+    for dataset in datasets:
+        if list(matrices[dataset].index) != order or list(matrices[dataset].columns) != order:
+            raise ValueError(f"dataset '{dataset}': its matrix has other models than '{datasets[0]}'")
+    return order
+
+
 def consistency(
     matrices: Mapping[str, pd.DataFrame], sets: Mapping[str, Mapping[str, Sequence[str]]]
 ) -> pd.DataFrame:
@@ -69,33 +100,19 @@ def consistency(
     MIN_PAIRS model pairs, or a constant similarity vector on either dataset, give no row.
     """
     datasets = list(matrices)
-    order = list(matrices[datasets[0]].index)
-    for dataset in datasets:
-        if list(matrices[dataset].index) != order or list(matrices[dataset].columns) != order:
-            raise ValueError(f"dataset '{dataset}': its matrix has other models than '{datasets[0]}'")
+    order = check_same_models(matrices)
+    upper = np.triu_indices(len(datasets), k=1)
     rows = []
     for category_a, name_a, category_b, name_b in set_pairs(sets):
         pairs = model_pairs(order, sets[category_a][name_a], sets[category_b][name_b])
         if len(pairs) < MIN_PAIRS:
             continue
-        vectors = {dataset: similarity_vector(matrices[dataset], pairs) for dataset in datasets}
-        for dataset_a, dataset_b in itertools.combinations(datasets, 2):
-            x, y = vectors[dataset_a], vectors[dataset_b]
-            if np.ptp(x) == 0 or np.ptp(y) == 0:
-                continue
-            rows.append(
-                {
-                    "category": category_a,
-                    "set_a": name_a,
-                    "set_b": name_b,
-                    "dataset_a": dataset_a,
-                    "dataset_b": dataset_b,
-                    "n_pairs": len(pairs),
-                    "rho": float(stats.pearsonr(x, y).statistic),
-                }
-            )
-    columns = ["category", "set_a", "set_b", "dataset_a", "dataset_b", "n_pairs", "rho"]
-    return pd.DataFrame(rows, columns=columns)
+        vectors = np.stack([similarity_vector(matrices[dataset], pairs) for dataset in datasets])
+        rho = dataset_correlations(vectors)[upper]
+        for i, j, value in zip(*upper, rho):
+            if not np.isnan(value):
+                rows.append((category_a, name_a, name_b, datasets[i], datasets[j], len(pairs), float(value)))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
@@ -110,3 +127,63 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         q75=lambda r: r.quantile(0.75),
     )
     return summary.reset_index()
+
+
+def dataset_matrix(
+    table: pd.DataFrame, category: str, set_a: str, set_b: str, datasets: Sequence[str]
+) -> pd.DataFrame | None:
+    """The dataset × dataset matrix of rho for one set pair (in either order) from a consistency table:
+    1 on the diagonal, NaN where the table has no value; None if the table has no row for the set pair."""
+    forward = (table["set_a"] == set_a) & (table["set_b"] == set_b)
+    backward = (table["set_a"] == set_b) & (table["set_b"] == set_a)
+    rows = table[(table["category"] == category) & (forward | backward)]
+    if rows.empty:
+        return None
+    position = {dataset: i for i, dataset in enumerate(datasets)}
+    values = np.full((len(datasets), len(datasets)), np.nan)
+    np.fill_diagonal(values, 1.0)
+    for a, b, rho in zip(rows["dataset_a"], rows["dataset_b"], rows["rho"]):
+        values[position[a], position[b]] = values[position[b], position[a]] = rho
+    return pd.DataFrame(values, index=list(datasets), columns=list(datasets))
+
+
+def sort_by_category(datasets: Sequence[str], categories: Mapping[str, str]) -> list[str]:
+    """Datasets grouped by category in DATASET_CATEGORIES order (others last), in their given order within a group."""
+    rank = {category: i for i, category in enumerate(DATASET_CATEGORIES)}
+    return sorted(datasets, key=lambda d: rank.get(categories[d], len(rank)))
+
+
+def dataset_matrices(
+    table: pd.DataFrame, wanted: Sequence[Mapping[str, str]], datasets: Sequence[str]
+) -> tuple[dict[str, pd.DataFrame | None], pd.DataFrame]:
+    """Dataset × dataset rho matrices of the wanted set pairs ({category, set_a, set_b}), keyed by a title
+    '(set_a, set_b)', None for a set pair without values; and the same as a long table (category, set_a,
+    set_b, dataset_a, dataset_b, rho, note) with one 'no values' row per set pair without values."""
+    matrices, long = {}, []
+    for pair in wanted:
+        category, set_a, set_b = pair["category"], pair["set_a"], pair["set_b"]
+        matrix = dataset_matrix(table, category, set_a, set_b, datasets)
+        matrices[f"({set_a}, {set_b})"] = matrix
+        key = {"category": category, "set_a": set_a, "set_b": set_b}
+        if matrix is None:
+            long.append(pd.DataFrame([key | {"note": f"no values: fewer than {MIN_PAIRS} model pairs in this config"}]))
+            continue
+        stacked = matrix.rename_axis(index="dataset_a", columns="dataset_b").stack()
+        long.append(stacked.rename("rho").reset_index().assign(**key, note=""))
+    columns = ["category", "set_a", "set_b", "dataset_a", "dataset_b", "rho", "note"]
+    return matrices, pd.concat(long, ignore_index=True).reindex(columns=columns)
+
+
+def metric_agreement(tables: Mapping[str, pd.DataFrame], reference: str) -> pd.DataFrame:
+    """rho under every other metric beside rho under the reference metric, for the same set pair and dataset
+    pair (paper App. E). Columns: metric, category, set_a, set_b, dataset_a, dataset_b, rho_reference, rho;
+    NaN where one of the two metrics has no value."""
+    keys = ["category", "set_a", "set_b", "dataset_a", "dataset_b"]
+    base = tables[reference].set_index(keys)["rho"].rename("rho_reference")
+    parts = [
+        pd.concat([base, table.set_index(keys)["rho"]], axis=1, join="outer").reset_index().assign(metric=metric)
+        for metric, table in tables.items()
+        if metric != reference
+    ]
+    columns = ["metric", *keys, "rho_reference", "rho"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)

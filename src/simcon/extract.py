@@ -3,30 +3,45 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision import transforms
 from tqdm import tqdm
 
-from simcon.datasets import Split
-from simcon.models import Model
+from simcon.datasets import SPLITS, DatasetError, Split, load_split
+from simcon.device import acquire_device
+from simcon.models import Model, Preprocessing, build_model
 
 
 class FeatureError(ValueError):
     """Extracted features are unusable (NaN or Inf); the message names the model and dataset."""
 
 
-def preprocessing(image_size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float]) -> transforms.Compose:
+def preprocessing(
+    image_size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear"
+) -> transforms.Compose:
     """Resize the short side to image_size / crop_pct, centre-crop image_size, scale to [0, 1], normalise."""
     return transforms.Compose(
         [
-            transforms.Resize(math.floor(image_size / crop_pct), antialias=True),
+            transforms.Resize(
+                math.floor(image_size / crop_pct), transforms.InterpolationMode(interpolation), antialias=True
+            ),
             transforms.CenterCrop(image_size),
             transforms.ToTensor(),
             transforms.Normalize(mean, std),
         ]
+    )
+
+
+def model_preprocessing(
+    own: Preprocessing, image_size: int | None = None, crop_pct: float | None = None
+) -> transforms.Compose:
+    """A model's own preprocessing, with image_size and crop_pct replaced where given."""
+    return preprocessing(
+        image_size or own.image_size, crop_pct or own.crop_pct, own.mean, own.std, own.interpolation
     )
 
 
@@ -45,16 +60,17 @@ def extract_features(
     split: Split,
     indices: np.ndarray,
     *,
-    image_size: int,
-    crop_pct: float,
+    image_size: int | None = None,
+    crop_pct: float | None = None,
     batch_size: int,
     device: torch.device,
     normalize: bool = True,
     name: str = "",
     progress: bool = True,
 ) -> np.ndarray:
-    """Float32 features (len(indices), d) of `model.layer` for split images `indices`, L2-normalised if `normalize`."""
-    transform = preprocessing(image_size, crop_pct, model.mean, model.std)
+    """Float32 features (len(indices), d) of `model.layer` for split images `indices`, L2-normalised if `normalize`.
+    Images go through the model's own preprocessing; `image_size` and `crop_pct`, when given, replace its own."""
+    transform = model_preprocessing(model.preprocessing, image_size, crop_pct)
     captured: list[torch.Tensor] = []
     hook = model.layer.register_forward_hook(lambda _m, _i, out: captured.append(_to_vectors(out).float().cpu()))
     network = model.network.to(device)
@@ -70,3 +86,45 @@ def extract_features(
     if not torch.isfinite(features).all():
         raise FeatureError(f"{name}: features contain NaN or Inf")
     return features.numpy().astype(np.float32, copy=False)
+
+
+def model_dataset_features(
+    model_id: str,
+    model_spec: Mapping[str, Any],
+    dataset_id: str,
+    dataset_spec: Mapping[str, Any],
+    subset: Mapping[str, Any],
+    *,
+    image_size: int | None,
+    crop_pct: float | None,
+    batch_size: int,
+    device: str,
+    normalize: bool,
+) -> dict[str, np.ndarray]:
+    """Features and labels of one model on one dataset: `train` on the subset's train indices, `test` on every
+    test image, with `train_labels` and `test_labels`."""
+    model = build_model(model_id, model_spec)
+    arrays = {}
+    with acquire_device(device) as torch_device:
+        print(f"{model_id} on {dataset_id}: device {torch_device}")
+        for split in SPLITS:
+            data = load_split(dataset_id, dataset_spec, split)
+            if split == "train" and len(data) != subset["n_train"]:
+                raise DatasetError(
+                    f"dataset '{dataset_id}' has {len(data)} train images but its subset was made for "
+                    f"{subset['n_train']}; delete results/subsets/{dataset_id}.json to remake it"
+                )
+            indices = np.asarray(subset["indices"]) if split == "train" else np.arange(len(data))
+            arrays[split] = extract_features(
+                model,
+                data,
+                indices,
+                image_size=image_size,
+                crop_pct=crop_pct,
+                batch_size=batch_size,
+                device=torch_device,
+                normalize=normalize,
+                name=f"{model_id} on {dataset_id} ({split})",
+            )
+            arrays[f"{split}_labels"] = data.labels[indices]
+    return arrays

@@ -52,3 +52,15 @@ def gap_correlation(pairs: pd.DataFrame) -> float:
     if len(pairs) < 3 or np.ptp(pairs["similarity"]) == 0 or np.ptp(pairs["gap"]) == 0:
         return float("nan")
     return float(stats.pearsonr(pairs["similarity"], pairs["gap"]).statistic)
+
+
+def top1_by_model(table: pd.DataFrame) -> pd.DataFrame:
+    """Paper App. B layout: one row per model, one column per dataset, 'mean ± std' of top-1 (in %) over seeds."""
+    cells = table.assign(
+        cell=[
+            f"{100 * mean:.1f}" + ("" if np.isnan(std) else f" ± {100 * std:.1f}")
+            for mean, std in zip(table["top1"], table["top1_std"])
+        ]
+    )
+    wide = cells.pivot(index="model", columns="dataset", values="cell")
+    return wide.loc[list(dict.fromkeys(table["model"])), list(dict.fromkeys(table["dataset"]))]

@@ -16,7 +16,7 @@ once and matches :func:`fit_linear_reference`, which trains them one at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -197,10 +197,14 @@ def fit_linear_reference(
     epochs: int,
     batch_size: int,
     precision: str = "float32",
+    loader: Callable[[torch.Tensor, torch.Tensor, list[torch.Tensor]], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+    | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same as :func:`fit_linear`, one ``torch.nn.Linear`` and ``torch.optim.AdamW`` per candidate.
 
     ``precision="bfloat16"`` runs the forward and backward passes under ``torch.autocast``.
+    ``loader(x, y, batches)`` yields the (features, labels) of each batch of sample indices;
+    by default the in-memory tensors are indexed.
     """
     low = _check_precision(precision, "precision") != torch.float32
     n, d = x.shape
@@ -213,12 +217,12 @@ def fit_linear_reference(
             linear.weight.copy_(w0.T)
             linear.bias.copy_(b0)
         optimizer = torch.optim.AdamW(linear.parameters(), lr=lr, weight_decay=wd, betas=ADAM_BETAS, eps=ADAM_EPS)
-        for step, batch in enumerate(_minibatches(n, seed, epochs, batch_size)):
-            batch = batch.to(x.device)
+        batches = list(_minibatches(n, seed, epochs, batch_size))
+        for step, (batch_x, batch_y) in enumerate((loader or _indexed)(x, y, batches)):
             optimizer.param_groups[0]["lr"] = _cosine(lr, step, total)
             optimizer.zero_grad()
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=low):
-                loss = torch.nn.functional.cross_entropy(linear(x[batch]), y[batch])
+                loss = torch.nn.functional.cross_entropy(linear(batch_x.to(x.device)), batch_y.to(x.device))
             loss.backward()
             optimizer.step()
         weights.append(linear.weight.detach().T)
@@ -391,6 +395,15 @@ def _minibatches(n: int, seed: int, epochs: int, batch_size: int) -> Iterator[to
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         yield from torch.randperm(n, generator=generator).split(batch_size)
+
+
+def _indexed(
+    x: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The (features, labels) of each batch, indexed from the in-memory tensors."""
+    for batch in batches:
+        batch = batch.to(x.device)
+        yield x[batch], y[batch]
 
 
 def _cosine(lr: float, step: int, total: int) -> float:

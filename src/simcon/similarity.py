@@ -44,9 +44,13 @@ RANK_STORE_BYTES: int = 4 << 30
 """RDM ranks of all models up to this size are held in memory, larger ones in a temporary file."""
 
 TILE_ROWS: int = 512
-"""Height of the tiles' row strips. Each strip's diagonal tile is computed whole (a fraction
-TILE_ROWS / n of extra work); the tiles right of it are as wide as BLOCK_BYTES allows, so the
-batched matrix products stay large."""
+"""Height of the tiles' row strips. The tiles right of a strip's diagonal block are as wide as
+BLOCK_BYTES allows, so the batched matrix products stay large."""
+
+DIAGONAL_TILE_ROWS: int = 128
+"""Each strip's diagonal block is halved into two diagonal blocks and the tile between them
+until the diagonal blocks are at most this high; those are computed whole, a fraction
+DIAGONAL_TILE_ROWS / n of extra work."""
 
 TILE_COLUMNS: int = 2048
 """Widest tile. Reducing a tile to inner products of models takes one float32 product per
@@ -205,8 +209,10 @@ def _validated(features: Mapping[str, np.ndarray], spec: MetricSpec) -> list[np.
         if np.ptp(array, axis=0).max() == 0:
             raise ValueError(f"features of model {model!r} are constant across samples "
                              "(zero variance); its similarity is undefined")
+        if spec.family != "rsa":
+            continue
         constant_samples = np.flatnonzero(np.ptp(array, axis=1) == 0)
-        if spec.family == "rsa" and constant_samples.size:
+        if constant_samples.size:
             raise ValueError(f"features of model {model!r} are constant within sample "
                              f"{constant_samples[0]}; the correlation distance of its RDM "
                              "is undefined")
@@ -348,7 +354,7 @@ def _tile_products(
     tiles: list[tuple[slice, slice]] = []
     for r in range(0, n, height):
         rs = slice(r, min(r + height, n))
-        tiles.append((rs, rs))
+        tiles.extend(_diagonal_block_tiles(rs))
         right = n - rs.stop
         if right:
             pieces = math.ceil(right / width)
@@ -422,6 +428,16 @@ def _tile_products(
                      unshifted_self.cpu().numpy())
 
 
+def _diagonal_block_tiles(rows: slice) -> list[tuple[slice, slice]]:
+    """Tiles covering the upper triangle of the block rows × rows: diagonal tiles at most
+    DIAGONAL_TILE_ROWS high and the off-diagonal tiles between them."""
+    if rows.stop - rows.start <= DIAGONAL_TILE_ROWS:
+        return [(rows, rows)]
+    middle = (rows.start + rows.stop) // 2
+    top, bottom = slice(rows.start, middle), slice(middle, rows.stop)
+    return [*_diagonal_block_tiles(top), (top, bottom), *_diagonal_block_tiles(bottom)]
+
+
 def _tile_gram(tile: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inner products of the models' entries of an (m, rows, columns) float32 tile, in float64.
 
@@ -458,9 +474,10 @@ def _tile_statistics(
 
 
 def _centred_features(x: np.ndarray) -> torch.Tensor:
-    """Features minus their mean over samples, as float32."""
-    centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
-    return torch.from_numpy(centred.astype(np.float32))
+    """Features minus their mean over samples (the mean summed in float64), as float32."""
+    features = torch.from_numpy(np.ascontiguousarray(x))
+    mean = features.mean(dim=0, dtype=torch.float64).to(features.dtype)
+    return (features - mean).float()
 
 
 def _standardised_samples(x: np.ndarray) -> torch.Tensor:

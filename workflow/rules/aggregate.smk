@@ -1,7 +1,11 @@
 localrules:
     performance,
-    similarity_figure,
     consistency,
+    consistency_anchors,
+    consistency_matrices,
+    consistency_bootstrap,
+    permutation_test,
+    metric_agreement,
     similarity_vs_performance,
 
 
@@ -14,11 +18,17 @@ rule performance:
             seed=SEEDS,
         ),
     output:
-        report(
+        table=report(
             "results/performance.csv",
             caption="../report/performance.rst",
-            category="Performance",
-            labels={"table": "linear-probe accuracy"},
+            category="4.7 Similarity and performance",
+            labels={"table": "App. B linear-probe accuracy"},
+        ),
+        top1=report(
+            "results/performance_top1.csv",
+            caption="../report/performance_top1.rst",
+            category="4.7 Similarity and performance",
+            labels={"table": "App. B top-1 per model and dataset"},
         ),
     log:
         "logs/performance.log",
@@ -28,46 +38,32 @@ rule performance:
         "../../scripts/performance.py"
 
 
-rule similarity_figure:
-    input:
-        metric_matrices,
-    output:
-        report(
-            "results/figures/{metric}/similarity_matrices.png",
-            caption="../report/similarity_matrices.rst",
-            category="Similarity",
-            subcategory="{metric}",
-            labels={"figure": "similarity matrices", "metric": "{metric}"},
-        ),
-    params:
-        datasets=DATASETS,
-    log:
-        "logs/similarity_figure/{metric}.log",
-    conda:
-        "../../envs/simcon.yaml"
-    script:
-        "../../scripts/similarity_figure.py"
-
-
 rule consistency:
     input:
         metric_matrices,
     output:
-        table="results/consistency/{metric}/consistency.csv",
+        table=report(
+            "results/consistency/{metric}/consistency.csv",
+            caption="../report/consistency_table.rst",
+            category="4.5 Model categories",
+            subcategory="{metric}",
+            labels={"table": "consistency per set pair and dataset pair", "metric": "{metric}"},
+        ),
         summary=report(
             "results/consistency/{metric}/summary.csv",
             caption="../report/consistency_summary.rst",
-            category="Consistency",
+            category="4.5 Model categories",
             subcategory="{metric}",
             labels={"table": "consistency summary", "metric": "{metric}"},
         ),
         figure=report(
             "results/figures/{metric}/consistency_by_category.png",
             caption="../report/consistency.rst",
-            category="Consistency",
+            category="4.5 Model categories",
             subcategory="{metric}",
-            labels={"figure": "consistency by category", "metric": "{metric}"},
+            labels={"figure": "Fig. 6 consistency by category", "metric": "{metric}"},
         ),
+        figure_data="results/figures/{metric}/consistency_by_category.csv",
     params:
         datasets=DATASETS,
         metadata=model_metadata(),
@@ -80,6 +76,148 @@ rule consistency:
         "../../scripts/consistency.py"
 
 
+rule consistency_anchors:
+    input:
+        "results/consistency/{metric}/consistency.csv",
+    output:
+        table=report(
+            "results/figures/{metric}/consistency_anchors.csv",
+            caption="../report/consistency_anchors.rst",
+            category="4.5 Model categories",
+            subcategory="{metric}",
+            labels={"table": "App. F anchors", "metric": "{metric}"},
+        ),
+        figure=report(
+            "results/figures/{metric}/consistency_anchors.png",
+            caption="../report/consistency_anchors.rst",
+            category="4.5 Model categories",
+            subcategory="{metric}",
+            labels={"figure": "App. F anchors", "metric": "{metric}"},
+        ),
+    log:
+        "logs/consistency_anchors/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/consistency_anchors.py"
+
+
+rule consistency_matrices:
+    input:
+        "results/consistency/{metric}/consistency.csv",
+    output:
+        table=report(
+            "results/figures/{metric}/consistency_matrices.csv",
+            caption="../report/consistency_matrices.rst",
+            category="4.6 Dataset categories",
+            subcategory="{metric}",
+            labels={"table": "Fig. 7 consistency per dataset pair", "metric": "{metric}"},
+        ),
+        figure=report(
+            "results/figures/{metric}/consistency_matrices.png",
+            caption="../report/consistency_matrices.rst",
+            category="4.6 Dataset categories",
+            subcategory="{metric}",
+            labels={"figure": "Fig. 7 consistency per dataset pair", "metric": "{metric}"},
+        ),
+    params:
+        datasets=DATASETS,
+        categories=dataset_categories(),
+        set_pairs=config["consistency"]["dataset_matrices"],
+    log:
+        "logs/consistency_matrices/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/consistency_matrices.py"
+
+
+rule consistency_bootstrap:
+    input:
+        "results/consistency/{metric}/consistency.csv",
+    output:
+        table=report(
+            "results/figures/{metric}/consistency_bootstrap.csv",
+            caption="../report/consistency_bootstrap.rst",
+            category="4.5 Model categories",
+            subcategory="{metric}",
+            labels={"table": "bootstrap intervals of median consistency", "metric": "{metric}"},
+        ),
+        figure=report(
+            "results/figures/{metric}/consistency_bootstrap.png",
+            caption="../report/consistency_bootstrap.rst",
+            category="4.5 Model categories",
+            subcategory="{metric}",
+            labels={"figure": "bootstrap intervals of median consistency", "metric": "{metric}"},
+        ),
+    params:
+        datasets=DATASETS,
+        options=config["consistency"]["bootstrap"],
+    log:
+        "logs/consistency_bootstrap/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/consistency_bootstrap.py"
+
+
+rule permutation_test:
+    input:
+        metric_matrices,
+    output:
+        table=report(
+            "results/consistency/{metric}/permutation_test.csv",
+            caption="../report/permutation_test.rst",
+            category="4.5 Model categories",
+            subcategory="{metric}",
+            labels={"table": "permutation tests", "metric": "{metric}"},
+        ),
+        null="results/figures/{metric}/permutation_test.csv",
+        figure=report(
+            "results/figures/{metric}/permutation_test.png",
+            caption="../report/permutation_test.rst",
+            category="4.5 Model categories",
+            subcategory="{metric}",
+            labels={"figure": "permutation tests", "metric": "{metric}"},
+        ),
+    params:
+        datasets=DATASETS,
+        metadata=model_metadata(),
+        options=config["consistency"]["permutation"],
+    log:
+        "logs/permutation_test/{metric}.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/permutation_test.py"
+
+
+rule metric_agreement:
+    input:
+        expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
+    output:
+        table=report(
+            "results/figures/consistency_metrics.csv",
+            caption="../report/metric_agreement.rst",
+            category="Appendix",
+            labels={"table": "App. E consistency under other metrics"},
+        ),
+        figure=report(
+            "results/figures/consistency_metrics.png",
+            caption="../report/metric_agreement.rst",
+            category="Appendix",
+            labels={"figure": "App. E consistency under other metrics"},
+        ),
+    params:
+        metrics=METRICS,
+    log:
+        "logs/metric_agreement.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/metric_agreement.py"
+
+
 rule similarity_vs_performance:
     input:
         matrices=metric_matrices,
@@ -89,20 +227,27 @@ rule similarity_vs_performance:
         correlations=report(
             "results/similarity_vs_performance/{metric}/correlations.csv",
             caption="../report/gap_correlations.rst",
-            category="Similarity vs performance",
+            category="4.7 Similarity and performance",
             subcategory="{metric}",
-            labels={"table": "correlation per dataset", "metric": "{metric}"},
+            labels={"table": "App. G correlation per dataset", "metric": "{metric}"},
         ),
         figure=report(
             "results/figures/{metric}/similarity_vs_gap.png",
             caption="../report/similarity_vs_gap.rst",
-            category="Similarity vs performance",
+            category="4.7 Similarity and performance",
             subcategory="{metric}",
-            labels={"figure": "similarity vs performance gap", "metric": "{metric}"},
+            labels={"figure": "Fig. 8 similarity vs performance gap", "metric": "{metric}"},
+        ),
+        by_category=report(
+            "results/figures/{metric}/gap_correlations_by_category.png",
+            caption="../report/gap_correlations_by_category.rst",
+            category="4.7 Similarity and performance",
+            subcategory="{metric}",
+            labels={"figure": "App. G correlation by dataset category", "metric": "{metric}"},
         ),
     params:
         datasets=DATASETS,
-        categories={dataset: config["datasets"][dataset]["category"] for dataset in DATASETS},
+        categories=dataset_categories(),
     log:
         "logs/similarity_vs_performance/{metric}.log",
     conda:

@@ -1,17 +1,38 @@
+import json
 import re
 import sys
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
 
 from simcon.config import check_config, check_unique_keys
+from simcon.datasets import resolve_paths
 from simcon.similarity import metric_names
+from simcon.structure import check_settings, reference_metric
 from simcon.zoo import zoo_members, zoo_models
 
 check_unique_keys(workflow.configfiles)
+
+
+def command_line_entries(key):
+    """`key`'s entries in the last --configfile that defines it; None when none does."""
+    given = [yaml.safe_load(Path(path).read_text()) or {} for path in workflow.overwrite_configfiles or []]
+    defined = [c[key] for c in given if key in c]
+    return defined[-1] if defined else None
+
+
+# The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
+# config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
+for key in ("models", "datasets"):
+    if (entries := command_line_entries(key)) is not None:
+        config[key] = entries
+
 validate(config, "../schemas/config.schema.yaml", set_default=True)
+config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
 check_config(config, metric_names())
 
 ZOO = config.get("zoo")
@@ -24,6 +45,10 @@ MODELS = list(config["models"])
 DATASETS = list(config["datasets"])
 METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
+STRUCTURE = config["structure"]
+check_settings(STRUCTURE, DATASETS)
+STRUCTURE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
+PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 
 
 wildcard_constraints:
@@ -44,9 +69,39 @@ def metric_matrices(wildcards):
     return expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=wildcards.metric)
 
 
+def matrices_by_metric(wildcards):
+    """The similarity matrix of every dataset, grouped by metric (named inputs, one per metric)."""
+    return {metric: expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=metric) for metric in METRICS}
+
+
+def per_k_matrices(wildcards):
+    """The similarity matrices (one per metric) of each per-k dataset of App. C, named k<samples per class>."""
+    return {
+        f"k{entry['samples_per_class']}": expand("results/similarity/{dataset}/{metric}.csv", dataset=entry["dataset"], metric=METRICS)
+        for entry in PER_K_DATASETS
+    }
+
+
 def model_metadata():
     """Metadata of every model, keyed by model id."""
     return {model: config["models"][model]["metadata"] for model in MODELS}
+
+
+def structure_outputs():
+    """The figures and tables of the similarity-structure stage (structure.smk)."""
+    per_metric = ["similarity_matrices.png", "mean_vs_std.png", "tsne.png", "dataset_pairs.png"]
+    return [
+        *expand("results/figures/{metric}/{name}", metric=METRICS, name=per_metric),
+        "results/figures/metric_means.png",
+        "results/figures/headline_consistency.csv",
+        *expand("results/figures/sample_size/{dataset}.png", dataset=STRUCTURE_DATASETS),
+        *(["results/figures/sample_size/per_k_datasets.png"] if PER_K_DATASETS else []),
+    ]
+
+
+def dataset_categories():
+    """The category of every dataset (paper Table 3), keyed by dataset id."""
+    return {dataset: config["datasets"][dataset]["category"] for dataset in DATASETS}
 
 
 def final_outputs():
@@ -56,9 +111,15 @@ def final_outputs():
         "results/performance.csv",
         *expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=METRICS),
         *expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
-        *expand("results/figures/{metric}/similarity_matrices.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_by_category.png", metric=METRICS),
         *expand("results/figures/{metric}/similarity_vs_gap.png", metric=METRICS),
+        *structure_outputs(),
+        *expand("results/figures/{metric}/gap_correlations_by_category.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_anchors.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_matrices.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_bootstrap.png", metric=METRICS),
+        *expand("results/figures/{metric}/permutation_test.png", metric=METRICS),
+        "results/figures/consistency_metrics.png",
     ]
 
 
@@ -70,3 +131,29 @@ def model_checkpoint(wildcards):
 def zoo_outputs():
     """The zoo's summary tables, if the config has a zoo."""
     return ["results/zoo/summary.csv", "results/zoo/objective_similarity.csv"] if ZOO else []
+
+
+THINGSVISION_MODELS = [m for m in MODELS if config["models"][m]["backend"] == "thingsvision"]
+MAIN_ENV_MODELS = [m for m in MODELS if m not in THINGSVISION_MODELS]
+
+
+def models_pattern(models):
+    """A wildcard pattern matching exactly these model ids (nothing when there are none)."""
+    return "|".join(map(re.escape, models)) or "(?!)"
+
+
+def thingsvision_job(wildcards, input, output, threads):
+    """The features job of a thingsvision model as the JSON argument of scripts/thingsvision_features.py."""
+    return json.dumps(
+        {
+            "model_id": wildcards.model,
+            "model": config["models"][wildcards.model],
+            "dataset_id": wildcards.dataset,
+            "dataset": config["datasets"][wildcards.dataset],
+            "subset": input.subset,
+            "output": output[0],
+            "log": f"logs/features/{wildcards.dataset}/{wildcards.model}.log",
+            "threads": threads,
+            **{key: config[key] for key in ("image_size", "crop_pct", "batch_size", "device", "normalize")},
+        }
+    )

@@ -4,6 +4,8 @@ rule features:
         checkpoint=model_checkpoint,
     output:
         "results/features/{dataset}/{model}.npz",
+    wildcard_constraints:
+        model=models_pattern(MAIN_ENV_MODELS),
     params:
         model=lambda wildcards: config["models"][wildcards.model],
         dataset=lambda wildcards: config["datasets"][wildcards.dataset],
@@ -20,3 +22,27 @@ rule features:
         "../../envs/simcon.yaml"
     script:
         "../../scripts/features.py"
+
+
+# Models of the thingsvision backend run in thingsvision's own environment: envs/thingsvision.yaml under
+# `--sdm conda`, else the python named by config `thingsvision_python` (a separate venv, see README).
+rule features_thingsvision:
+    input:
+        subset="results/subsets/{dataset}.json",
+    output:
+        "results/features/{dataset}/{model}.npz",
+    wildcard_constraints:
+        model=models_pattern(THINGSVISION_MODELS),
+    params:
+        python=config["thingsvision_python"],
+        src=f"{workflow.basedir}/src",
+        script=f"{workflow.basedir}/scripts/thingsvision_features.py",
+        job=lambda wildcards, input, output, threads: thingsvision_job(wildcards, input, output, threads),
+    resources:
+        gpu=1,
+    log:
+        "logs/features/{dataset}/{model}.log",
+    conda:
+        "../../envs/thingsvision.yaml"
+    shell:
+        "PYTHONPATH={params.src:q} {params.python:q} {params.script:q} {params.job:q}"

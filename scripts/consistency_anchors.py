@@ -1,0 +1,12 @@
+"""Single-model anchor sets against each objective set (paper Appendix F)."""
+
+from simcon import plots
+from simcon.consistency import read_consistency
+from simcon.io import write_csv
+from simcon.logs import job_log
+
+with job_log(snakemake.log[0]):
+    table = read_consistency(snakemake.input[0])
+    plotted = table[table["category"].isin(["all", "anchor"])]
+    write_csv(snakemake.output.table, plotted)
+    plots.save_png(plots.anchor_consistency(plotted, snakemake.wildcards.metric), snakemake.output.figure)

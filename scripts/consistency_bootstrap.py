@@ -1,0 +1,16 @@
+"""Bootstrap confidence intervals of the median consistency of every set pair, resampling datasets."""
+
+from simcon import plots
+from simcon.consistency import read_consistency
+from simcon.io import write_csv
+from simcon.logs import job_log
+from simcon.significance import bootstrap_medians
+
+with job_log(snakemake.log[0]):
+    options = snakemake.params.options
+    table = read_consistency(snakemake.input[0])
+    intervals = bootstrap_medians(
+        table, snakemake.params.datasets, options["resamples"], options["confidence"], options["seed"]
+    )
+    write_csv(snakemake.output.table, intervals)
+    plots.save_png(plots.bootstrap_intervals(intervals, snakemake.wildcards.metric), snakemake.output.figure)

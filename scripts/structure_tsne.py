@@ -1,0 +1,16 @@
+"""Fig. 4: t-SNE of the models from each dataset's similarity matrix, coloured by model category."""
+
+import pandas as pd
+
+from simcon import plots
+from simcon.io import read_matrices, write_csv
+from simcon.logs import job_log
+from simcon.structure import tsne_embedding
+
+with job_log(snakemake.log[0]):
+    params = snakemake.params
+    matrices = read_matrices(params.datasets, snakemake.input)
+    embedding = tsne_embedding({dataset: matrices[dataset] for dataset in params.shown})
+    metadata = pd.DataFrame.from_dict(params.metadata, orient="index")
+    write_csv(snakemake.output.data, embedding)
+    plots.save_png(plots.tsne_grid(embedding, metadata, snakemake.wildcards.metric), snakemake.output.figure)

@@ -1,0 +1,164 @@
+"""config/paper.yaml: the paper's 64 models (Table 2), each built offline with random weights, and its full DAG."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import REPO
+from simcon.datasets import Split
+from simcon.extract import extract_features
+from simcon.models import build_model
+
+PAPER = REPO / "config" / "paper.yaml"
+TABLE = pd.read_csv(REPO / "resources" / "paper_models.csv", dtype={"parameters": str}).set_index("model")
+CONFIG = yaml.safe_load(PAPER.read_text())
+# Models of 300M parameters or more take minutes and gigabytes each on a CPU: `pytest -m large_model` runs them.
+LARGE = {model for model, spec in CONFIG["models"].items() if spec["metadata"]["parameters"] >= 300e6}
+
+
+def _parameters(count: str) -> float:
+    return float(count[:-1]) * {"M": 1e6, "B": 1e9}[count[-1]]
+
+
+def test_table_has_the_papers_64_models_with_every_column():
+    assert TABLE.index.is_unique and len(TABLE) == 64
+    assert list(TABLE.columns) == ["layer", "objective", "training_data", "data_class", "architecture",
+                                   "architecture_class", "parameters", "size_class", "embedding_dim"]
+    assert TABLE["objective"].value_counts().to_dict() == {"Sup": 30, "SSL": 19, "Img-Txt": 15}
+    assert TABLE["architecture_class"].value_counts().to_dict() == {"TX": 41, "CNN": 23}
+    assert TABLE.loc["OpenCLIP-ViT-B-16-SigLIP-webli", ["parameters", "size_class"]].tolist() == ["203.2M", "medium"]
+    assert TABLE.loc["vgg19", "layer"] == "classifier.3"
+
+
+def test_paper_config_has_every_table_model_with_its_metadata():
+    assert list(CONFIG["models"]) == list(TABLE.index)
+    for model, row in TABLE.iterrows():
+        spec = CONFIG["models"][model]
+        assert spec["metadata"] == {
+            "objective": row.objective, "architecture": row.architecture,
+            "architecture_class": row.architecture_class, "training_data": row.training_data,
+            "data_class": row.data_class, "parameters": pytest.approx(_parameters(row.parameters)),
+            "size_class": row.size_class,
+        }, model
+        assert spec["layer"] == row.layer or spec["layer"].endswith(f".{row.layer}"), model
+        assert spec.get("weights", "pretrained") != "random", model
+
+
+def _two_images() -> Split:
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 40, 56, 3), dtype=np.uint8)
+    return Split(np.zeros(2, dtype=np.int64), ["x"], lambda i: Image.fromarray(pixels[i]))
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [pytest.param(m, marks=pytest.mark.large_model) if m in LARGE else m for m in TABLE.index],
+)
+def test_paper_model_builds_offline_and_gives_its_embedding(model_id):
+    model = build_model(model_id, {**CONFIG["models"][model_id], "weights": "random"})
+    features = extract_features(
+        model, _two_images(), np.arange(2), image_size=CONFIG["image_size"], crop_pct=CONFIG["crop_pct"],
+        batch_size=2, device=torch.device("cpu"), progress=False,
+    )
+    assert features.shape == (2, TABLE.loc[model_id, "embedding_dim"])  # (0, 0) if the layer never ran
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+def test_paper_dry_run_lists_the_full_dag(tmp_path: Path):
+    # The default config sits where the Snakefile looks for it, so this also checks that paper.yaml's models
+    # and datasets replace the default's instead of adding to them.
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(PAPER), "-n", "--quiet", "rules"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    n_models, n_datasets, n_metrics = len(CONFIG["models"]), len(CONFIG["datasets"]), len(CONFIG["metrics"])
+    counts = _job_counts(result.stdout)
+    assert counts["features"] == n_models * n_datasets == 64 * n_datasets
+    assert counts["similarity"] == n_datasets * n_metrics
+    assert counts["probe"] == n_models * n_datasets * len(CONFIG["probe"]["seeds"])
+    assert counts["subset"] == n_datasets == 23
+    assert "features_thingsvision" not in counts
+
+
+def test_appendix_c_datasets_replace_the_papers_when_given_after_it(tmp_path: Path):
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(PAPER), str(REPO / "config" / "paper-appendix-c.yaml"), "-n", "--quiet", "rules"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    counts = _job_counts(result.stdout)
+    assert counts["subset"] == 6 and counts["features"] == 64 * 6 and counts["similarity"] == 6 * 5
+
+
+FAKE_THINGSVISION = '''
+import torchvision
+from torchvision import transforms
+
+
+class Extractor:
+    def __init__(self, model_name, source, device, pretrained):
+        self.model = torchvision.models.resnet18()
+
+    def forward(self, batch):
+        return self.model(batch)
+
+    def get_transformations(self, resize_dim, crop_dim):
+        return transforms.Compose([transforms.Resize(resize_dim), transforms.CenterCrop(crop_dim),
+                                   transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.25] * 3)])
+
+
+def get_extractor(**kwargs):
+    return Extractor(**kwargs)
+'''
+
+
+def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_one(tmp_path: Path):
+    # A stand-in thingsvision environment: a python that sees a fake `thingsvision` package.
+    (tmp_path / "tv" / "thingsvision").mkdir(parents=True)
+    (tmp_path / "tv" / "thingsvision" / "__init__.py").write_text(FAKE_THINGSVISION)
+    python = tmp_path / "tv-python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="$PYTHONPATH:{tmp_path / "tv"}" exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    metadata = {"objective": "Sup", "architecture": "ResNet", "architecture_class": "CNN", "training_data": "IN1k",
+                "data_class": "IN1k", "parameters": 11.7e6}
+    config = {
+        "image_size": 32, "device": "cpu", "thingsvision_python": str(python),
+        "models": {
+            "tv_resnet18": {"backend": "thingsvision", "name": "resnet18", "layer": "avgpool",
+                            "kwargs": {"source": "torchvision"}, "metadata": metadata},
+            "timm_resnet18": {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
+                              "metadata": metadata},
+        },
+        "datasets": {"shapes": {"source": "generated", "domain": "shapes", "category": "structured",
+                                "train_per_class": 3, "test_per_class": 2, "resolution": 32}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    dry = subprocess.run([*command, "-n", "-p", "--quiet", "rules"], capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    counts = _job_counts(dry.stdout)
+    assert counts["features_thingsvision"] == 1 and counts["features"] == 1
+    targets = [f"results/features/shapes/{model}.npz" for model in ("tv_resnet18", "timm_resnet18")]
+    run = subprocess.run([*command, *targets], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr + (tmp_path / "logs/features/shapes/tv_resnet18.log").read_text()
+    for target in targets:
+        with np.load(tmp_path / target) as features:
+            assert features["train"].shape[1] == features["test"].shape[1] == 512
+            assert len(features["test"]) == len(features["test_labels"]) == 2 * 6  # 6 shape classes
+            np.testing.assert_allclose(np.linalg.norm(features["test"], axis=1), 1.0, rtol=1e-5)
