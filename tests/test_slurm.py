@@ -126,16 +126,19 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
     while queued_jobs(cluster) and time.monotonic() < deadline:
         time.sleep(1)  # cancelled jobs pass through COMPLETING
     done = {path: path.stat().st_mtime_ns for path in features if path.exists()}
-    assert 2 <= len(done) < 6 and not queued_jobs(cluster), first_log.read_text()[-5000:]
+    # Cut off mid-run: at least two feature files, not every output (on a busy machine the other
+    # feature jobs may finish before Ctrl-C lands; the probes and aggregates are then the ones cut off).
+    assert len(done) >= 2 and not (cluster / "results/performance.csv").exists(), first_log.read_text()[-5000:]
+    assert not queued_jobs(cluster)
 
     rerun = run_slurm(cluster, "--configfile", str(config))
     assert rerun.returncode == 0, rerun.stderr[-5000:]
-    assert job_counts(rerun.stdout + rerun.stderr)["features"] == 6 - len(done)
+    assert job_counts(rerun.stdout + rerun.stderr).get("features", 0) == 6 - len(done)
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in done.items())
 
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {"subset", "features", "probe", "similarity"}  # the aggregates ran here (localrules)
-    assert jobs["features"] >= 6 and jobs["probe"] == 6 and jobs["similarity"] == 2
+    assert set(jobs) == {"subset", "features", "probe", "similarity", "sample_size"}  # aggregates: localrules
+    assert jobs["features"] >= 6 and jobs["probe"] >= 6 and jobs["similarity"] >= 2  # cancelled jobs left logs too
     for dataset in TINY["datasets"]:
         expected = pd.read_csv(local / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
         actual = pd.read_csv(cluster / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
@@ -162,7 +165,7 @@ def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
     result = run_slurm(cluster, "--configfile", str(REPO / "config/config.yaml"), timeout=2700)
     assert result.returncode == 0, result.stderr[-5000:]
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {"subset", "features", "probe", "similarity"}  # the aggregates ran here (localrules)
+    assert set(jobs) == {"subset", "features", "probe", "similarity", "sample_size"}  # aggregates: localrules
     assert all(jobs[rule] >= planned[rule] for rule in jobs), (jobs, planned)  # retries add logs, never remove
 
     # The local run's config went through yaml.safe_dump, which sorts the model ids: compare by id.
