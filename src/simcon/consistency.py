@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 CATEGORIES = {
     "objective": "objective",
@@ -81,8 +82,18 @@ def dataset_correlations(vectors: np.ndarray) -> np.ndarray:
     return np.clip(rho, -1.0, 1.0)
 
 
+def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r of two vectors; NaN with fewer than MIN_PAIRS entries or when either is constant."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < MIN_PAIRS or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.pearsonr(x, y).statistic)
+
+
 def check_same_models(matrices: Mapping[str, pd.DataFrame]) -> list[str]:
     """The model order shared by every matrix; a ValueError names the first dataset whose matrix differs."""
+    if not matrices:
+        raise ValueError("no similarity matrices given")
     datasets = list(matrices)
     order = list(matrices[datasets[0]].index)
     for dataset in datasets:

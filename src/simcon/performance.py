@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from simcon.consistency import model_pairs, similarity_vector
+from simcon.consistency import model_pairs, pearson_r, similarity_vector
 
 
 def performance_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -49,9 +48,7 @@ def similarity_vs_gap(matrix: pd.DataFrame, top1: Mapping[str, float]) -> pd.Dat
 
 def gap_correlation(pairs: pd.DataFrame) -> float:
     """Pearson r between similarity and performance gap over model pairs (NaN if either is constant)."""
-    if len(pairs) < 3 or np.ptp(pairs["similarity"]) == 0 or np.ptp(pairs["gap"]) == 0:
-        return float("nan")
-    return float(stats.pearsonr(pairs["similarity"], pairs["gap"]).statistic)
+    return pearson_r(pairs["similarity"], pairs["gap"])
 
 
 def top1_by_model(table: pd.DataFrame) -> pd.DataFrame:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.manifold import TSNE
 
-from simcon.consistency import consistency
+from simcon.consistency import check_same_models, consistency, pearson_r
+from simcon.datasets import per_class_subset as nested_per_class_subset
 from simcon.similarity import compute_similarity, get_metric, to_long
 
 # Transforms of Appendix D: both stretch the range near the upper bound 1 of CKA.
@@ -32,21 +32,9 @@ TSNE_PERPLEXITY = 5.0
 TSNE_SEED = 42
 
 
-def model_order(matrices: Mapping[str, pd.DataFrame]) -> list[str]:
-    """The models shared by all matrices, in order; a matrix with other models raises ValueError naming its key."""
-    if not matrices:
-        raise ValueError("no similarity matrices given")
-    first, *_ = matrices
-    order = list(matrices[first].index)
-    for key, matrix in matrices.items():
-        if list(matrix.index) != order or list(matrix.columns) != order:
-            raise ValueError(f"'{key}': its matrix has other models (or another order) than '{first}'")
-    return order
-
-
 def pair_similarities(matrices: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per unordered model pair (model_a before model_b in matrix order), one column per key of `matrices`."""
-    order = model_order(matrices)
+    order = check_same_models(matrices)
     rows, cols = np.triu_indices(len(order), k=1)
     table = pd.DataFrame({"model_a": np.asarray(order)[rows], "model_b": np.asarray(order)[cols]})
     for key, matrix in matrices.items():
@@ -72,7 +60,7 @@ def mean_std(matrices: Mapping[str, pd.DataFrame], transforms: Sequence[str] = (
 
 def mean_matrix(matrices: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """The element-wise mean of the matrices."""
-    order = model_order(matrices)
+    order = check_same_models(matrices)
     return pd.DataFrame(np.mean([m.to_numpy() for m in matrices.values()], axis=0), index=order, columns=order)
 
 
@@ -94,11 +82,9 @@ def metric_means(
     for metric in means:
         if metric == reference:
             continue
-        x, y = pairs[reference].to_numpy(), pairs[metric].to_numpy()
-        enough = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
-        r = float(stats.pearsonr(x, y).statistic) if enough else np.nan
-        note = "" if enough else "fewer than 3 model pairs or a constant vector"
-        rows.append({"metric": metric, "reference": reference, "n_pairs": len(x), "r": r, "note": note})
+        r = pearson_r(pairs[reference], pairs[metric])
+        note = "" if np.isfinite(r) else "fewer than 3 model pairs or a constant vector"
+        rows.append({"metric": metric, "reference": reference, "n_pairs": len(pairs), "r": r, "note": note})
     for metric in expected:
         if metric not in means and metric != reference:
             rows.append({"metric": metric, "reference": reference, "n_pairs": 0, "r": np.nan, "note": "not configured"})
@@ -108,7 +94,7 @@ def metric_means(
 def dataset_consistency(matrices: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Pearson rho between the all-model-pair similarity vectors of every dataset pair.
     Columns: dataset_a, dataset_b, n_pairs, rho."""
-    order = model_order(matrices)
+    order = check_same_models(matrices)
     table = consistency(matrices, {"all": {"All": order}})
     return table[["dataset_a", "dataset_b", "n_pairs", "rho"]]
 
@@ -122,7 +108,7 @@ def headline(matrices_by_metric: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd
         rows.append(
             {
                 "metric": metric,
-                "n_models": len(model_order(matrices)),
+                "n_models": len(check_same_models(matrices)),
                 "n_datasets": len(matrices),
                 "n_dataset_pairs": len(rho),
                 "mean_rho": rho.mean(),
@@ -173,9 +159,7 @@ def dataset_pair_scatter(
                 }
             )
         )
-        x, y = pairs[a].to_numpy(), pairs[b].to_numpy()
-        r = float(stats.pearsonr(x, y).statistic) if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
-        correlations.append({"dataset_a": a, "dataset_b": b, "n_pairs": len(x), "r": r})
+        correlations.append({"dataset_a": a, "dataset_b": b, "n_pairs": len(pairs), "r": pearson_r(pairs[a], pairs[b])})
     point_columns = ["dataset_a", "dataset_b", "model_a", "model_b", "similarity_a", "similarity_b", "group"]
     return (
         pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=point_columns),
@@ -193,7 +177,7 @@ def tsne_perplexity(n_models: int) -> float:
 def tsne_embedding(matrices: Mapping[str, pd.DataFrame], seed: int = TSNE_SEED) -> pd.DataFrame:
     """2-d t-SNE of the models from each dataset's matrix, on the distance 1 - similarity (clipped at 0).
     Columns: dataset, model, x, y, perplexity."""
-    order = model_order(matrices)
+    order = check_same_models(matrices)
     perplexity = tsne_perplexity(len(order))
     frames = []
     for dataset, matrix in matrices.items():
@@ -214,9 +198,7 @@ def per_class_subset(labels: np.ndarray, samples_per_class: int, seed: int) -> n
         raise ValueError(
             f"{samples_per_class} samples per class requested, but class {classes[counts.argmin()].item()!r} has {counts.min()}"
         )
-    rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:samples_per_class] for c in classes]
-    return np.sort(np.concatenate(chosen))
+    return nested_per_class_subset(labels, samples_per_class, seed)
 
 
 def similarity_by_sample_size(
