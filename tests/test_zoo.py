@@ -112,15 +112,30 @@ def test_nt_xent_matches_a_loop_over_views():
     assert nt_xent(first, second, temperature).item() == pytest.approx(total / 10, rel=1e-5)
 
 
-def test_augment_without_crop_or_jitter_is_the_identity_and_otherwise_seeded():
+def test_augment_without_crop_jitter_or_grey_is_the_identity_and_otherwise_seeded():
     images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    plain = TrainingSettings(crop_scale=(1.0, 1.0), jitter=0.0)
+    plain = TrainingSettings(crop_scale=(1.0, 1.0), jitter=0.0, grayscale=0.0)
     torch.testing.assert_close(augment(images, plain, torch.Generator().manual_seed(1)), images)
     settings = TrainingSettings()
     first = augment(images, settings, torch.Generator().manual_seed(1))
     assert torch.equal(first, augment(images, settings, torch.Generator().manual_seed(1)))
     assert not torch.allclose(first, augment(images, settings, torch.Generator().manual_seed(2)))
     assert first.min() >= 0 and first.max() <= 1
+
+
+def test_grey_views_hold_the_luminance_in_every_channel_at_the_given_rate():
+    images = torch.rand(400, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    no_crop = {"crop_scale": (1.0, 1.0), "jitter": 0.0}
+    grey = augment(images, TrainingSettings(**no_crop, grayscale=1.0), torch.Generator().manual_seed(1))
+    expected = 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
+    for channel in range(3):
+        torch.testing.assert_close(grey[:, channel], expected)
+    some = augment(images, TrainingSettings(**no_crop, grayscale=0.5), torch.Generator().manual_seed(1))
+    is_grey = (some[:, 0] == some[:, 1]).all(dim=(1, 2)) & (some[:, 1] == some[:, 2]).all(dim=(1, 2))
+    assert 0.4 < is_grey.float().mean() < 0.6
+    torch.testing.assert_close(some[~is_grey], images[~is_grey])
+    with pytest.raises(ZooError, match="grayscale is a probability, got 1.5"):
+        TrainingSettings(grayscale=1.5)
 
 
 # --------------------------------------------------------------------------- training

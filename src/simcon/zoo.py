@@ -26,6 +26,7 @@ OBJECTIVES = ("Sup", "SSL", "Img-Txt")
 OBJECTIVE_SLUGS = {"Sup": "sup", "SSL": "ssl", "Img-Txt": "imgtxt"}
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
+LUMINANCE = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as torchvision's rgb_to_grayscale
 
 
 class ZooError(ValueError):
@@ -45,21 +46,27 @@ class TrainingSettings:
     projection_dim: int = 64
     crop_scale: tuple[float, float] = (0.6, 1.0)
     jitter: float = 0.3
+    grayscale: float = 0.5
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2:
             raise ZooError(f"training needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ZooError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        if not 0 <= self.grayscale <= 1:
+            raise ZooError(f"grayscale is a probability, got {self.grayscale}")
 
 
 # --------------------------------------------------------------------------- augmentation
 
 
 def augment(images: torch.Tensor, settings: TrainingSettings, generator: torch.Generator) -> torch.Tensor:
-    """A random view of each image (B, 3, H, W) in [0, 1]: resized crop of area in crop_scale, brightness and contrast jitter.
+    """A random view of each image (B, 3, H, W) in [0, 1]: resized crop of area in crop_scale, brightness and contrast
+    jitter, and with probability `grayscale` the view's luminance in all three channels.
 
-    No flips and no hue changes, so the view still matches its caption's position and colour words.
+    No flips and no hue changes, so the view still matches its caption's position and colour words (a grey view
+    shows none). The grey views deny SimCLR its shortcut: without them two views of one scene match by colour
+    alone, and the SimCLR models learn colour instead of shape (as SimCLR's own colour distortion prevents).
     """
     batch = len(images)
     low, high = settings.crop_scale
@@ -72,8 +79,11 @@ def augment(images: torch.Tensor, settings: TrainingSettings, generator: torch.G
     views = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     brightness = 1 + settings.jitter * (2 * torch.rand(batch, 1, 1, 1, generator=generator) - 1)
     contrast = 1 + settings.jitter * (2 * torch.rand(batch, 1, 1, 1, generator=generator) - 1)
+    grey = torch.rand(batch, 1, 1, 1, generator=generator) < settings.grayscale
     mean = views.mean(dim=(1, 2, 3), keepdim=True)
-    return ((views - mean) * contrast + mean * brightness).clamp(0, 1)
+    views = ((views - mean) * contrast + mean * brightness).clamp(0, 1)
+    luminance = (views * LUMINANCE.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    return torch.where(grey, luminance.expand_as(views), views)
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
