@@ -1,4 +1,4 @@
-"""Tests of the all-pairs similarity engine against a naive float64 reference of DESIGN.md §4."""
+"""Tests of the all-pairs similarity engine against a naive float64 reference of docs/design.md §3."""
 
 from __future__ import annotations
 

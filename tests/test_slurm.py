@@ -2,7 +2,7 @@
 
 Skips where no SLURM cluster answers `sinfo`; fails instead when SIMCON_REQUIRE_SLURM=1 (CI, which
 starts a one-node cluster with .ci/slurm-up.sh). The test cluster has no GPU and no accounting
-database, hence SIMCON_SLURM_GPUS=0 and the squeue status command (see README, "Running on a cluster").
+database, hence SIMCON_SLURM_GPUS=0 and the squeue status command (see docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def slurm_cluster() -> None:
 
 
 def slurm_command(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
-    """README's `snakemake --cores 8 --profile slurm`, run in `workdir`, keeping every SLURM job's log."""
+    """docs/cluster.md's `snakemake --cores 8 --profile slurm`, run in `workdir`, keeping every SLURM job's log."""
     return [sys.executable, "-m", "snakemake", "--cores", "8", "--profile", "slurm", "-s", str(snakefile),
             "-d", str(workdir), *TEST_CLUSTER_ARGS, "--slurm-logdir", str(workdir / "slurm_logs"),
             "--slurm-keep-successful-logs", *args]
@@ -152,7 +152,7 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
 
 
 def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
-    """README's cluster command on the default config: every compute job goes through sbatch, and every
+    """docs/cluster.md's cluster command on the default config: every compute job goes through sbatch, and every
     similarity matrix and probe accuracy equals the one of a local `snakemake --cores 2` run."""
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
     local, cluster = tmp_path / "local", tmp_path / "cluster"

@@ -1,4 +1,4 @@
-"""Consistency of pairwise model similarities across datasets (paper Sec. 3, DESIGN §4)."""
+"""Consistency of pairwise model similarities across datasets (paper Sec. 3, docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -205,7 +205,7 @@ def _folder_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split
 WDS_IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")
 WDS_HOWTO = (
     "get the CLIP-benchmark shards with `huggingface-cli download --repo-type dataset clip-benchmark/{name} "
-    "--local-dir {path}` (README: Preparing datasets)"
+    "--local-dir {path}` (docs/datasets.md)"
 )
 
 

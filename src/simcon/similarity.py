@@ -1,6 +1,6 @@
 """Representational similarity of many models: CKA (linear, RBF) and RSA, all pairs per call.
 
-Definitions (DESIGN.md §4): linear kernel K = XXᵀ; RBF kernel K_ij = exp(-‖x_i - x_j‖² / (2σ²))
+Definitions (docs/design.md §3): linear kernel K = XXᵀ; RBF kernel K_ij = exp(-‖x_i - x_j‖² / (2σ²))
 with an absolute bandwidth σ; HSIC biased (double centring) or unbiased (U-centring,
 Székely–Rizzo / Song et al. 2012); CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)).
 RSA: RDM = 1 - Pearson correlation between samples; two RDMs are compared by Spearman or

@@ -25,7 +25,7 @@ rule features:
 
 
 # Models of the thingsvision backend run in thingsvision's own environment: envs/thingsvision.yaml under
-# `--sdm conda`, else the python named by config `thingsvision_python` (a separate venv, see README).
+# `--sdm conda`, else the python named by config `thingsvision_python` (a separate venv, see docs/models.md).
 rule features_thingsvision:
     input:
         subset="results/subsets/{dataset}.json",
