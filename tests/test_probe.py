@@ -103,7 +103,7 @@ def test_progress_bars_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert "bar test" in captured.err
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_cpu() -> None:
     data = split(*clusters(500, 12, 6, noise=1.5), 350)
     cpu, cuda = train_probe(*data, seed=0), train_probe(*data, seed=0, device="cuda")
