@@ -5,11 +5,13 @@ Steps, each a subprocess with a time limit inside one overall budget (docs/gpu-c
 1. ``cuda-tests``: ``pytest -m cuda`` on the test files that hold CUDA-only tests.
 2. ``experiment``: a generated dataset through three timm models with seeded random weights, features by
    ``simcon.extract.extract_features``, the similarity matrices of every registered metric by
-   ``simcon.similarity.compute_similarity`` and probes by ``simcon.probe.train_probe``, once on the device and
-   once on the CPU from the same images. It passes when every similarity agrees to 1e-5 (also the engine alone
-   on the CPU's features) and every top-1 accuracy to 0.5 points.
+   ``simcon.similarity.compute_similarity`` and probes by ``simcon.probe.train_probe``, on the CPU and on the
+   device from the same images, there twice: with torch's default float32 math (TF32 convolutions) and with TF32
+   off. It passes when the TF32-off run agrees with the CPU, every similarity to 1e-5 (also the engine alone on
+   the CPU's features) and every top-1 accuracy to 0.5 points; the default run's agreement is reported.
 3. ``similarity-device`` and ``similarity-cpu``: ``benchmarks/similarity.py`` (engine only) on the same random
-   features on the device and on the CPU: time per pair, and the fraction of each one's float32 matmul peak.
+   features on the device and on the CPU with the SLURM profile's 4 threads of a similarity job: time per pair,
+   and the fraction of each one's float32 matmul peak.
 4. ``probe``: ``benchmarks/probe.py`` on the device, the batched search against one candidate at a time.
 5. ``extract``: ``benchmarks/extract.py`` on the device, the loader and the pipeline against the bare forward.
 
@@ -34,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +51,8 @@ SIMILARITY_TOLERANCE = 1e-5
 ACCURACY_POINTS = 0.5
 BUDGET_SECONDS = {False: 420.0, True: 240.0}
 """The whole check's time (full, quick); steps that would start past it are skipped."""
+MIN_STEP_SECONDS = 10.0
+"""A step with less time than this left in the budget is skipped."""
 
 EXPERIMENT_MODELS: dict[str, dict[str, Any]] = {
     "resnet18": {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random", "init_seed": 0},
@@ -59,16 +65,20 @@ EXPERIMENT_MODELS: dict[str, dict[str, Any]] = {
     },
 }
 EXPERIMENT_IMAGE_SIZE = 64
+SLURM_CPUS = "4"
+"""Threads of the CPU similarity run: the CPUs of a similarity job in profiles/slurm (`cpus`)."""
 
 
 @dataclass(frozen=True)
 class Step:
-    """One subprocess of the check: its command, its time limit and the JSON report it writes, if any."""
+    """One subprocess of the check: its command, its time limit, the JSON report it writes, if any, and
+    environment variables it runs with."""
 
     name: str
     argv: list[str]
     limit: float
     report: Path | None
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def plan(device: str, quick: bool, folder: Path) -> list[Step]:
@@ -96,7 +106,9 @@ def plan(device: str, quick: bool, folder: Path) -> list[Step]:
     ]
     tests_step = Step("cuda-tests", [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *tests],
                       120, None)
-    return [tests_step] + [Step(name, [*argv, str(folder / f"{name}.json")], limit, folder / f"{name}.json")
+    threads = (("OMP_NUM_THREADS", SLURM_CPUS),)
+    return [tests_step] + [Step(name, [*argv, str(folder / f"{name}.json")], limit, folder / f"{name}.json",
+                                threads if name == "similarity-cpu" else ())
                            for name, argv, limit in steps]
 
 
@@ -107,14 +119,15 @@ def run_step(step: Step, deadline: float, log: Path) -> dict[str, Any]:
     limit = min(step.limit, deadline - time.monotonic())
     if script.suffix == ".py" and not script.exists():
         return {**result, "status": "missing", "seconds": 0.0, "tail": f"{script.relative_to(REPO)} is not in this checkout"}
-    if limit < 10:
+    if limit < MIN_STEP_SECONDS:
         return {**result, "status": "skipped", "seconds": 0.0, "tail": "no time left in the check's budget"}
     with log.open("a") as out:
         out.write(f"\n===== {step.name}: {result['command']}\n")
         out.flush()
         offset = out.tell()
         start = time.monotonic()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, **dict(step.env),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
         process = subprocess.Popen(step.argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             status = "passed" if process.wait(timeout=limit) == 0 else "failed"
@@ -135,8 +148,24 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 
 
+@contextmanager
+def float32_math(strict: bool) -> Iterator[None]:
+    """With `strict`, CUDA convolutions and matrix products in plain float32 (no TF32) inside the block;
+    otherwise torch's defaults (TF32 convolutions, float32 matrix products)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if strict:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def experiment(device: str, quick: bool) -> dict[str, Any]:
-    """The same images through extraction, every similarity metric and the probes on `device` and on the CPU."""
+    """The same images through extraction, every similarity metric and the probes on the CPU and on `device`,
+    there with torch's default float32 math and with TF32 off. Passes when the strict float32 run and the
+    similarity engine alone (on the CPU's features) agree with the CPU to SIMILARITY_TOLERANCE and every
+    strict top-1 accuracy to ACCURACY_POINTS."""
     from simcon.datasets import SPLITS, load_split
     from simcon.extract import extract_features
     from simcon.models import build_model
@@ -146,59 +175,61 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
     spec = {"source": "generated", "domain": "shapes", "train_per_class": 10 if quick else 100,
             "test_per_class": 5 if quick else 100, "resolution": EXPERIMENT_IMAGE_SIZE, "seed": 0}
     splits = {split: load_split("shapes", spec, split) for split in SPLITS}
-    runs = {"cpu": "cpu", "device": device}
-    features: dict[str, dict[str, dict[str, np.ndarray]]] = {run: {} for run in runs}
-    seconds: dict[str, dict[str, float]] = {run: {} for run in runs}
-    for run, dev in runs.items():
-        start = time.perf_counter()
-        for model_id, model_spec in EXPERIMENT_MODELS.items():
-            model = build_model(model_id, model_spec)
-            features[run][model_id] = {
-                split: extract_features(model, data, np.arange(len(data)), image_size=EXPERIMENT_IMAGE_SIZE,
-                                        batch_size=64, device=torch.device(dev), name=model_id, progress=False)
-                for split, data in splits.items()
-            }
-        seconds[run]["extract"] = time.perf_counter() - start
-    metrics = []
-    for metric in metric_names():
-        matrices = {}
-        for run, dev in runs.items():
-            start = time.perf_counter()
-            train = {model_id: arrays["train"] for model_id, arrays in features[run].items()}
-            matrices[run] = compute_similarity(train, metric, device=dev).matrix.to_numpy()
-            seconds[run]["similarity"] = seconds[run].get("similarity", 0.0) + time.perf_counter() - start
-        cpu_train = {model_id: arrays["train"] for model_id, arrays in features["cpu"].items()}
-        engine = compute_similarity(cpu_train, metric, device=device).matrix.to_numpy()
-        metrics.append({"metric": metric, "max_diff": _max_diff(matrices["device"], matrices["cpu"]),
-                        "engine_max_diff": _max_diff(engine, matrices["cpu"])})
-    probes = []
     labels = {split: data.labels for split, data in splits.items()}
-    for model_id in EXPERIMENT_MODELS:
-        results = {}
-        for run, dev in runs.items():
+    runs = {"cpu": ("cpu", False), "device": (device, False), "strict": (device, True)}
+    features: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    matrices: dict[str, dict[str, np.ndarray]] = {}
+    probes: dict[str, dict[str, dict]] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    for run, (dev, strict) in runs.items():
+        with float32_math(strict):
             start = time.perf_counter()
-            arrays = features[run][model_id]
-            results[run] = train_probe(arrays["train"], labels["train"], arrays["test"], labels["test"], seed=0,
-                                       device=dev, name=model_id)
-            seconds[run]["probe"] = seconds[run].get("probe", 0.0) + time.perf_counter() - start
-        cpu, dev_result = results["cpu"], results["device"]
-        probes.append({
-            "model": model_id,
-            "feature_max_diff": max(_max_diff(features["device"][model_id][s], features["cpu"][model_id][s])
-                                    for s in SPLITS),
-            "top1_cpu": cpu["top1"], "top1_device": dev_result["top1"],
-            "points_apart": 100 * abs(dev_result["top1"] - cpu["top1"]),
-            "same_hyperparameters": (cpu["learning_rate"], cpu["weight_decay"])
-            == (dev_result["learning_rate"], dev_result["weight_decay"]),
-        })
-    passed = (all(m["max_diff"] <= SIMILARITY_TOLERANCE and m["engine_max_diff"] <= SIMILARITY_TOLERANCE
-                  for m in metrics) and all(p["points_apart"] <= ACCURACY_POINTS for p in probes))
+            features[run] = {
+                model_id: {split: extract_features(build_model(model_id, model_spec), data, np.arange(len(data)),
+                                                   image_size=EXPERIMENT_IMAGE_SIZE, batch_size=64,
+                                                   device=torch.device(dev), name=model_id, progress=False)
+                           for split, data in splits.items()}
+                for model_id, model_spec in EXPERIMENT_MODELS.items()
+            }
+            middle = time.perf_counter()
+            train = {model_id: arrays["train"] for model_id, arrays in features[run].items()}
+            matrices[run] = {metric: compute_similarity(train, metric, device=dev).matrix.to_numpy()
+                             for metric in metric_names()}
+            end = time.perf_counter()
+            probes[run] = {model_id: train_probe(arrays["train"], labels["train"], arrays["test"], labels["test"],
+                                                 seed=0, device=dev, name=model_id)
+                           for model_id, arrays in features[run].items()}
+            seconds[run] = {"extract": middle - start, "similarity": end - middle, "probe": time.perf_counter() - end}
+    cpu_train = {model_id: arrays["train"] for model_id, arrays in features["cpu"].items()}
+    metrics = [{"metric": metric,
+                **{f"{run}_max_diff": _max_diff(matrices[run][metric], matrices["cpu"][metric]) for run in ("device", "strict")},
+                "engine_max_diff": _max_diff(compute_similarity(cpu_train, metric, device=device).matrix.to_numpy(),
+                                             matrices["cpu"][metric])}
+               for metric in metric_names()]
+    models = []
+    for model_id in EXPERIMENT_MODELS:
+        cpu = probes["cpu"][model_id]
+        row: dict[str, Any] = {"model": model_id, "top1_cpu": cpu["top1"]}
+        for run in ("device", "strict"):
+            result = probes[run][model_id]
+            row |= {f"{run}_feature_max_diff": max(_max_diff(features[run][model_id][s], features["cpu"][model_id][s])
+                                                   for s in SPLITS),
+                    f"{run}_top1": result["top1"], f"{run}_points_apart": 100 * abs(result["top1"] - cpu["top1"]),
+                    f"{run}_same_hyperparameters": (result["learning_rate"], result["weight_decay"])
+                    == (cpu["learning_rate"], cpu["weight_decay"])}
+        models.append(row)
+
+    def agrees(run: str) -> bool:
+        return (all(m[f"{run}_max_diff"] <= SIMILARITY_TOLERANCE for m in metrics)
+                and all(m[f"{run}_points_apart"] <= ACCURACY_POINTS for m in models))
+
     return {
         "device": device, "dataset": spec, "models": EXPERIMENT_MODELS, "image_size": EXPERIMENT_IMAGE_SIZE,
         "n_train": len(splits["train"]), "n_test": len(splits["test"]),
-        "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         "similarity_tolerance": SIMILARITY_TOLERANCE, "accuracy_points": ACCURACY_POINTS,
-        "metrics": metrics, "probes": probes, "seconds": seconds, "passed": passed,
+        "metrics": metrics, "probes": models, "seconds": seconds,
+        "device_defaults_agree": agrees("device"),
+        "passed": agrees("strict") and all(m["engine_max_diff"] <= SIMILARITY_TOLERANCE for m in metrics),
     }
 
 
@@ -256,14 +287,17 @@ def markdown(summary: dict[str, Any]) -> str:
                   for r in summary["similarity_per_pair"]]
     report = next((s["report"] for s in summary["steps"] if s["name"] == "experiment"), None)
     if report:
-        lines += ["", f"Experiment, device against CPU ({report['n_train']} train, {report['n_test']} test images):", "",
-                  "| model | max feature diff | top-1 CPU | top-1 device | points apart | same hyperparameters |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {p['model']} | {p['feature_max_diff']:.1e} | {100 * p['top1_cpu']:.2f} | "
-                  f"{100 * p['top1_device']:.2f} | {p['points_apart']:.2f} | {p['same_hyperparameters']} |"
+        lines += ["", f"Experiment, device against CPU ({report['n_train']} train, {report['n_test']} test images; "
+                  f"'default': torch's float32 math, TF32 convolutions; 'strict': TF32 off):", "",
+                  "| model | max feature diff, default / strict | top-1 CPU | top-1 device, default / strict "
+                  "| same hyperparameters, default / strict |", "|---|---|---|---|---|"]
+        lines += [f"| {p['model']} | {p['device_feature_max_diff']:.1e} / {p['strict_feature_max_diff']:.1e} | "
+                  f"{100 * p['top1_cpu']:.2f} | {100 * p['device_top1']:.2f} / {100 * p['strict_top1']:.2f} | "
+                  f"{p['device_same_hyperparameters']} / {p['strict_same_hyperparameters']} |"
                   for p in report["probes"]]
-        lines += ["", "| metric | max diff | max diff, engine alone |", "|---|---|---|"]
-        lines += [f"| {r['metric']} | {r['max_diff']:.1e} | {r['engine_max_diff']:.1e} |" for r in report["metrics"]]
+        lines += ["", "| metric | max diff, default | max diff, strict | max diff, engine alone |", "|---|---|---|---|"]
+        lines += [f"| {r['metric']} | {r['device_max_diff']:.1e} | {r['strict_max_diff']:.1e} | {r['engine_max_diff']:.1e} |"
+                  for r in report["metrics"]]
     return "\n".join(lines) + "\n"
 
 
@@ -278,7 +312,8 @@ def main() -> int:
     if args.experiment:
         report = experiment(args.device, args.quick)
         args.experiment.write_text(json.dumps(report, indent=1))
-        print(json.dumps({k: report[k] for k in ("metrics", "probes", "seconds", "passed")}, indent=1))
+        print(json.dumps({k: report[k] for k in ("metrics", "probes", "seconds", "device_defaults_agree", "passed")},
+                         indent=1))
         return 0 if report["passed"] else 1
 
     start = time.monotonic()
