@@ -82,9 +82,10 @@ class Step:
 
 
 def plan(device: str, quick: bool, folder: Path) -> list[Step]:
-    """The check's steps in order, at tiny sizes when `quick`."""
+    """The check's steps in order, at tiny sizes when `quick`; each but the tests writes a report into `folder`."""
     python, here = sys.executable, str(Path(__file__).resolve())
-    tests = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py") if "mark.cuda" in p.read_text())
+    tests = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
+                   if "mark.cuda" in p.read_text())
     similarity = (["--models", "4", "--n", "300", "--d", "32", "--peak-size", "512"] if quick
                   else ["--models", "16", "--n", "5000", "--d", "768"])
     probe = (["--n", "300", "--n-test", "100", "--d", "16", "--classes", "3", "--epochs", "2"] if quick
@@ -93,23 +94,22 @@ def plan(device: str, quick: bool, folder: Path) -> list[Step]:
                 "--pipeline-workers", "1", "--repeats", "1"] if quick
                else ["--images", "1024", "--batch-size", "256", "--models", "resnet50", "vit_base_patch16_224",
                      "--loader-workers", "0", "4", "8", "15", "--pipeline-workers", "8", "15", "--repeats", "2"])
-    quick_flag = ["--quick"] if quick else []
-    steps = [
-        ("experiment", [python, here, "--device", device, *quick_flag, "--experiment"], 120),
-        ("similarity-device", [python, "benchmarks/similarity.py", "--device", device, *similarity,
-                               "--baseline-pairs", "0", "--json"], 60),
-        ("similarity-cpu", [python, "benchmarks/similarity.py", "--device", "cpu", *similarity,
-                            "--baseline-pairs", "0", "--json"], 120),
-        ("probe", [python, "benchmarks/probe.py", "--device", device, *probe,
-                   "--variants", "reference", "batched-float32", "batched-bfloat16", "--json"], 120),
-        ("extract", [python, "benchmarks/extract.py", "--device", device, *extract, "--json"], 150),
+
+    def reporting(name: str, argv: list[str], limit: float, env: tuple[tuple[str, str], ...] = ()) -> Step:
+        report = folder / f"{name}.json"
+        return Step(name, [python, *argv, str(report)], limit, report, env)
+
+    return [
+        Step("cuda-tests", [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *tests], 120, None),
+        reporting("experiment", [here, "--device", device, *(["--quick"] if quick else []), "--experiment"], 120),
+        reporting("similarity-device", ["benchmarks/similarity.py", "--device", device, *similarity,
+                                        "--baseline-pairs", "0", "--json"], 60),
+        reporting("similarity-cpu", ["benchmarks/similarity.py", "--device", "cpu", *similarity,
+                                     "--baseline-pairs", "0", "--json"], 120, (("OMP_NUM_THREADS", SLURM_CPUS),)),
+        reporting("probe", ["benchmarks/probe.py", "--device", device, *probe,
+                            "--variants", "reference", "batched-float32", "batched-bfloat16", "--json"], 120),
+        reporting("extract", ["benchmarks/extract.py", "--device", device, *extract, "--json"], 150),
     ]
-    tests_step = Step("cuda-tests", [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *tests],
-                      120, None)
-    threads = (("OMP_NUM_THREADS", SLURM_CPUS),)
-    return [tests_step] + [Step(name, [*argv, str(folder / f"{name}.json")], limit, folder / f"{name}.json",
-                                threads if name == "similarity-cpu" else ())
-                           for name, argv, limit in steps]
 
 
 def run_step(step: Step, deadline: float, log: Path) -> dict[str, Any]:
@@ -118,7 +118,8 @@ def run_step(step: Step, deadline: float, log: Path) -> dict[str, Any]:
     script = REPO / step.argv[1]
     limit = min(step.limit, deadline - time.monotonic())
     if script.suffix == ".py" and not script.exists():
-        return {**result, "status": "missing", "seconds": 0.0, "tail": f"{script.relative_to(REPO)} is not in this checkout"}
+        missing = f"{script.relative_to(REPO)} is not in this checkout"
+        return {**result, "status": "missing", "seconds": 0.0, "tail": missing}
     if limit < MIN_STEP_SECONDS:
         return {**result, "status": "skipped", "seconds": 0.0, "tail": "no time left in the check's budget"}
     with log.open("a") as out:
@@ -128,7 +129,8 @@ def run_step(step: Step, deadline: float, log: Path) -> dict[str, Any]:
         start = time.monotonic()
         env = {**os.environ, **dict(step.env),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
-        process = subprocess.Popen(step.argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(step.argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             status = "passed" if process.wait(timeout=limit) == 0 else "failed"
         except subprocess.TimeoutExpired:
@@ -202,7 +204,8 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
             seconds[run] = {"extract": middle - start, "similarity": end - middle, "probe": time.perf_counter() - end}
     cpu_train = {model_id: arrays["train"] for model_id, arrays in features["cpu"].items()}
     metrics = [{"metric": metric,
-                **{f"{run}_max_diff": _max_diff(matrices[run][metric], matrices["cpu"][metric]) for run in ("device", "strict")},
+                **{f"{run}_max_diff": _max_diff(matrices[run][metric], matrices["cpu"][metric])
+                   for run in ("device", "strict")},
                 "engine_max_diff": _max_diff(compute_similarity(cpu_train, metric, device=device).matrix.to_numpy(),
                                              matrices["cpu"][metric])}
                for metric in metric_names()]
@@ -227,6 +230,7 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
         "device": device, "dataset": spec, "models": EXPERIMENT_MODELS, "image_size": EXPERIMENT_IMAGE_SIZE,
         "n_train": len(splits["train"]), "n_test": len(splits["test"]),
         "similarity_tolerance": SIMILARITY_TOLERANCE, "accuracy_points": ACCURACY_POINTS,
+        "tf32_defaults": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         "metrics": metrics, "probes": models, "seconds": seconds,
         "device_defaults_agree": agrees("device"),
         "passed": agrees("strict") and all(m["engine_max_diff"] <= SIMILARITY_TOLERANCE for m in metrics),
@@ -270,6 +274,26 @@ def similarity_per_pair(device_report: dict | None, cpu_report: dict | None) -> 
     return rows
 
 
+def benchmark_lines(name: str, report: dict) -> list[str]:
+    """Short tables of the probe and extraction benchmarks' reports (their scripts' --json formats)."""
+    if name == "probe":
+        seconds = report["seconds"]
+        lines = ["| variant | seconds | speed-up over the reference | lr | wd | top-1 |", "|---|---|---|---|---|---|"]
+        for variant, result in report["results"].items():
+            speedup = seconds["reference"] / seconds[variant] if "reference" in seconds else float("nan")
+            lines.append(f"| {variant} | {seconds[variant]:.1f} | {speedup:.1f}x | {result['learning_rate']:g} | "
+                         f"{result['weight_decay']:.3g} | {100 * result['top1']:.2f} |")
+        return lines
+    loader = ", ".join(f"{workers} workers {rate:.0f}" for workers, rate in report["loader"].items())
+    lines = [f"Loader alone, images/s: {loader}", "", "| model | bare forward images/s | pipeline images/s (workers): "
+             "fraction of bare |", "|---|---|---|"]
+    for model, figures in report["models"].items():
+        pipeline = ", ".join(f"{rate:.0f} ({workers}): {rate / figures['bare']:.0%}"
+                             for workers, rate in figures["pipeline"].items())
+        lines.append(f"| {model} | {figures['bare']:.0f} | {pipeline} |")
+    return lines
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """The summary as a short Markdown page."""
     m = summary["machine"]
@@ -280,11 +304,20 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += [f"| {s['name']} | {s['status']} | {s['seconds']} |" for s in summary["steps"]]
     if summary["similarity_per_pair"]:
         lines += ["", "Similarity engine, same random features (benchmarks/similarity.py):", "",
-                  "| metric | pairs | device s/pair | CPU s/pair | device / CPU | device % of fp32 peak | CPU % of peak |",
+                  "| metric | pairs | device s/pair | CPU s/pair | CPU s / device s | device % of fp32 peak "
+                  "| CPU % of peak |",
                   "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['metric']} | {r['pairs']} | {r['device_seconds_per_pair']:.3g} | {r['cpu_seconds_per_pair']:.3g} "
-                  f"| {r['speedup']:.1f}x | {100 * r['device_peak_fraction']:.0f} % | {100 * r['cpu_peak_fraction']:.0f} % |"
+        lines += [f"| {r['metric']} | {r['pairs']} | {r['device_seconds_per_pair']:.3g} | "
+                  f"{r['cpu_seconds_per_pair']:.3g} | {r['speedup']:.1f}x | {100 * r['device_peak_fraction']:.0f} % "
+                  f"| {100 * r['cpu_peak_fraction']:.0f} % |"
                   for r in summary["similarity_per_pair"]]
+    for step in summary["steps"]:
+        if step["name"] in ("probe", "extract") and step["report"]:
+            try:
+                lines += ["", f"{step['name']} (benchmarks/{step['name']}.py):", "",
+                          *benchmark_lines(step["name"], step["report"])]
+            except (KeyError, TypeError, AttributeError, ValueError) as error:  # the script's format changed
+                lines += ["", f"{step['name']}: report not summarised ({error!r}); see gpu-check.json"]
     report = next((s["report"] for s in summary["steps"] if s["name"] == "experiment"), None)
     if report:
         lines += ["", f"Experiment, device against CPU ({report['n_train']} train, {report['n_test']} test images; "
@@ -296,7 +329,8 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"{p['device_same_hyperparameters']} / {p['strict_same_hyperparameters']} |"
                   for p in report["probes"]]
         lines += ["", "| metric | max diff, default | max diff, strict | max diff, engine alone |", "|---|---|---|---|"]
-        lines += [f"| {r['metric']} | {r['device_max_diff']:.1e} | {r['strict_max_diff']:.1e} | {r['engine_max_diff']:.1e} |"
+        lines += [f"| {r['metric']} | {r['device_max_diff']:.1e} | {r['strict_max_diff']:.1e} | "
+                  f"{r['engine_max_diff']:.1e} |"
                   for r in report["metrics"]]
     return "\n".join(lines) + "\n"
 

@@ -197,7 +197,8 @@ def main() -> None:
               f"{baseline_seconds / engine_seconds:8.0f}x {difference:11.1e} {rate:8.1f} "
               f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB")
         rows.append({"metric": metric, "pairs": len(all_pairs), "engine_seconds": engine_seconds,
-                     "baseline_seconds": baseline_seconds, "max_diff": difference, "gflops": rate,
+                     "baseline_seconds": baseline_seconds if timed_pairs else None,
+                     "max_diff": difference if timed_pairs else None, "gflops": rate,
                      "peak_fraction": rate / peak})
     print()
     print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32); "

@@ -76,5 +76,5 @@ def test_quick_check_on_the_cpu_writes_the_summary(tmp_path: Path) -> None:
     pairs = summary["similarity_per_pair"]
     assert pairs and all(row["pairs"] == 6 and row["cpu_seconds_per_pair"] > 0 for row in pairs)
     page = (tmp_path / "gpu-check.md").read_text()
-    assert "| experiment | passed |" in page and "device s/pair" in page
+    assert "| experiment | passed |" in page and "device s/pair" in page and "speed-up over the reference" in page
     assert "===== experiment:" in (tmp_path / "gpu-check.log").read_text()
