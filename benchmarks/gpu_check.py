@@ -102,7 +102,7 @@ def plan(device: str, quick: bool, folder: Path) -> list[Step]:
 
     return [
         Step("cuda-tests", [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *tests], 120, None),
-        reporting("experiment", [here, "--device", device, *(["--quick"] if quick else []), "--experiment"], 120),
+        reporting("experiment", [here, "--device", device, *(["--quick"] if quick else []), "--experiment"], 180),
         reporting("similarity-device", ["benchmarks/similarity.py", "--device", device, *similarity,
                                         "--baseline-pairs", "0", "--json"], 60),
         reporting("similarity-cpu", ["benchmarks/similarity.py", "--device", "cpu", *similarity,
