@@ -251,6 +251,13 @@ def test_open_clip_layer_visual_gives_the_image_embedding():
     torch.testing.assert_close(model.transform(image), preprocess(image), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("tag,activation", [("openai", "QuickGELU"), ("laion2b_s34b_b88k", "GELU")])
+def test_open_clip_openai_weights_get_the_quickgelu_they_were_trained_with(tag, activation):
+    model = build_model("b16", {"backend": "open_clip", "name": "ViT-B-16", "layer": "visual", "weights": "random",
+                                "kwargs": {"pretrained": tag}})
+    assert type(model.network.visual.transformer.resblocks[0].mlp.gelu).__name__ == activation
+
+
 def test_huggingface_align_pooler_gives_the_image_embedding():
     from transformers import AlignConfig, AlignModel
 

@@ -346,14 +346,16 @@ def _torchvision(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> nn.M
 
 def _open_clip(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> nn.Module:
     """The image tower of an open_clip model, as a network whose module `visual` gives the image embedding.
-    `kwargs.pretrained` is the open_clip pretrained tag (e.g. 'laion2b_s34b_b88k')."""
+    `kwargs.pretrained` is the open_clip pretrained tag (e.g. 'laion2b_s34b_b88k'). A tag trained with QuickGELU
+    (OpenAI's) gets QuickGELU, as open_clip's OpenAI loader built it when the paper's code ran."""
     import open_clip
 
     kwargs = dict(kwargs)
     tag = kwargs.pop("pretrained", None)
     if pretrained and tag is None:
         raise ModelError(f"open_clip model {name!r} needs kwargs.pretrained, its pretrained tag")
-    clip = open_clip.create_model(name, pretrained=tag if pretrained else None, **kwargs)
+    quick_gelu = bool(tag) and open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False)
+    clip = open_clip.create_model(name, pretrained=tag if pretrained else None, force_quick_gelu=quick_gelu, **kwargs)
     return nn.Sequential(OrderedDict(visual=clip.visual))
 
 
