@@ -22,7 +22,7 @@ TINY = {
     "batch_size": 16,
     "device": "cpu",
     "metrics": ["cka_linear_unbiased"],
-    "probe": {"seeds": [0], "weight_decay_steps": 4, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
+    "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
     "models": {
         "lite0": {
             "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool",
