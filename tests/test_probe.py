@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from simcon.probe import (
     ProbeSettings,
@@ -388,18 +393,24 @@ def test_memory_mapped_features_give_the_same_result(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_memory_plan_covers_a_round() -> None:
-    n, d, n_classes, k, batch = 20_000, 256, 100, 8, 1024
+def test_cuda_memory_plan_covers_each_candidate() -> None:
+    n, d, n_classes, batch, epochs = 20_000, 256, 100, 1024, 2
     x, y = clusters(n, d, n_classes, noise=2.0)
     x, y = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    weights, biases = fit_linear(x, y, n_classes, [1e-2] * k, [1e-3] * k, seed=0, epochs=2, batch_size=batch)
-    logits = torch.cat([(part @ weights.permute(1, 0, 2).reshape(d, -1)) for part in x[:5000].split(batch)])
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - before
-    assert peak <= k * candidate_bytes(d, n_classes, batch_size=batch, steps=2 * math.ceil(n / batch)) + logits.numel() * 4
+
+    def peak(k: int) -> int:  # bytes above the features: training k candidates, then evaluating them
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        weights, biases = fit_linear(x, y, n_classes, [1e-2] * k, [1e-3] * k, seed=0, epochs=epochs, batch_size=batch)
+        for part in x.split(batch):
+            part @ weights.permute(1, 0, 2).reshape(d, -1) + biases.reshape(-1)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+
+    planned = candidate_bytes(d, n_classes, batch_size=batch, steps=epochs * math.ceil(n / batch))
+    assert (peak(16) - peak(8)) / 8 <= planned
+    assert peak(8) <= 8 * planned + 4 * batch * (d + 1) * 4  # and the minibatch's features
 
 
 # --- bad input -------------------------------------------------------------------------
@@ -516,3 +527,38 @@ def test_settings_accept_a_list_of_learning_rates() -> None:
     settings = ProbeSettings(learning_rates=[1e-2, 1e-3])  # type: ignore[arg-type]
     assert settings.learning_rates == (1e-2, 1e-3)
     hash(settings)
+
+
+# --- the workflow: App. C probes nothing -------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dry_run_jobs(tmp_path: Path, *configfiles: str) -> dict[str, int]:
+    """Jobs per rule of the default target's dry run with these config files (the default config in place)."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+               "--quiet", "rules", "--configfile", *(str(REPO / "config" / name) for name in configfiles)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+@pytest.mark.slow
+def test_paper_dry_run_probes_every_dataset_with_the_codes_search(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    assert config["probe"]["search"] == "code"
+    jobs = dry_run_jobs(tmp_path, "paper.yaml")
+    assert jobs["all"] == jobs["performance"] == 1
+    assert jobs["probe"] == len(config["models"]) * len(config["datasets"]) * len(config["probe"]["seeds"])
+    assert jobs["similarity_vs_performance"] == len(config["metrics"])
+
+
+@pytest.mark.slow
+def test_appendix_c_dry_run_is_a_similarity_analysis_without_probes(tmp_path: Path) -> None:
+    jobs = dry_run_jobs(tmp_path, "paper.yaml", "paper-appendix-c.yaml")
+    assert jobs["all"] == jobs["sample_size_datasets"] == 1
+    assert jobs["similarity"] == 6 * 5
+    assert not {"probe", "performance", "similarity_vs_performance"} & set(jobs)

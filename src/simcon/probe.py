@@ -83,7 +83,8 @@ class ProbeSettings:
         object.__setattr__(self, "learning_rates", tuple(self.learning_rates))
         if not isinstance(self.search, str) or self.search not in SEARCHES:
             raise ValueError(f"search must be one of {sorted(SEARCHES)}, got {self.search!r}")
-        for field, default in zip(("weight_decay_min", "weight_decay_max", "weight_decay_steps"), SEARCHES[self.search]):
+        grid_fields = ("weight_decay_min", "weight_decay_max", "weight_decay_steps")
+        for field, default in zip(grid_fields, SEARCHES[self.search]):
             if getattr(self, field) is None:
                 object.__setattr__(self, field, default)
         if not 0.0 < self.val_fraction < 1.0:
@@ -126,7 +127,8 @@ class ProbeSettings:
     def scan(self) -> list[int]:
         """Grid indices of the first round of the search, ascending."""
         last = self.weight_decay_steps
-        return sorted(set(range(0, last + 1, 2 * self.spans()[0] if self.search == "text" else self._stride())) | {last})
+        stride = self._stride() if self.search == "code" else 2 * self.spans()[0]
+        return sorted(set(range(0, last + 1, stride)) | {last})
 
     def spans(self) -> list[int]:
         """Distances, in grid steps, of the refinement rounds from the peak (may be empty)."""
@@ -255,7 +257,8 @@ def fit_linear(
     )
     for step, batch in enumerate(_minibatches(len(rows), seed, epochs, batch_size)):
         batch = rows[batch.to(x.device)]
-        xb = torch.cat([x[batch], torch.ones(len(batch), 1, dtype=x.dtype, device=x.device)], dim=1)  # bias as a last feature
+        ones = torch.ones(len(batch), 1, dtype=x.dtype, device=x.device)
+        xb = torch.cat([x[batch], ones], dim=1)  # the bias as a last feature
         target = y[batch]
         n_batch = torch.arange(len(batch), device=x.device)
         if low:
@@ -497,7 +500,8 @@ def _validate(
             raise ValueError(f"{label}: {split} labels must be integer class ids, got dtype {y.dtype}")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise ValueError(f"{label}: {split} features must be real numbers, got dtype {x.dtype}")
-        bad_rows = ~np.isfinite(x).all(axis=1)
+        blocks = range(0, len(x), TRANSFER_ROWS)  # bounds the temporary of a large (memory-mapped) split
+        bad_rows = np.concatenate([~np.isfinite(x[i : i + TRANSFER_ROWS]).all(axis=1) for i in blocks])
         if bad_rows.any():
             raise ValueError(
                 f"{label}: {split} features hold NaN or Inf in {bad_rows.sum()} rows, "
@@ -565,7 +569,9 @@ def _adamw_schedule(
     t = np.arange(1, steps + 1)
     decay = 1 - lr * np.asarray(weight_decays)
     step_size = lr / (1 - ADAM_BETAS[0] ** t)[:, None]
-    decay, step_size = (torch.as_tensor(a, dtype=torch.float32, device=device)[:, :, None, None] for a in (decay, step_size))
+    decay, step_size = (
+        torch.as_tensor(a, dtype=torch.float32, device=device)[:, :, None, None] for a in (decay, step_size)
+    )
     return decay, step_size, np.sqrt(1 - ADAM_BETAS[1] ** t).tolist()
 
 
@@ -580,6 +586,6 @@ def _to_device(features: np.ndarray, device: torch.device) -> torch.Tensor:
     """``features`` as a float32 tensor on ``device``, copied :data:`TRANSFER_ROWS` rows at a time."""
     out = torch.empty(features.shape, dtype=torch.float32, device=device)
     for start in range(0, len(features), TRANSFER_ROWS):
-        block = np.array(features[start : start + TRANSFER_ROWS], dtype=np.float32)  # a writable copy, also of a memory map
+        block = np.array(features[start : start + TRANSFER_ROWS], dtype=np.float32)  # writable, also from a memory map
         out[start : start + len(block)].copy_(torch.from_numpy(block))
     return out
