@@ -232,8 +232,8 @@ def fit_linear(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (K, d, C) and biases (K, C) of K linear probes trained together on ``x[rows]``, ``y[rows]``.
 
-    ``rows`` (default: all) are indices on ``x``'s device; minibatches are drawn from them there,
-    so the features are never copied whole. Candidate k has learning rate
+    ``rows`` (default: all) index ``x``; minibatches are drawn from them on ``x``'s device, so
+    the features are never copied whole. Candidate k has learning rate
     ``learning_rates[k]`` and weight decay ``weight_decays[k]``; all share the initialisation
     and the minibatch order, and match :func:`fit_linear_reference` up to float rounding. Each
     step is one matrix product for the logits of all candidates, one for their gradients, and
@@ -247,7 +247,7 @@ def fit_linear(
     """
     low = _check_precision(precision, "precision") != torch.float32
     k, d = len(learning_rates), x.shape[1]
-    rows = torch.arange(len(x), device=x.device) if rows is None else rows
+    rows = torch.arange(len(x), device=x.device) if rows is None else rows.to(x.device)
     w0, b0 = _initial_parameters(d, n_classes, seed)
     params = torch.cat([w0.T, b0[:, None]], dim=1).repeat(k, 1).to(x.device)  # (K*C, d+1), nn.Linear layout
     grads, exp_avg, exp_avg_sq, denom = (torch.zeros_like(params) for _ in range(4))
