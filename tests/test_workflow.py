@@ -22,7 +22,7 @@ TINY = {
     "batch_size": 16,
     "device": "cpu",
     "metrics": ["cka_linear_unbiased"],
-    "probe": {"seeds": [0], "weight_decay_steps": 4, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
+    "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
     "models": {
         "lite0": {
             "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool",
@@ -158,6 +158,7 @@ def test_lint_is_clean():
         (lambda c: c["models"]["lite0"].update(name="resnet_nonexistent"), "model 'lite0': backend 'timm' has no model named 'resnet_nonexistent'"),
         (lambda c: c["datasets"].update(mine={"source": "image_folder", "path": "/no/such/folder", "category": "structured"}), "dataset 'mine': path /no/such/folder does not exist"),
         (lambda c: c.update(metrics=["cka_cosine"]), r"unknown metric\(s\) \['cka_cosine'\]"),
+        (lambda c: c["probe"].update(weight_decay_steps=8), "probe: search 'code' needs weight_decay_steps a multiple of the 7 decades"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
