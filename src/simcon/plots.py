@@ -207,6 +207,7 @@ def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> F
 
 
 def _r_text(r: float) -> str:
+    """r to two decimals; 'n/a' where there is none (NaN)."""
     return f"{r:.2f}" if np.isfinite(r) else "n/a"
 
 
@@ -227,8 +228,8 @@ def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metri
     colours = label_colours(_ordered_labels([g for g in correlations["group"] if g != "All"]))
     for j, row in enumerate(overall.itertuples()):
         rows = points[(points["dataset_a"] == row.dataset_a) & (points["dataset_b"] == row.dataset_b)]
-        within_r = correlations[(correlations["dataset_a"] == row.dataset_a) & (correlations["dataset_b"] == row.dataset_b)]
-        within_r = within_r.set_index("group")["r"]
+        panel = correlations[(correlations["dataset_a"] == row.dataset_a) & (correlations["dataset_b"] == row.dataset_b)]
+        r_of = panel.set_index("group")["r"]
         top, bottom = axes[0, j], axes[1, j]
         top.scatter(rows["similarity_a"], rows["similarity_b"], s=14, alpha=0.7, color="#1f77b4", linewidths=0)
         _fit_line(top, rows["similarity_a"], rows["similarity_b"], "0.3")
@@ -237,7 +238,7 @@ def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metri
         bottom.scatter(between["similarity_a"], between["similarity_b"], s=12, color="0.8", label="between objectives", linewidths=0)
         for group, colour in colours.items():
             within = rows[rows["group"] == group]
-            label = f"within {group}: r = {_r_text(within_r[group])}"
+            label = f"within {group}: r = {_r_text(r_of[group])}"
             bottom.scatter(within["similarity_a"], within["similarity_b"], s=16, color=colour, label=label, linewidths=0)
             _fit_line(bottom, within["similarity_a"], within["similarity_b"], colour)
         bottom.legend(fontsize=7, frameon=False)
