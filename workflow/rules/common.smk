@@ -133,6 +133,7 @@ def final_outputs():
     """Every table and figure of the default target."""
     return [
         "results/config.yaml",
+        "results/figures/model_categories.csv",
         *performance_outputs(),
         *expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=METRICS),
         *expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
