@@ -1,6 +1,7 @@
 """Benchmark the probe protocol: candidates trained together vs one at a time.
 
-Runs ``simcon.probe.train_probe`` on the same synthetic features: with one
+Runs ``simcon.probe.train_probe`` (``--search``: the code's weight-decay search or the
+paper text's) on the same synthetic features: with one
 ``torch.nn.Linear`` + ``torch.optim.AdamW`` per candidate (``fit_linear_reference``,
 float32: the reference), the same fed by a torch ``DataLoader`` over a per-sample feature
 dataset as the paper's code is (``paper-loader``: same batches, same results, the paper's
@@ -50,8 +51,9 @@ def synthetic_features(
 
 def float32_validation_accuracy(data: tuple, seed: int, epochs: int, lr: float, wd: float) -> float:
     """Validation accuracy of the float32 batched trainer at one (lr, wd), on the protocol's split."""
-    settings = ProbeSettings(
-        epochs=epochs, learning_rates=(lr,), weight_decay_min=wd, weight_decay_max=wd * (1 + 1e-9), weight_decay_steps=1
+    settings = ProbeSettings(  # the text's search allows a two-point grid around any value
+        search="text", epochs=epochs, learning_rates=(lr,), weight_decay_min=wd, weight_decay_max=wd * (1 + 1e-9),
+        weight_decay_steps=1,
     )
     return train_probe(*data, seed=seed, settings=settings)["validation"][0]["accuracy"]
 
@@ -95,6 +97,8 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=15.0, help="within-class spread relative to the centres")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=ProbeSettings.epochs)
+    parser.add_argument("--search", choices=["code", "text"], default=ProbeSettings.search, help="weight-decay search")
+    parser.add_argument("--memory-budget", type=int, help="bytes a search round may use (default: free memory)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--progress", action="store_true")
@@ -111,19 +115,21 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     data = synthetic_features(args.n, args.n_test, args.d, args.classes, args.noise, args.seed)
-    log_grid = np.log10(ProbeSettings().weight_decay_grid())
+    log_grid = np.log10(ProbeSettings(search=args.search).weight_decay_grid())
     print(
         f"n={args.n} n_test={args.n_test} d={args.d} classes={args.classes} noise={args.noise} "
-        f"epochs={args.epochs} device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+        f"epochs={args.epochs} search={args.search} device={args.device} torch={torch.__version__} "
+        f"threads={torch.get_num_threads()} "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')} load average={os.getloadavg()[0]:.1f}"
     )
     results, seconds, cpu_seconds, steps = {}, {}, {}, {}
     for label in args.variants:
         fit, precision = VARIANTS[label]
-        settings = ProbeSettings(epochs=args.epochs, search_precision=precision)
+        settings = ProbeSettings(epochs=args.epochs, search=args.search, search_precision=precision)
         start, cpu_start = time.perf_counter(), time.process_time()
         results[label] = train_probe(
-            *data, seed=args.seed, settings=settings, device=args.device, name=label, progress=args.progress, fit=fit
+            *data, seed=args.seed, settings=settings, device=args.device, name=label, progress=args.progress, fit=fit,
+            memory_budget=args.memory_budget,
         )
         seconds[label] = time.perf_counter() - start
         cpu_seconds[label] = time.process_time() - cpu_start

@@ -23,6 +23,7 @@ with job_log(snakemake.log[0]):
             device=str(device),
             name=f"{model_id} on {dataset_id}",
             progress=True,
+            memory_budget=snakemake.params.memory_budget,
         )
     print(f"{model_id} on {dataset_id}, seed {seed}: top-1 {result['top1']:.4f}")
     write_json(snakemake.output[0], {"model": model_id, "dataset": dataset_id, **result})

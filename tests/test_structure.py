@@ -102,12 +102,46 @@ def test_dataset_pair_scatter_table_and_r():
         ["a", "c", 0.5, 0.9, "between objectives"],
         ["b", "c", 0.1, 0.1, "between objectives"],
     ]
-    assert correlations.loc[0, ["dataset_a", "dataset_b", "n_pairs"]].tolist() == ["d1", "d3", 3]
-    assert correlations.loc[0, "r"] == pytest.approx(0.5)
+    # All pairs: r 0.5 (as rho(d1, d3)); Sup has the one pair a-b and SSL none: no r (fewer than 3 pairs).
+    assert correlations[["dataset_a", "dataset_b", "group", "n_pairs"]].values.tolist() == [
+        ["d1", "d3", "All", 3], ["d1", "d3", "SSL", 0], ["d1", "d3", "Sup", 1],
+    ]
+    assert correlations.loc[0, "r"] == pytest.approx(0.5) and correlations.loc[1:, "r"].isna().all()
     with pytest.raises(ValueError, match="'d9'"):
         structure.dataset_pair_scatter(MATRICES, [("d1", "d9")], OBJECTIVE)
     with pytest.raises(ValueError, match=r"no objective for model\(s\) \['c'\]"):
         structure.dataset_pair_scatter(MATRICES, [("d1", "d2")], {"a": "Sup", "b": "Sup"})
+
+
+def test_dataset_pair_scatter_r_within_each_objective_against_numpy():
+    rng = np.random.default_rng(5)
+    models = [f"m{i}" for i in range(9)]
+    objective = dict(zip(models, ["Sup"] * 4 + ["SSL"] * 3 + ["Img-Txt"] * 2))
+    matrices = {}
+    for dataset in ("p", "q", "s"):
+        values = rng.uniform(0, 1, size=(9, 9))
+        values = (values + values.T) / 2
+        np.fill_diagonal(values, 1.0)
+        matrices[dataset] = pd.DataFrame(values, index=models, columns=models)
+    points, correlations = structure.dataset_pair_scatter(matrices, [("p", "q"), ("s", "p")], objective)
+    table = correlations.set_index(["dataset_a", "dataset_b", "group"])
+    for a, b in [("p", "q"), ("s", "p")]:
+        x, y = matrices[a].to_numpy(), matrices[b].to_numpy()
+        upper = np.triu_indices(9, k=1)
+        assert table.loc[(a, b, "All"), "n_pairs"] == 36
+        assert table.loc[(a, b, "All"), "r"] == pytest.approx(np.corrcoef(x[upper], y[upper])[0, 1], abs=1e-12)
+        for name, members in (("Sup", range(4)), ("SSL", range(4, 7))):
+            within = np.array([(i, j) for i in members for j in members if i < j]).T
+            expected = np.corrcoef(x[within[0], within[1]], y[within[0], within[1]])[0, 1]
+            assert table.loc[(a, b, name), "n_pairs"] == within.shape[1]
+            assert table.loc[(a, b, name), "r"] == pytest.approx(expected, abs=1e-12)
+        assert table.loc[(a, b, "Img-Txt"), "n_pairs"] == 1 and np.isnan(table.loc[(a, b, "Img-Txt"), "r"])
+    assert correlations["group"].tolist()[:4] == ["All", "Img-Txt", "SSL", "Sup"]
+    figure = plots.dataset_pair_scatter(points, correlations, "m")
+    legend = [text.get_text() for text in figure.axes[2].get_legend().get_texts()]  # bottom row, p vs q
+    sup_r = table.loc[("p", "q", "Sup"), "r"]
+    assert f"within Sup: r = {sup_r:.2f}" in legend and "within Img-Txt: r = n/a" in legend
+    plots.plt.close(figure)
 
 
 def test_one_dataset_gives_no_pair_and_a_figure_that_says_so():

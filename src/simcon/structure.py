@@ -133,17 +133,23 @@ def dataset_pair_scatter(
 
     Returns (points, correlations): points has dataset_a, dataset_b, model_a, model_b, similarity_a,
     similarity_b and group (the shared objective of a within-objective pair, else 'between objectives');
-    correlations has dataset_a, dataset_b, n_pairs, r (Pearson over all model pairs).
+    correlations has dataset_a, dataset_b, group, n_pairs, r: per dataset pair, the Pearson r over all model
+    pairs (group 'All', Fig. 5's top row), then over each objective's within-objective pairs (group the
+    objective, alphabetically, the bottom row; r NaN with fewer than MIN_PAIRS pairs or a constant vector).
     """
     for dataset in {d for pair in dataset_pairs for d in pair}:
         if dataset not in matrices:
             raise ValueError(f"dataset pair names '{dataset}', which has no similarity matrix; datasets: {list(matrices)}")
     pairs = pair_similarities(matrices)
-    missing = sorted(set(pairs["model_a"]).union(pairs["model_b"]) - set(objective))
+    models = check_same_models(matrices)
+    missing = [model for model in models if model not in objective]
     if missing:
         raise ValueError(f"no objective for model(s) {missing}")
     objective_a, objective_b = pairs["model_a"].map(objective), pairs["model_b"].map(objective)
     group = objective_a.where(objective_a == objective_b, "between objectives")
+    groups = {"All": np.ones(len(pairs), dtype=bool)} | {
+        name: (group == name).to_numpy() for name in sorted({objective[model] for model in models})
+    }
     points, correlations = [], []
     for a, b in dataset_pairs:
         points.append(
@@ -159,11 +165,13 @@ def dataset_pair_scatter(
                 }
             )
         )
-        correlations.append({"dataset_a": a, "dataset_b": b, "n_pairs": len(pairs), "r": pearson_r(pairs[a], pairs[b])})
+        for name, chosen in groups.items():
+            r = pearson_r(pairs[a][chosen], pairs[b][chosen])
+            correlations.append({"dataset_a": a, "dataset_b": b, "group": name, "n_pairs": int(chosen.sum()), "r": r})
     point_columns = ["dataset_a", "dataset_b", "model_a", "model_b", "similarity_a", "similarity_b", "group"]
     return (
         pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=point_columns),
-        pd.DataFrame(correlations, columns=["dataset_a", "dataset_b", "n_pairs", "r"]),
+        pd.DataFrame(correlations, columns=["dataset_a", "dataset_b", "group", "n_pairs", "r"]),
     )
 
 

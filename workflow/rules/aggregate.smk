@@ -13,7 +13,7 @@ rule performance:
     input:
         expand(
             "results/probes/{dataset}/{model}/seed{seed}.json",
-            dataset=DATASETS,
+            dataset=PROBE_DATASETS,
             model=MODELS,
             seed=SEEDS,
         ),
@@ -220,7 +220,7 @@ rule metric_agreement:
 
 rule similarity_vs_performance:
     input:
-        matrices=metric_matrices,
+        matrices=probed_matrices,
         performance="results/performance.csv",
     output:
         pairs="results/similarity_vs_performance/{metric}/pairs.csv",
@@ -246,7 +246,7 @@ rule similarity_vs_performance:
             labels={"figure": "App. G correlation by dataset category", "metric": "{metric}"},
         ),
     params:
-        datasets=DATASETS,
+        datasets=PROBE_DATASETS,
         categories=dataset_categories(),
     log:
         "logs/similarity_vs_performance/{metric}.log",

@@ -9,8 +9,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
 
-from simcon.config import check_config, check_unique_keys
+from simcon.config import ConfigError, check_config, check_unique_keys
 from simcon.datasets import resolve_paths
+from simcon.probe import ProbeSettings
 from simcon.similarity import metric_names
 from simcon.structure import check_settings, reference_metric
 from simcon.zoo import zoo_members, zoo_models
@@ -49,6 +50,14 @@ STRUCTURE = config["structure"]
 check_settings(STRUCTURE, DATASETS)
 STRUCTURE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
 PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
+# App. C's per-k subsets serve a similarity analysis only (the paper probes none; k = 1 could not be split for
+# validation): no probe, performance or similarity-vs-performance job reads them.
+PROBE_DATASETS = [d for d in DATASETS if d not in {entry["dataset"] for entry in PER_K_DATASETS}]
+PROBE_SETTINGS = {key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")}
+try:
+    ProbeSettings(**PROBE_SETTINGS)
+except ValueError as error:
+    raise ConfigError(f"probe: {error}") from error
 
 
 wildcard_constraints:
@@ -104,17 +113,32 @@ def dataset_categories():
     return {dataset: config["datasets"][dataset]["category"] for dataset in DATASETS}
 
 
+def performance_outputs():
+    """The probe tables and the similarity-vs-performance figures; none when no dataset is probed."""
+    if not PROBE_DATASETS:
+        return []
+    return [
+        "results/performance.csv",
+        *expand("results/figures/{metric}/similarity_vs_gap.png", metric=METRICS),
+        *expand("results/figures/{metric}/gap_correlations_by_category.png", metric=METRICS),
+    ]
+
+
+def probed_matrices(wildcards):
+    """The similarity matrix of every probed dataset for one metric."""
+    return expand("results/similarity/{dataset}/{metric}.csv", dataset=PROBE_DATASETS, metric=wildcards.metric)
+
+
 def final_outputs():
     """Every table and figure of the default target."""
     return [
         "results/config.yaml",
-        "results/performance.csv",
+        "results/figures/model_categories.csv",
+        *performance_outputs(),
         *expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=METRICS),
         *expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
         *expand("results/figures/{metric}/consistency_by_category.png", metric=METRICS),
-        *expand("results/figures/{metric}/similarity_vs_gap.png", metric=METRICS),
         *structure_outputs(),
-        *expand("results/figures/{metric}/gap_correlations_by_category.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_anchors.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_matrices.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_bootstrap.png", metric=METRICS),

@@ -4,7 +4,8 @@ rule probe:
     output:
         "results/probes/{dataset}/{model}/seed{seed}.json",
     params:
-        settings={key: value for key, value in config["probe"].items() if key != "seeds"},
+        settings=PROBE_SETTINGS,
+        memory_budget=config["probe"].get("memory_budget"),
         device=config["device"],
     resources:
         gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once

@@ -1,5 +1,6 @@
 localrules:
     run_config,
+    model_categories,
 
 
 rule run_config:
@@ -18,3 +19,23 @@ rule run_config:
         "../../envs/simcon.yaml"
     script:
         "../../scripts/run_config.py"
+
+
+rule model_categories:
+    output:
+        table="results/figures/model_categories.csv",
+        table_html=report(
+            "results/figures/model_categories.html",
+            caption="../report/model_categories.rst",
+            category="4.1 Setup",
+            subcategory="models",
+            labels={"table": "Table 1 models per category"},
+        ),
+    params:
+        metadata=model_metadata(),
+    log:
+        "logs/model_categories.log",
+    conda:
+        "../../envs/simcon.yaml"
+    script:
+        "../../scripts/model_categories.py"
