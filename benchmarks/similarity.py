@@ -7,11 +7,13 @@ RDMs (1 - np.corrcoef) and scipy's Spearman over their upper triangles. It is ti
 pairs and extrapolated to all M(M-1)/2 pairs. Both run in this process on the same features.
 
     python benchmarks/similarity.py [--models 16 --n 5000 --d 768 --baseline-pairs 2]
+    python benchmarks/similarity.py --device cuda --baseline-pairs 0 --json similarity.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import threading
@@ -42,15 +44,19 @@ def random_features(models: int, n: int, d: int, seed: int) -> dict[str, np.ndar
     return features
 
 
-def matmul_peak_gflops(size: int = 4096, repeats: int = 3) -> float:
-    """Best float32 square-matmul rate of torch on this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = math.inf
-    for _ in range(repeats):
+def matmul_peak_gflops(size: int = 4096, repeats: int = 3, device: str = "cpu") -> float:
+    """Best float32 square-matmul rate of torch on this device (torch's own float32 matmul settings)."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+
+    def seconds() -> float:
         start = time.perf_counter()
         a @ b
-        best = min(best, time.perf_counter() - start)
+        if a.is_cuda:
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    seconds()
+    best = min(seconds() for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
@@ -150,27 +156,32 @@ def main() -> None:
                         help="pairs the baseline is timed on before extrapolating (0: no baseline)")
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="the engine's device (the baseline runs on the CPU)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--peak-size", type=int, default=4096, help="side of the matmul that measures the peak")
     args = parser.parse_args()
 
     features = random_features(args.models, args.n, args.d, args.seed)
     ids = list(features)
     all_pairs = list(combinations(ids, 2))
     timed_pairs = all_pairs[: args.baseline_pairs]
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(args.peak_size, device=args.device)
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
     print(f"machine: {platform.processor() or platform.machine()}, torch threads "
-          f"{torch.get_num_threads()}, torch {torch.__version__}")
+          f"{torch.get_num_threads()}, torch {torch.__version__}; engine on {args.device} ({device_name})")
     print(f"features: M={args.models} models, n={args.n}, d={args.d} (float32, L2-normalised)")
-    print(f"float32 matmul peak (torch, 4096^3): {peak:.1f} GFLOP/s")
+    print(f"float32 matmul peak (torch, {args.peak_size}^3, {args.device}): {peak:.1f} GFLOP/s")
     print(f"baseline: timed on {len(timed_pairs)} pair(s), extrapolated to all "
           f"{len(all_pairs)} pairs")
     print()
     header = (f"{'metric':26s} {'baseline s':>11s} {'engine s':>9s} {'speed-up':>9s} "
               f"{'max |diff|':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'engine peak RSS':>16s}")
     print(header)
+    rows = []
     for metric in args.metrics:
         with PeakRss() as memory:
             start = time.perf_counter()
-            matrix = compute_similarity(features, metric).matrix
+            matrix = compute_similarity(features, metric, device=args.device).matrix
             engine_seconds = time.perf_counter() - start
         if timed_pairs:
             pair_function = baseline_pair_function(metric)
@@ -185,10 +196,18 @@ def main() -> None:
         print(f"{metric:26s} {baseline_seconds:11.1f} {engine_seconds:9.2f} "
               f"{baseline_seconds / engine_seconds:8.0f}x {difference:11.1e} {rate:8.1f} "
               f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB")
+        rows.append({"metric": metric, "pairs": len(all_pairs), "engine_seconds": engine_seconds,
+                     "baseline_seconds": baseline_seconds if timed_pairs else None,
+                     "max_diff": difference if timed_pairs else None, "gflops": rate,
+                     "peak_fraction": rate / peak})
     print()
     print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32); "
           "GFLOP/s counts the engine's matrix products; engine peak RSS is the increase of "
           "this process's resident memory during the engine call.")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"args": vars(args), "device_name": device_name, "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "peak_gflops": peak, "rows": rows}, file, indent=1)
 
 
 if __name__ == "__main__":

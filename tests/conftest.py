@@ -1,4 +1,5 @@
-"""Shared fixtures: small image folders, webdataset shards, BREEDS hierarchy files and the repository root."""
+"""Shared fixtures: small image folders, webdataset shards, BREEDS hierarchy files and the repository root;
+the skipping of CUDA-only tests where there is no GPU."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` are skipped where torch sees no CUDA device (`pytest -m cuda` selects only them)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
 
 def make_image_folder(root: Path, classes: dict[str, int], size: int = 24, seed: int = 0) -> Path:

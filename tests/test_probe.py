@@ -114,7 +114,7 @@ def test_progress_bars_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert "bar test" in captured.err
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_cpu() -> None:
     data = split(*clusters(500, 12, 6, noise=1.5), 350)
     cpu, cuda = train_probe(*data, seed=0), train_probe(*data, seed=0, device="cuda")
@@ -392,7 +392,7 @@ def test_memory_mapped_features_give_the_same_result(tmp_path: Path) -> None:
     assert train_probe(mapped, train_y, test_x, test_y, seed=0) == train_probe(train_x, train_y, test_x, test_y, seed=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_memory_plan_covers_each_candidate() -> None:
     n, d, n_classes, batch, epochs = 20_000, 256, 100, 1024, 2
     x, y = clusters(n, d, n_classes, noise=2.0)

@@ -487,7 +487,7 @@ def test_cache_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch) ->
 # --- device -------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", CKA_NAMES + RSA_NAMES)
 def test_cuda_matches_reference(name: str) -> None:
     assert_matches_reference(name, dataset("structured"), device="cuda")
