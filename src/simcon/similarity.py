@@ -725,8 +725,13 @@ def _neighbour_graph(x: np.ndarray, k: int, device: torch.device) -> _NeighbourG
         threshold = torch.topk(strip, k, dim=1).values[:, -1:]
         above = strip > threshold
         tied = strip == threshold
-        wanted = k - above.sum(dim=1, keepdim=True)
-        chosen = above | (tied & (torch.cumsum(tied, dim=1) <= wanted))
+        chosen = above | tied
+        # Rows with more than one neighbour at the threshold keep the lowest-indexed ones.
+        surplus = torch.nonzero(chosen.sum(dim=1) > k).squeeze(1)
+        if surplus.numel():
+            wanted = k - above[surplus].sum(dim=1, keepdim=True)
+            ties = tied[surplus]
+            chosen[surplus] = above[surplus] | (ties & (torch.cumsum(ties, dim=1) <= wanted))
         columns = torch.nonzero(chosen)[:, 1].view(-1, k)
         indices[rs] = columns
         cosines[rs] = strip.gather(1, columns).double()
