@@ -157,16 +157,16 @@ def _parsed_spec(name: str) -> MetricSpec | None:
         return None
     statistic = NAME_PATTERNS[match.group(1)]
     k = int(match.group(2))
-    if statistic == "cknna":
-        if k < 2:
-            return None
-        # CKNNA is a ratio of HSIC estimates of the neighbour-masked kernels; it is not bounded
-        # by the Cauchy–Schwarz inequality as CKA is (the masks differ between numerator and
-        # denominator), so no range is claimed beyond the real line.
-        return MetricSpec(name, True, (-math.inf, math.inf), True, "knn", max(k + 1, 4),
+    if statistic != "cknna":
+        return MetricSpec(name, True, (0.0, 1.0), True, "knn", k + 1,
                           frozenset({"isotropic_scaling", "orthogonal"}), neighbours=k,
                           knn_statistic=statistic)
-    return MetricSpec(name, True, (0.0, 1.0), True, "knn", k + 1,
+    if k < 2:
+        return None
+    # CKNNA is a ratio of HSIC estimates of neighbour-masked kernels whose masks differ between
+    # numerator and denominator, so Cauchy–Schwarz does not bound it as it bounds CKA: no range
+    # is claimed beyond the real line.
+    return MetricSpec(name, True, (-math.inf, math.inf), True, "knn", max(k + 1, 4),
                       frozenset({"isotropic_scaling", "orthogonal"}), neighbours=k,
                       knn_statistic=statistic)
 
