@@ -282,11 +282,6 @@ def _validated(features: Mapping[str, np.ndarray], spec: MetricSpec) -> list[np.
         if np.ptp(array, axis=0).max() == 0:
             raise ValueError(f"features of model {model!r} are constant across samples "
                              "(zero variance); its similarity is undefined")
-        if spec.family == "knn":
-            zero_samples = np.flatnonzero(~np.any(array != 0, axis=1))
-            if zero_samples.size:
-                raise ValueError(f"features of model {model!r} are zero at sample "
-                                 f"{zero_samples[0]}; its cosine neighbours are undefined")
         if spec.family != "rsa":
             continue
         constant_samples = np.flatnonzero(np.ptp(array, axis=1) == 0)
@@ -706,12 +701,14 @@ def _neighbour_graph(x: np.ndarray, k: int, device: torch.device) -> _NeighbourG
     """The k nearest neighbours of every sample by cosine similarity, the sample itself excluded.
 
     Rows are normalised in float64 and compared in float32, strip by strip (at most
-    BLOCK_BYTES of cosines at once). Of neighbours tied at the k-th largest cosine, the lower
-    sample indices are taken.
+    BLOCK_BYTES of cosines at once). A row of zeros stays zero (cosine 0 with every sample, as
+    torch's F.normalize leaves it in the PRH code). Of neighbours tied at the k-th largest
+    cosine, the lower sample indices are taken.
     """
     features = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     wide = features.double()
-    unit = (wide / torch.linalg.vector_norm(wide, dim=1, keepdim=True)).float()
+    norms = torch.linalg.vector_norm(wide, dim=1, keepdim=True)
+    unit = (wide / torch.where(norms > 0, norms, 1.0)).float()
     del wide
     n = unit.shape[0]
     height = max(1, min(n, BLOCK_BYTES // (4 * n)))
