@@ -259,7 +259,8 @@ def main() -> None:
               f"{baseline_seconds / engine_seconds:8.0f}x {difference:11.1e} {rate:8.1f} "
               f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB")
     print()
-    print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32); "
+    print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32, "
+          "numpy float64 for Procrustes); "
           "GFLOP/s counts the engine's matrix products; engine peak RSS is the increase of "
           "this process's resident memory during the engine call.")
 
