@@ -147,7 +147,7 @@ NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna"]] = MappingProx
     "jaccard_knn": "jaccard",
     "cknna": "cknna",
 })
-"""Name prefix of each neighbourhood metric (followed by k, a positive integer) and its statistic."""
+"""Each neighbourhood metric's name prefix (followed by k >= 1) and its statistic."""
 
 
 def _parsed_spec(name: str) -> MetricSpec | None:
