@@ -3,7 +3,12 @@
 The baseline reimplements the paper's code path (thingsvision): per model pair, three HSIC
 calls, each building both Gram matrices, checking their symmetry and U-centring them in torch
 float32; for RSA, both
-RDMs (1 - np.corrcoef) and scipy's Spearman over their upper triangles. It is timed on a few
+RDMs (1 - np.corrcoef) and scipy's Spearman over their upper triangles. For the neighbourhood
+metrics it follows the Platonic Representation Hypothesis's code path: per pair, both cosine
+Gram matrices, a full descending argsort of each row (mutual / Jaccard k-NN) or top-k of each
+row (CKNNA), dense n × n neighbour masks, and for CKNNA three unbiased HSIC calls each with an
+n × n matrix product. For Procrustes, per pair in numpy float64: centring, normalising,
+zero-padding, XᵀY and its nuclear norm (an SVD). It is timed on a few
 pairs and extrapolated to all M(M-1)/2 pairs. Both run in this process on the same features.
 
     python benchmarks/similarity.py [--models 16 --n 5000 --d 768 --baseline-pairs 2]
@@ -95,8 +100,71 @@ def baseline_rsa(x: np.ndarray, y: np.ndarray) -> float:
     return float(scipy.stats.spearmanr(rdm_x[upper], rdm_y[upper])[0])
 
 
+def baseline_neighbour_masks(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Dense n × n mask of each sample's k cosine nearest neighbours, by sorting every row."""
+    unit = z / torch.linalg.vector_norm(z, dim=1, keepdim=True)
+    cosines = (unit @ unit.T).fill_diagonal_(-1e8)
+    neighbours = cosines.argsort(dim=1, descending=True)[:, :k]
+    return torch.zeros_like(cosines).scatter_(1, neighbours, 1.0)
+
+
+def baseline_knn(x: torch.Tensor, y: torch.Tensor, k: int, jaccard: bool) -> float:
+    """Mutual (or Jaccard) k-NN of one pair as the PRH's code computes it."""
+    mask_x, mask_y = baseline_neighbour_masks(x, k), baseline_neighbour_masks(y, k)
+    shared = (mask_x * mask_y).sum(dim=1)
+    if not jaccard:
+        return float((shared / k).mean())
+    return float((shared / torch.clamp(mask_x + mask_y, max=1).sum(dim=1)).mean())
+
+
+def baseline_cknna(x: torch.Tensor, y: torch.Tensor, k: int) -> float:
+    """CKNNA of one pair as the PRH's code computes it (unbiased), with the registered
+    symmetrisation: the reverse order's 1ᵀBA1 added from row and column sums."""
+    n = x.shape[0]
+
+    def hsic(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = a.clone().fill_diagonal_(0), b.clone().fill_diagonal_(0)
+        common = torch.sum(a * b.T) + a.sum() * b.sum() / ((n - 1) * (n - 2))
+        return common, torch.sum(a @ b), b.sum(dim=0) @ a.sum(dim=1)
+
+    def masked(kernel_a: torch.Tensor, kernel_b: torch.Tensor) -> float:
+        masks = []
+        for kernel in (kernel_a, kernel_b):
+            top = torch.topk(kernel.clone().fill_diagonal_(-math.inf), k, dim=1).indices
+            masks.append(torch.zeros(n, n).scatter_(1, top, 1.0))
+        mask = masks[0] * masks[1]
+        common, forward, backward = hsic(mask * kernel_a, mask * kernel_b)
+        return float(common - (forward + backward) / (n - 2)) / (n * (n - 3))
+
+    unit_x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    unit_y = y / torch.linalg.vector_norm(y, dim=1, keepdim=True)
+    kernel_x, kernel_y = unit_x @ unit_x.T, unit_y @ unit_y.T
+    return masked(kernel_x, kernel_y) / math.sqrt(masked(kernel_x, kernel_x)
+                                                  * masked(kernel_y, kernel_y))
+
+
+def baseline_procrustes(x: np.ndarray, y: np.ndarray) -> float:
+    """Orthogonal Procrustes similarity of one pair in numpy float64."""
+    width = max(x.shape[1], y.shape[1])
+    shapes = []
+    for z in (x, y):
+        centred = z.astype(np.float64) - z.mean(axis=0, dtype=np.float64)
+        padded = np.zeros((len(z), width))
+        padded[:, : z.shape[1]] = centred / np.linalg.norm(centred)
+        shapes.append(padded)
+    return float(np.linalg.norm(shapes[0].T @ shapes[1], "nuc"))
+
+
 def baseline_pair_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     spec = get_metric(metric)
+    if spec.family == "procrustes":
+        return baseline_procrustes
+    if spec.family == "knn":
+        k = spec.neighbours
+        if spec.knn_statistic == "cknna":
+            return lambda x, y: baseline_cknna(torch.from_numpy(x), torch.from_numpy(y), k)
+        jaccard = spec.knn_statistic == "jaccard"
+        return lambda x, y: baseline_knn(torch.from_numpy(x), torch.from_numpy(y), k, jaccard)
     if spec.family == "rsa":
         return baseline_rsa
     assert spec.unbiased, "the baseline is the paper's unbiased CKA"
@@ -137,7 +205,12 @@ def engine_gflop(metric: str, features: dict[str, np.ndarray]) -> float:
     widths = [x.shape[1] for x in features.values()]
     n, m = next(iter(features.values())).shape[0], len(widths)
     pairs = list(combinations(range(m), 2))
-    if spec.rdm_comparison == "spearman":
+    if spec.family == "knn":
+        flops = sum(2 * w * n * n for w in widths)
+    elif spec.family == "procrustes":
+        flops = sum(2 * n * widths[a] * widths[b] + 2 * min(widths[a], widths[b]) ** 2
+                    * max(widths[a], widths[b]) for a, b in pairs)
+    elif spec.rdm_comparison == "spearman":
         flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * (n - 1) / 2
     elif spec.kernel == "linear" and similarity._linear_strategy(
             list(features.values()), pairs, m - 1) == "features":
@@ -201,7 +274,8 @@ def main() -> None:
                      "max_diff": difference if timed_pairs else None, "gflops": rate,
                      "peak_fraction": rate / peak})
     print()
-    print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32); "
+    print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32, "
+          "numpy float64 for Procrustes); "
           "GFLOP/s counts the engine's matrix products; engine peak RSS is the increase of "
           "this process's resident memory during the engine call.")
     if args.json:

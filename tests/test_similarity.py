@@ -167,14 +167,17 @@ def test_reference_u_centring_agrees_with_song_form() -> None:
 
 
 def test_registry_names_and_properties() -> None:
-    assert sorted(metric_names()) == sorted(CKA_NAMES + RSA_NAMES)
+    neighbourhood_names = ["mutual_knn10", "jaccard_knn10", "cknna10", "procrustes"]
+    assert sorted(metric_names()) == sorted(CKA_NAMES + RSA_NAMES + neighbourhood_names)
     assert set(METRICS) == set(metric_names())
     for name in metric_names():
         spec = get_metric(name)
         assert isinstance(spec, MetricSpec)
         assert spec.name == name and spec.symmetric and spec.larger_is_more_similar
-        low, high = spec.value_range
-        assert high == 1.0 and low in (-1.0, 0.0)
+        assert spec.invariances <= set(similarity.INVARIANCES)
+        if name in CKA_NAMES + RSA_NAMES:
+            low, high = spec.value_range
+            assert high == 1.0 and low in (-1.0, 0.0)
     assert get_metric("cka_rbf0.4_biased").sigma == 0.4
     assert get_metric("cka_linear_biased").value_range == (0.0, 1.0)
 

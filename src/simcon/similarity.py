@@ -1,22 +1,30 @@
-"""Representational similarity of many models: CKA (linear, RBF) and RSA, all pairs per call.
+"""Representational similarity of many models, all pairs per call: CKA (linear, RBF), RSA,
+neighbourhood alignment (mutual k-NN, Jaccard k-NN, CKNNA) and orthogonal Procrustes.
 
-Definitions (docs/design.md §3): linear kernel K = XXᵀ; RBF kernel K_ij = exp(-‖x_i - x_j‖² / (2σ²))
-with an absolute bandwidth σ; HSIC biased (double centring) or unbiased (U-centring,
-Székely–Rizzo / Song et al. 2012); CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)).
-RSA: RDM = 1 - Pearson correlation between samples; two RDMs are compared by Spearman or
-Pearson correlation over the upper triangle.
+Definitions (docs/design.md §3; docs/metrics.md for the neighbourhood and Procrustes metrics):
+linear kernel K = XXᵀ; RBF kernel K_ij = exp(-‖x_i - x_j‖² / (2σ²)) with an absolute bandwidth
+σ; HSIC biased (double centring) or unbiased (U-centring, Székely–Rizzo / Song et al. 2012);
+CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)). RSA: RDM = 1 - Pearson correlation
+between samples; two RDMs are compared by Spearman or Pearson correlation over the upper
+triangle. Neighbourhood metrics compare each sample's k nearest neighbours by cosine (self
+excluded) in the two representations, as the Platonic Representation Hypothesis's code does
+(Huh et al. 2024). Procrustes: the nuclear norm of XᵀY of the centred, unit-Frobenius-norm
+representations.
 
-Every metric is evaluated as a normalised centred inner product
-C_ab / sqrt(C_aa C_bb) between per-model statistics that are computed once per call:
-centred features (linear CKA in feature space), streamed kernel / correlation tiles of all
-models at once (CKA, RSA Pearson), or ranks of each RDM (RSA Spearman). Large sums are
-accumulated in float64; matrix products of features run in float32.
+CKA and RSA are evaluated as a normalised centred inner product C_ab / sqrt(C_aa C_bb) between
+per-model statistics that are computed once per call: centred features (linear CKA in feature
+space), streamed kernel / correlation tiles of all models at once (CKA, RSA Pearson), or ranks
+of each RDM (RSA Spearman). The neighbourhood metrics compute each model's k-NN graph once and
+score pairs from the graphs; Procrustes prepares each model's centred, normalised features
+once and scores each pair from one product XᵀY. Large sums are accumulated in float64; matrix
+products of features run in float32.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -67,21 +75,35 @@ FEATURE_CHUNK_ROWS: int = 2048
 DEGENERATE_TOLERANCE: float = 1e-12
 """A model whose centred self-similarity is below this fraction of its raw one is degenerate."""
 
+INVARIANCES: tuple[str, ...] = ("translation", "isotropic_scaling", "orthogonal")
+"""Transforms of one model's features (the same for every sample) a metric may be invariant to:
+adding a constant vector, multiplying by a positive scalar, and multiplying by an orthogonal
+matrix from the right."""
+
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A registered similarity measure, its properties and its definition."""
+    """A registered similarity measure, its properties and its definition.
+
+    `invariances` lists the INVARIANCES the measure has; it has none of the others.
+    `neighbours` is k of the neighbourhood metrics, whose `knn_statistic` says what they
+    compare: the shared fraction of neighbours (mutual), the Jaccard index of the neighbour
+    sets, or CKNNA.
+    """
 
     name: str
     symmetric: bool
     value_range: tuple[float, float]
     larger_is_more_similar: bool
-    family: Literal["cka", "rsa"]
+    family: Literal["cka", "rsa", "knn", "procrustes"]
     min_samples: int
+    invariances: frozenset[str] = frozenset()
     kernel: Literal["linear", "rbf"] | None = None
     sigma: float | None = None
     unbiased: bool = False
     rdm_comparison: Literal["spearman", "pearson"] | None = None
+    neighbours: int | None = None
+    knn_statistic: Literal["mutual", "jaccard", "cknna"] | None = None
 
 
 def _registry() -> dict[str, MetricSpec]:
@@ -92,19 +114,61 @@ def _registry() -> dict[str, MetricSpec]:
         min_samples = 4 if unbiased else 2
         specs.append(
             MetricSpec(f"cka_linear_{estimator}", True, value_range, True, "cka", min_samples,
-                       kernel="linear", unbiased=unbiased)
+                       frozenset(INVARIANCES), kernel="linear", unbiased=unbiased)
         )
         for sigma in RBF_SIGMAS:
             specs.append(
                 MetricSpec(f"cka_rbf{sigma}_{estimator}", True, value_range, True, "cka",
-                           min_samples, kernel="rbf", sigma=sigma, unbiased=unbiased)
+                           min_samples, frozenset({"translation", "orthogonal"}), kernel="rbf",
+                           sigma=sigma, unbiased=unbiased)
             )
     for comparison in ("spearman", "pearson"):
         specs.append(
             MetricSpec(f"rsa_correlation_{comparison}", True, (-1.0, 1.0), True, "rsa", 3,
-                       rdm_comparison=comparison)
+                       frozenset({"isotropic_scaling"}), rdm_comparison=comparison)
         )
+    specs.extend(_parsed_spec(f"{prefix}{DEFAULT_NEIGHBOURS}") for prefix in NAME_PATTERNS)
+    specs.append(
+        MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, frozenset(INVARIANCES))
+    )
     return {spec.name: spec for spec in specs}
+
+
+# --- Parametrised metric names ------------------------------------------------------------
+# Each neighbourhood metric's name ends in its k (`mutual_knn10`). This table and
+# _parsed_spec are the whole of the name parsing; the registry lists these metrics with
+# k = DEFAULT_NEIGHBOURS, and get_metric accepts any k.
+
+DEFAULT_NEIGHBOURS: int = 10
+"""k of the registered neighbourhood metrics, the Platonic Representation Hypothesis's default."""
+
+NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna"]] = MappingProxyType({
+    "mutual_knn": "mutual",
+    "jaccard_knn": "jaccard",
+    "cknna": "cknna",
+})
+"""Each neighbourhood metric's name prefix (followed by k >= 1) and its statistic."""
+
+
+def _parsed_spec(name: str) -> MetricSpec | None:
+    """The neighbourhood metric a name of the form <prefix><k> denotes; None for other names."""
+    match = re.fullmatch(r"([a-z_]+?)([1-9][0-9]*)", name)
+    if match is None or match.group(1) not in NAME_PATTERNS:
+        return None
+    statistic = NAME_PATTERNS[match.group(1)]
+    k = int(match.group(2))
+    if statistic != "cknna":
+        return MetricSpec(name, True, (0.0, 1.0), True, "knn", k + 1,
+                          frozenset({"isotropic_scaling", "orthogonal"}), neighbours=k,
+                          knn_statistic=statistic)
+    if k < 2:
+        return None
+    # CKNNA is a ratio of HSIC estimates of neighbour-masked kernels whose masks differ between
+    # numerator and denominator, so Cauchy–Schwarz does not bound it as it bounds CKA: no range
+    # is claimed beyond the real line.
+    return MetricSpec(name, True, (-math.inf, math.inf), True, "knn", max(k + 1, 4),
+                      frozenset({"isotropic_scaling", "orthogonal"}), neighbours=k,
+                      knn_statistic=statistic)
 
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(_registry())
@@ -112,18 +176,27 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType(_registry())
 
 
 def metric_names() -> list[str]:
-    """Names of all registered metrics."""
+    """Names of all registered metrics (neighbourhood metrics with k = DEFAULT_NEIGHBOURS)."""
     return list(METRICS)
 
 
 def get_metric(name: str) -> MetricSpec:
     """The registered metric of this name; ValueError listing the known names otherwise."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown similarity metric {name!r}; known metrics: {', '.join(METRICS)}"
-        ) from None
+    spec = METRICS.get(name) or _parsed_spec(name)
+    if spec is None:
+        patterns = ", ".join(f"{prefix}<k>" for prefix in NAME_PATTERNS)
+        raise ValueError(f"unknown similarity metric {name!r}; known metrics: "
+                         f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2)")
+    return spec
+
+
+def angular_shape_distance(similarity: np.ndarray | float) -> np.ndarray | float:
+    """The angular shape distance arccos(s) (radians, in [0, π/2]) of Procrustes similarities s.
+
+    A metric on shapes (Williams et al. 2021): 0 for identical shapes, π/2 for orthogonal ones.
+    The registry holds the similarity, which every analysis reads as larger = more similar.
+    """
+    return np.arccos(np.clip(similarity, 0.0, 1.0))
 
 
 @dataclass
@@ -236,6 +309,10 @@ def _score_pairs(
     progress: bool,
 ) -> list[float]:
     """The metric's value for each pair of model indices."""
+    if spec.family == "knn":
+        return _neighbour_scores(spec, arrays, ids, pairs, device, progress)
+    if spec.family == "procrustes":
+        return _procrustes_scores(arrays, pairs, device, progress)
     rows = _covering_models(pairs)
     order = rows + sorted({m for pair in pairs for m in pair} - set(rows))
     local = {model: k for k, model in enumerate(order)}
@@ -608,3 +685,165 @@ def _centred_ranks(values: torch.Tensor) -> torch.Tensor:
     centred = torch.empty(length, dtype=torch.int32, device=values.device)
     centred[positions] = (group_starts + group_ends + 1 - length)[group].to(torch.int32)
     return centred
+
+
+# --- Neighbourhood metrics -----------------------------------------------------------------
+
+
+class _NeighbourGraph(NamedTuple):
+    """Each sample's k nearest neighbours, indices ascending per row (n, k), and their cosines."""
+
+    indices: torch.Tensor
+    cosines: torch.Tensor
+
+
+def _neighbour_graph(x: np.ndarray, k: int, device: torch.device) -> _NeighbourGraph:
+    """The k nearest neighbours of every sample by cosine similarity, the sample itself excluded.
+
+    Rows are normalised in float64 and compared in float32, strip by strip (at most
+    BLOCK_BYTES of cosines at once). A row of zeros stays zero (cosine 0 with every sample, as
+    torch's F.normalize leaves it in the PRH code). Of neighbours tied at the k-th largest
+    cosine, the lower sample indices are taken.
+    """
+    features = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    wide = features.double()
+    norms = torch.linalg.vector_norm(wide, dim=1, keepdim=True)
+    unit = (wide / torch.where(norms > 0, norms, 1.0)).float()
+    del wide
+    n = unit.shape[0]
+    height = max(1, min(n, BLOCK_BYTES // (4 * n)))
+    indices = torch.empty(n, k, dtype=torch.int64, device=device)
+    cosines = torch.empty(n, k, dtype=torch.float64, device=device)
+    for start in range(0, n, height):
+        rs = slice(start, min(start + height, n))
+        strip = unit[rs] @ unit.T
+        own = torch.arange(rs.stop - rs.start, device=device)
+        strip[own, own + start] = -math.inf
+        threshold = torch.topk(strip, k, dim=1).values[:, -1:]
+        above = strip > threshold
+        tied = strip == threshold
+        chosen = above | tied
+        # Rows with more than one neighbour at the threshold keep the lowest-indexed ones.
+        surplus = torch.nonzero(chosen.sum(dim=1) > k).squeeze(1)
+        if surplus.numel():
+            wanted = k - above[surplus].sum(dim=1, keepdim=True)
+            ties = tied[surplus]
+            chosen[surplus] = above[surplus] | (ties & (torch.cumsum(ties, dim=1) <= wanted))
+        columns = torch.nonzero(chosen)[:, 1].view(-1, k)
+        indices[rs] = columns
+        cosines[rs] = strip.gather(1, columns).double()
+    return _NeighbourGraph(indices, cosines)
+
+
+def _neighbour_scores(
+    spec: MetricSpec,
+    arrays: Sequence[np.ndarray],
+    ids: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    device: torch.device,
+    progress: bool,
+) -> list[float]:
+    """Mutual k-NN, Jaccard k-NN or CKNNA of each pair, from each model's k-NN graph."""
+    k = spec.neighbours
+    assert k is not None
+    models = sorted({m for pair in pairs for m in pair})
+    graphs = {m: _neighbour_graph(arrays[m], k, device)
+              for m in _progress(models, len(models), f"{spec.name} graphs", progress)}
+    scored = _progress(pairs, len(pairs), f"{spec.name} pairs", progress)
+    if spec.knn_statistic != "cknna":
+        values = []
+        for a, b in scored:
+            shared = _matched(graphs[a], graphs[b]).sum(dim=1).double()
+            per_sample = shared / k if spec.knn_statistic == "mutual" else shared / (2 * k - shared)
+            values.append(float(per_sample.mean()))
+        return values
+    self_hsic = {m: _masked_hsic(graphs[m], graphs[m]) for m in models}
+    for m, value in self_hsic.items():
+        if not value > 0:
+            raise ValueError(f"model {ids[m]!r} is degenerate under {spec.name}: the HSIC of its "
+                             "neighbour-masked kernel with itself is not positive, so the "
+                             "similarity is undefined")
+    return [_masked_hsic(graphs[a], graphs[b]) / math.sqrt(self_hsic[a] * self_hsic[b])
+            for a, b in scored]
+
+
+def _matched(first: _NeighbourGraph, second: _NeighbourGraph) -> torch.Tensor:
+    """(n, k) bool: whether each neighbour of `first` is also a neighbour of that sample in
+    `second`."""
+    k = second.indices.shape[1]
+    positions = torch.searchsorted(second.indices, first.indices).clamp_max_(k - 1)
+    return second.indices.gather(1, positions) == first.indices
+
+
+def _masked_hsic(first: _NeighbourGraph, second: _NeighbourGraph) -> float:
+    """Unbiased HSIC (Song et al. 2012, eq. 5) of A = M ∘ K and B = M ∘ L, times n(n-3),
+    symmetrised.
+
+    K and L are the two models' cosine kernels and M_ij = 1 where j is among the k nearest
+    neighbours of i in both (not symmetric). As in the PRH code, the estimator is applied to
+    these non-symmetric matrices as written: tr(AB) + (1ᵀA1)(1ᵀB1)/((n-1)(n-2))
+    - 2/(n-2) 1ᵀAB1, each term summed over the at most nk entries of M. Its last term is not
+    symmetric in A and B (the PRH's value depends on the order of the two models); the mean
+    of 1ᵀAB1 and 1ᵀBA1 is taken instead.
+    """
+    n, k = first.indices.shape
+    positions = torch.searchsorted(second.indices, first.indices).clamp_max_(k - 1)
+    shared = second.indices.gather(1, positions) == first.indices
+    a = torch.where(shared, first.cosines, 0.0)
+    b = torch.where(shared, second.cosines.gather(1, positions), 0.0)
+    rows = torch.arange(n, device=a.device)[:, None]
+    # Entry (i, j) has key i·n + j; rows ascend and so do the indices within a row, so the
+    # keys are sorted. tr(AB) = Σ A_ij B_ji looks up (j, i).
+    keys = (rows * n + first.indices).flatten()
+    transposed = (first.indices * n + rows).flatten()
+    found = torch.searchsorted(keys, transposed).clamp_max_(n * k - 1)
+    b_transposed = torch.where(keys[found] == transposed, b.flatten()[found], 0.0)
+    trace = torch.sum(a.flatten() * b_transposed)
+    column_sums = torch.zeros(2, n, dtype=torch.float64, device=a.device).index_add_(
+        1, first.indices.flatten(), torch.stack([a.flatten(), b.flatten()]))
+    cross_sums = (torch.dot(column_sums[0], b.sum(dim=1))
+                  + torch.dot(column_sums[1], a.sum(dim=1))) / 2
+    value = trace + a.sum() * b.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * cross_sums
+    return float(value)
+
+
+# --- Orthogonal Procrustes -----------------------------------------------------------------
+
+
+def _procrustes_scores(
+    arrays: Sequence[np.ndarray],
+    pairs: Sequence[tuple[int, int]],
+    device: torch.device,
+    progress: bool,
+) -> list[float]:
+    """‖XᵀY‖_* of each pair's centred, unit-Frobenius-norm features X, Y.
+
+    The product XᵀY runs in float32 over row chunks of FEATURE_CHUNK_ROWS, summed in float64.
+    Its singular values are the square roots of the eigenvalues of the float64 Gram matrix of
+    its narrower side (zero-padding the narrower model adds only zero singular values). A
+    singular value near 0 thereby errs by about sqrt(u) σ_max (u = 2⁻⁵³), 1.5e-8 of the
+    largest one.
+    """
+    models = sorted({m for pair in pairs for m in pair})
+    prepared = {m: _normalised_shape(arrays[m], device) for m in models}
+    values = []
+    for a, b in _progress(pairs, len(pairs), "procrustes pairs", progress):
+        x, y = prepared[a], prepared[b]
+        if x.shape[1] > y.shape[1]:
+            x, y = y, x
+        product = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64, device=device)
+        for start in range(0, x.shape[0], FEATURE_CHUNK_ROWS):
+            stop = start + FEATURE_CHUNK_ROWS
+            product += x[start:stop].T @ y[start:stop]
+        eigenvalues = torch.linalg.eigvalsh(product @ product.T)
+        values.append(float(np.clip(float(eigenvalues.clamp_min(0).sqrt().sum()), 0.0, 1.0)))
+    return values
+
+
+def _normalised_shape(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Features minus their mean over samples, divided by their Frobenius norm (both in
+    float64), as float32 on the device."""
+    wide = torch.from_numpy(np.ascontiguousarray(x)).to(device).double()
+    wide -= wide.mean(dim=0)
+    wide /= torch.linalg.matrix_norm(wide)
+    return wide.float()
