@@ -366,7 +366,7 @@ def test_cache_adding_a_model_computes_only_its_pairs(tmp_path: Path, name: str)
 # --- device -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("case", ["structured", "binary_ties"])
 @pytest.mark.parametrize("name", NEW_NAMES + OTHER_K)
 def test_cuda_matches_reference(name: str, case: str) -> None:
