@@ -59,9 +59,27 @@ wildcard_constraints:
     zoo_model="|".join(map(re.escape, ZOO_MEMBERS)) or "(?!)",
 
 
-def dataset_features(wildcards):
-    """The train/test feature files of every model on one dataset."""
-    return expand("results/features/{dataset}/{model}.npz", dataset=wildcards.dataset, model=MODELS)
+# The feature files of one model on one dataset (rule features): every image of the full train and test splits.
+FEATURES = "results/features/{dataset}/{model}"
+FEATURE_FILES = {
+    **{name: f"{FEATURES}/{name}.npy" for name in ("train", "test", "train_labels", "test_labels")},
+    "info": f"{FEATURES}/info.json",
+}
+
+
+def train_features_by_model(wildcards):
+    """The train features of every model on one dataset, named by model id."""
+    return {model: FEATURE_FILES["train"].format(dataset=wildcards.dataset, model=model) for model in MODELS}
+
+
+def dataset_train_labels(wildcards):
+    """The train labels of one dataset (those every model's feature files hold; the first model's)."""
+    return FEATURE_FILES["train_labels"].format(dataset=wildcards.dataset, model=MODELS[0])
+
+
+def loader_workers(wildcards, threads):
+    """Image loader worker processes of a features job: config loader_workers, else the job's threads."""
+    return threads if config["loader_workers"] is None else config["loader_workers"]
 
 
 def metric_matrices(wildcards):
@@ -142,7 +160,7 @@ def models_pattern(models):
     return "|".join(map(re.escape, models)) or "(?!)"
 
 
-def thingsvision_job(wildcards, input, output, threads):
+def thingsvision_job(wildcards, output, threads):
     """The features job of a thingsvision model as the JSON argument of scripts/thingsvision_features.py."""
     return json.dumps(
         {
@@ -150,10 +168,10 @@ def thingsvision_job(wildcards, input, output, threads):
             "model": config["models"][wildcards.model],
             "dataset_id": wildcards.dataset,
             "dataset": config["datasets"][wildcards.dataset],
-            "subset": input.subset,
-            "output": output[0],
+            "outputs": dict(output.items()),
             "log": f"logs/features/{wildcards.dataset}/{wildcards.model}.log",
             "threads": threads,
-            **{key: config[key] for key in ("image_size", "crop_pct", "batch_size", "device", "normalize")},
+            "workers": loader_workers(wildcards, threads),
+            **{key: config[key] for key in ("image_size", "crop_pct", "batch_size", "device", "normalize", "precision")},
         }
     )

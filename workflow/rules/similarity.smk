@@ -1,6 +1,6 @@
 rule similarity:
     input:
-        features=dataset_features,
+        unpack(train_features_by_model),  # named by model id
         subset="results/subsets/{dataset}.json",
     output:
         matrix="results/similarity/{dataset}/{metric}.csv",

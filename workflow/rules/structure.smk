@@ -204,7 +204,9 @@ rule headline_consistency:
 
 rule sample_size:
     input:
-        dataset_features,
+        unpack(train_features_by_model),  # named by model id
+        labels=dataset_train_labels,
+        subset="results/subsets/{dataset}.json",
     output:
         figure=report(
             "results/figures/sample_size/{dataset}.png",
