@@ -3,6 +3,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -75,6 +76,16 @@ def train_features_by_model(wildcards):
 def dataset_train_labels(wildcards):
     """The train labels of one dataset (those every model's feature files hold; the first model's)."""
     return FEATURE_FILES["train_labels"].format(dataset=wildcards.dataset, model=MODELS[0])
+
+
+def subset_features_mb(wildcards, input):
+    """MB of the features a similarity job holds in memory: the subset's rows of every model's train features
+    (from the subset file and the .npy headers; 0 while they do not exist yet)."""
+    paths = [Path(getattr(input, model)) for model in MODELS]
+    if not Path(input.subset).exists() or not all(path.exists() for path in paths):
+        return 0
+    rows = len(json.loads(Path(input.subset).read_text())["indices"])
+    return sum(rows * np.load(path, mmap_mode="r").shape[1] * 4 for path in paths) / 1e6
 
 
 def loader_workers(wildcards, threads):
