@@ -87,8 +87,8 @@ def pipeline_rate(model, split, transform, args: argparse.Namespace, device: tor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--images", type=int, default=96, help="JPEGs in the folder (default 96)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--images", type=int, default=64, help="JPEGs in the folder (default 64)")
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--crop-pct", type=float, default=0.875)
     parser.add_argument("--models", nargs="+", default=["resnet50", "vit_small_patch16_224"], help="timm names")
