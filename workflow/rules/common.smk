@@ -60,7 +60,8 @@ wildcard_constraints:
     zoo_model="|".join(map(re.escape, ZOO_MEMBERS)) or "(?!)",
 
 
-# The feature files of one model on one dataset, outputs of the features rules: every image of the full train and test splits.
+# The feature files of one model on one dataset, outputs of the features rules: every image of the full train and
+# test splits (docs/features.md).
 FEATURES = "results/features/{dataset}/{model}"
 FEATURE_FILES = {
     **{name: f"{FEATURES}/{name}.npy" for name in ("train", "test", "train_labels", "test_labels")},
