@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import copy
-import json
+import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +144,32 @@ def test_a_failed_extraction_leaves_no_partial_file(tmp_path, workers):
         model_dataset_features("r", RESNET, "broken", {"source": "image_folder", "path": str(root)}, _outputs(folder),
                                **OPTIONS, workers=workers)
     assert list(folder.iterdir()) == []
+
+
+KILLED_JOB = """
+import sys
+from simcon.extract import FEATURE_FILES, model_dataset_features
+folder, data = sys.argv[1:]
+outputs = {name: f"{folder}/{name}.json" if name == "info" else f"{folder}/{name}.npy" for name in FEATURE_FILES}
+model_dataset_features("r", {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random"},
+                       "photos", {"source": "image_folder", "path": data}, outputs, image_size=32, crop_pct=1.0,
+                       batch_size=2, device="cpu", normalize=True)
+"""
+
+
+def test_a_killed_extraction_leaves_no_partial_file(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"a": 40, "b": 40}, size=64)
+    folder = tmp_path / "features"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, str(folder), str(root)], env=env,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in folder.glob(".train.npy.*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the train features are partly written
+    job.kill()
+    job.wait()
+    assert list(folder.glob(".train.npy.*")), "the job ended before it was killed"
+    assert not any((folder / f"{name}.npy").exists() for name in ("train", "test", "train_labels", "test_labels"))
 
 
 @pytest.mark.slow
