@@ -1,4 +1,5 @@
-"""A linear probe of one model's features on one dataset with one seed."""
+"""A linear probe of one model's features on one dataset with one seed: trained on the full train split, tested
+on the test split."""
 
 import numpy as np
 import torch
@@ -12,7 +13,8 @@ with job_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     model_id, dataset_id, seed = snakemake.wildcards.model, snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
     settings = {key: tuple(value) if isinstance(value, list) else value for key, value in snakemake.params.settings.items()}
-    with acquire_device(snakemake.params.device) as device, np.load(snakemake.input[0]) as arrays:
+    arrays = {name: np.load(path) for name, path in snakemake.input.items()}
+    with acquire_device(snakemake.params.device) as device:
         result = train_probe(
             arrays["train"],
             arrays["train_labels"],
@@ -25,5 +27,5 @@ with job_log(snakemake.log[0]):
             progress=True,
             memory_budget=snakemake.params.memory_budget,
         )
-    print(f"{model_id} on {dataset_id}, seed {seed}: top-1 {result['top1']:.4f}")
+    print(f"{model_id} on {dataset_id}, seed {seed}: top-1 {result['top1']:.4f} (trained on {result['n_train']} images)")
     write_json(snakemake.output[0], {"model": model_id, "dataset": dataset_id, **result})

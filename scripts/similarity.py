@@ -1,23 +1,21 @@
-"""The model-by-model similarity matrix of one dataset under one metric."""
+"""The model-by-model similarity matrix of one dataset under one metric, on the subset's train images."""
 
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from simcon.datasets import subset_rows
 from simcon.device import acquire_device
-from simcon.io import write_csv
+from simcon.io import read_json, write_csv
 from simcon.logs import job_log
 from simcon.similarity import compute_similarity, to_long
 
 with job_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
-    features = {}
-    for model_id, path in zip(params.models, snakemake.input.features):
-        with np.load(path) as arrays:
-            features[model_id] = arrays["train"]
+    subset = read_json(snakemake.input.subset)
+    features = {model_id: subset_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models}
     with acquire_device(params.device) as device:
         result = compute_similarity(
             features,

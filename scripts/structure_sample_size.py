@@ -1,23 +1,21 @@
 """App. C on one dataset: model-pair similarities on nested subsets of k samples per class, and their change
 between consecutive k."""
 
-import numpy as np
 import torch
 
 from simcon import plots
+from simcon.datasets import subset_rows
 from simcon.device import acquire_device
-from simcon.io import write_csv
+from simcon.io import read_json, write_csv
 from simcon.logs import job_log
 from simcon.structure import sample_size_differences, similarity_by_sample_size
 
 with job_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
-    features = {}
-    for model_id, path in zip(params.models, snakemake.input):
-        with np.load(path) as arrays:
-            features[model_id] = arrays["train"]
-            labels = arrays["train_labels"]
+    subset = read_json(snakemake.input.subset)
+    features = {model_id: subset_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models}
+    labels = subset_rows(snakemake.input.labels, subset)
     with acquire_device(params.device) as device:
         similarities, skipped = similarity_by_sample_size(
             features, labels, params.samples_per_class, params.metrics, params.seed, device=str(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -124,9 +125,12 @@ def test_workflow_runs_on_wds_shards_and_a_breeds_task(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     task = breeds_task(root / "breeds", "living17")
     assert task.superclass_names == ["cats", "dogs"]
-    features = np.load(tmp_path / "results/features/living/vit_random.npz")
-    assert np.bincount(features["train_labels"]).tolist() == [8, 8]  # max_samples 16: 8 of each superclass's 10
-    assert np.bincount(features["test_labels"]).tolist() == [10, 10]  # target subclasses: 2 x 5 images each
+    features = tmp_path / "results/features/living/vit_random"
+    subset = json.loads((tmp_path / "results/subsets/living.json").read_text())
+    train_labels = np.load(features / "train_labels.npy")
+    assert np.bincount(train_labels).tolist() == [10, 10]  # source subclasses: 2 x 5 images each, all extracted
+    assert np.bincount(train_labels[subset["indices"]]).tolist() == [8, 8]  # max_samples 16: 8 of each superclass's 10
+    assert np.bincount(np.load(features / "test_labels.npy")).tolist() == [10, 10]  # target subclasses: 2 x 5 each
     for name in ("toy", "living"):
         matrix = pd.read_csv(tmp_path / f"results/similarity/{name}/cka_linear_unbiased.csv", index_col=0)
         assert sorted(matrix.index) == sorted(TWO_MODELS) and np.allclose(np.diag(matrix), 1.0)

@@ -260,11 +260,12 @@ def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_on
     assert dry.returncode == 0, dry.stderr
     counts = _job_counts(dry.stdout)
     assert counts["features_thingsvision"] == 1 and counts["features"] == 1
-    targets = [f"results/features/shapes/{model}.npz" for model in ("tv_resnet18", "timm_resnet18")]
-    run = subprocess.run([*command, *targets], capture_output=True, text=True, timeout=300)
+    folders = [f"results/features/shapes/{model}" for model in ("tv_resnet18", "timm_resnet18")]
+    run = subprocess.run([*command, *(f"{folder}/info.json" for folder in folders)], capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stderr + (tmp_path / "logs/features/shapes/tv_resnet18.log").read_text()
-    for target in targets:
-        with np.load(tmp_path / target) as features:
-            assert features["train"].shape[1] == features["test"].shape[1] == 512
-            assert len(features["test"]) == len(features["test_labels"]) == 2 * 6  # 6 shape classes
-            np.testing.assert_allclose(np.linalg.norm(features["test"], axis=1), 1.0, rtol=1e-5)
+    for folder in folders:
+        train, test = np.load(tmp_path / folder / "train.npy"), np.load(tmp_path / folder / "test.npy")
+        assert train.shape[1] == test.shape[1] == 512
+        assert len(test) == len(np.load(tmp_path / folder / "test_labels.npy")) == 2 * 6  # 6 shape classes
+        np.testing.assert_allclose(np.linalg.norm(test, axis=1), 1.0, rtol=1e-5)

@@ -110,7 +110,7 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
 
     config = cluster / "config.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    features = [cluster / f"results/features/{dataset}/{model}.npz" for dataset in TINY["datasets"] for model in TINY["models"]]
+    features = [cluster / f"results/features/{dataset}/{model}/info.json" for dataset in TINY["datasets"] for model in TINY["models"]]
     first_log = tmp_path / "first_run.log"
     with first_log.open("w") as log:
         first = subprocess.Popen(slurm_command(cluster, "--configfile", str(config)), cwd=REPO, env=slurm_env(),

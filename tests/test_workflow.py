@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -88,11 +89,13 @@ def test_run_produces_every_output(finished_run):
     assert list(matrix.index) == list(TINY["models"]) == list(matrix.columns)
     np.testing.assert_allclose(matrix.to_numpy(), matrix.to_numpy().T, atol=1e-12)
     np.testing.assert_allclose(np.diag(matrix.to_numpy()), 1.0, atol=1e-6)
-    with np.load(results / "features/shapes/lite0.npz") as features:
-        assert features["train"].shape == (36, 1280) and features["test"].shape == (18, 1280)
-        assert features["train_labels"].tolist() == sorted(features["train_labels"].tolist())
-    with np.load(results / "features/photos/vit_random.npz") as features:
-        assert features["train"].shape == (8, 192) and features["test_labels"].tolist() == [0] * 4 + [1] * 4
+    lite0 = results / "features/shapes/lite0"
+    assert np.load(lite0 / "train.npy").shape == (36, 1280) and np.load(lite0 / "test.npy").shape == (18, 1280)
+    train_labels = np.load(lite0 / "train_labels.npy")
+    assert train_labels.tolist() == sorted(train_labels.tolist())
+    vit = results / "features/photos/vit_random"
+    assert np.load(vit / "train.npy").shape == (8, 192) and np.load(vit / "test_labels.npy").tolist() == [0] * 4 + [1] * 4
+    assert json.loads((vit / "info.json").read_text())["precision"] == "float32"
     performance = pd.read_csv(results / "performance.csv")
     assert len(performance) == 9 and performance["top1"].between(0, 1).all()
     consistency = pd.read_csv(results / "consistency/cka_linear_unbiased/consistency.csv")
@@ -201,8 +204,8 @@ def test_duplicate_ids_stop_before_any_job(tmp_path):
 def test_missing_layer_fails_its_job_and_writes_no_features(tmp_path):
     config = copy.deepcopy(TINY)
     config["models"]["resnet18_random"]["layer"] = "global_pol"
-    target = "results/features/shapes/resnet18_random.npz"
+    target = "results/features/shapes/resnet18_random/info.json"
     result = snakemake(tmp_path, config, target)
     assert result.returncode != 0
     assert "model 'resnet18_random' has no layer 'global_pol'" in result.stdout + result.stderr
-    assert not (tmp_path / target).exists()
+    assert not any((tmp_path / "results/features/shapes/resnet18_random").glob("*"))

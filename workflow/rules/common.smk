@@ -3,6 +3,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -68,9 +69,38 @@ wildcard_constraints:
     zoo_model="|".join(map(re.escape, ZOO_MEMBERS)) or "(?!)",
 
 
-def dataset_features(wildcards):
-    """The train/test feature files of every model on one dataset."""
-    return expand("results/features/{dataset}/{model}.npz", dataset=wildcards.dataset, model=MODELS)
+# The feature files of one model on one dataset, outputs of the features rules: every image of the full train and
+# test splits (docs/features.md).
+FEATURES = "results/features/{dataset}/{model}"
+FEATURE_FILES = {
+    **{name: f"{FEATURES}/{name}.npy" for name in ("train", "test", "train_labels", "test_labels")},
+    "info": f"{FEATURES}/info.json",
+}
+
+
+def train_features_by_model(wildcards):
+    """The train features of every model on one dataset, named by model id."""
+    return {model: FEATURE_FILES["train"].format(dataset=wildcards.dataset, model=model) for model in MODELS}
+
+
+def dataset_train_labels(wildcards):
+    """The train labels of one dataset (those every model's feature files hold; the first model's)."""
+    return FEATURE_FILES["train_labels"].format(dataset=wildcards.dataset, model=MODELS[0])
+
+
+def subset_features_mb(wildcards, input):
+    """MB of the features a similarity job holds in memory: the subset's rows of every model's train features
+    (from the subset file and the .npy headers; 0 while they do not exist yet)."""
+    paths = [Path(getattr(input, model)) for model in MODELS]
+    if not Path(input.subset).exists() or not all(path.exists() for path in paths):
+        return 0
+    rows = len(json.loads(Path(input.subset).read_text())["indices"])
+    return sum(rows * np.load(path, mmap_mode="r").shape[1] * 4 for path in paths) / 1e6
+
+
+def loader_workers(wildcards, threads):
+    """Image loader worker processes of a features job: config loader_workers, else the job's threads."""
+    return threads if config["loader_workers"] is None else config["loader_workers"]
 
 
 def metric_matrices(wildcards):
@@ -166,7 +196,7 @@ def models_pattern(models):
     return "|".join(map(re.escape, models)) or "(?!)"
 
 
-def thingsvision_job(wildcards, input, output, threads):
+def thingsvision_job(wildcards, output, threads):
     """The features job of a thingsvision model as the JSON argument of scripts/thingsvision_features.py."""
     return json.dumps(
         {
@@ -174,10 +204,10 @@ def thingsvision_job(wildcards, input, output, threads):
             "model": config["models"][wildcards.model],
             "dataset_id": wildcards.dataset,
             "dataset": config["datasets"][wildcards.dataset],
-            "subset": input.subset,
-            "output": output[0],
+            "outputs": dict(output.items()),
             "log": f"logs/features/{wildcards.dataset}/{wildcards.model}.log",
             "threads": threads,
-            **{key: config[key] for key in ("image_size", "crop_pct", "batch_size", "device", "normalize")},
+            "workers": loader_workers(wildcards, threads),
+            **{key: config[key] for key in ("image_size", "crop_pct", "batch_size", "device", "normalize", "precision")},
         }
     )

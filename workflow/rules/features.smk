@@ -1,9 +1,8 @@
 rule features:
     input:
-        subset="results/subsets/{dataset}.json",
         checkpoint=model_checkpoint,
     output:
-        "results/features/{dataset}/{model}.npz",
+        **FEATURE_FILES,
     wildcard_constraints:
         model=models_pattern(MAIN_ENV_MODELS),
     params:
@@ -14,6 +13,8 @@ rule features:
         batch_size=config["batch_size"],
         device=config["device"],
         normalize=config["normalize"],
+        precision=config["precision"],
+        workers=loader_workers,
     resources:
         gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
     log:
@@ -27,17 +28,15 @@ rule features:
 # Models of the thingsvision backend run in thingsvision's own environment: envs/thingsvision.yaml under
 # `--sdm conda`, else the python named by config `thingsvision_python` (a separate venv, see docs/models.md).
 rule features_thingsvision:
-    input:
-        subset="results/subsets/{dataset}.json",
     output:
-        "results/features/{dataset}/{model}.npz",
+        **FEATURE_FILES,
     wildcard_constraints:
         model=models_pattern(THINGSVISION_MODELS),
     params:
         python=config["thingsvision_python"],
         src=f"{workflow.basedir}/src",
         script=f"{workflow.basedir}/scripts/thingsvision_features.py",
-        job=lambda wildcards, input, output, threads: thingsvision_job(wildcards, input, output, threads),
+        job=lambda wildcards, output, threads: thingsvision_job(wildcards, output, threads),
     resources:
         gpu=1,
     log:

@@ -1,6 +1,6 @@
 rule probe:
     input:
-        "results/features/{dataset}/{model}.npz",
+        **{name: path for name, path in FEATURE_FILES.items() if name != "info"},
     output:
         "results/probes/{dataset}/{model}/seed{seed}.json",
     params:

@@ -204,7 +204,9 @@ rule headline_consistency:
 
 rule sample_size:
     input:
-        dataset_features,
+        unpack(train_features_by_model),  # named by model id
+        labels=dataset_train_labels,
+        subset="results/subsets/{dataset}.json",
     output:
         figure=report(
             "results/figures/sample_size/{dataset}.png",
@@ -229,6 +231,9 @@ rule sample_size:
         device=config["device"],
     resources:
         gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
+        # the subset's rows of every model's features in memory, plus n x n statistics per model
+        mem_mb=lambda wildcards, input, attempt: (4000 + 4 * subset_features_mb(wildcards, input)) * attempt,
+        runtime=lambda wildcards, input, attempt: (30 + subset_features_mb(wildcards, input) // 10) * attempt,
     log:
         "logs/sample_size/{dataset}.log",
     conda:
