@@ -106,19 +106,6 @@ def queued_jobs(workdir: Path) -> list[str]:
     return [line.split()[0] for line in listing.splitlines() if line.split()[1] == str(workdir)]
 
 
-def interrupt(process: subprocess.Popen, log: Path) -> None:
-    """Ctrl-C, repeated until Snakemake's log says it terminates. A single SIGINT sent right after group jobs
-    finished went unanswered here (the run went on to the end): asyncio, which Snakemake runs a finished job's
-    postprocessing in, can drop a SIGINT that arrives inside such a run."""
-    while process.poll() is None and "Terminating processes on user request" not in log.read_text():
-        process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and process.poll() is None:
-            if "Terminating processes on user request" in log.read_text():
-                return
-            time.sleep(0.5)
-
-
 def test_profile_resolves_from_the_repository_root():
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "8", "--profile", "slurm"],
                             cwd=REPO, env=slurm_env(), capture_output=True, text=True, timeout=300)
@@ -143,7 +130,7 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
     deadline = time.monotonic() + 600
     while first_log.read_text().count("(Rule: features)") < 2 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(1)  # until Snakemake has seen two feature jobs finish: it deletes the outputs of running ones
-    interrupt(first, first_log)  # Ctrl-C: Snakemake scancels its jobs
+    first.send_signal(signal.SIGINT)  # Ctrl-C: Snakemake scancels its jobs
     first.wait(timeout=300)
     if leftover := queued_jobs(cluster):
         subprocess.run(["scancel", *leftover], check=True)  # whatever Ctrl-C left behind
