@@ -8,10 +8,12 @@ database, hence SIMCON_SLURM_GPUS=0 and the squeue status command (see docs/clus
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from test_slurm_profile import GROUP, TINY_SEEDS, assert_one_group_per_model_and_dataset
 from test_workflow import TINY, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
@@ -82,9 +85,18 @@ def run_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
 
 
 def sbatch_jobs(workdir: Path) -> dict[str, int]:
-    """SLURM jobs per rule, counted from the logs that sbatch's --output wrote."""
-    return {folder.name.removeprefix("rule_"): len(list(folder.rglob("*.log")))
-            for folder in (workdir / "slurm_logs").iterdir()}
+    """SLURM jobs per rule, or per group as `group_NAME`, counted from the logs that sbatch's --output wrote
+    (the plugin names a group's folder group_NAME_RULES, RULES the rules of the jobs it runs)."""
+    counts: Counter = Counter()
+    for folder in (workdir / "slurm_logs").iterdir():
+        name = folder.name.removeprefix("rule_")
+        counts[f"group_{GROUP}" if name.startswith(f"group_{GROUP}_") else name] += len(list(folder.rglob("*.log")))
+    return dict(counts)
+
+
+def jobs_run_by(log: Path) -> list[tuple[str, str]]:
+    """The jobs that the Snakemake inside one SLURM job ran, as (rule, wildcards), from its sbatch log."""
+    return re.findall(r"^\s*rule (\w+):\n(?:\s+\w+:.*\n)*?\s+wildcards: (.*)$", log.read_text(), flags=re.M)
 
 
 def queued_jobs(workdir: Path) -> list[str]:
@@ -137,8 +149,8 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in done.items())
 
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {"subset", "features", "probe", "similarity", "sample_size"}  # aggregates: localrules
-    assert jobs["features"] >= 6 and jobs["probe"] >= 6 and jobs["similarity"] >= 2  # cancelled jobs left logs too
+    assert set(jobs) == {"subset", f"group_{GROUP}", "similarity", "sample_size"}  # aggregates: localrules
+    assert jobs[f"group_{GROUP}"] >= 6 and jobs["similarity"] >= 2  # cancelled jobs left logs too
     for dataset in TINY["datasets"]:
         expected = pd.read_csv(local / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
         actual = pd.read_csv(cluster / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
@@ -149,6 +161,38 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
         assert actual["top1"] == pytest.approx(expected["top1"], abs=1e-9)
     performance = [pd.read_csv(folder / "results/performance.csv") for folder in (local, cluster)]
     np.testing.assert_allclose(performance[1]["top1"], performance[0]["top1"], atol=1e-9)
+
+
+def test_probes_of_a_model_and_dataset_run_in_its_feature_jobs_sbatch_job(tmp_path):
+    """The profile's grouping on the tiny config with three seeds: one SLURM job per (model, dataset) runs its
+    feature job and its three probes, and every result equals a local run's."""
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    local.mkdir()
+    cluster.mkdir()
+    reference = snakemake(local, TINY_SEEDS)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    config = cluster / "config.yaml"
+    config.write_text(yaml.safe_dump(TINY_SEEDS))
+
+    result = run_slurm(cluster, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-5000:]
+    pairs = len(TINY["models"]) * len(TINY["datasets"])
+    assert sbatch_jobs(cluster) == {"subset": 2, f"group_{GROUP}": pairs, "similarity": 2, "sample_size": 2}
+    logs = sorted((cluster / "slurm_logs").glob(f"group_{GROUP}_*/**/*.log"))
+    assert_one_group_per_model_and_dataset([jobs_run_by(log) for log in logs], [0, 1, 2])
+
+    probes = sorted((local / "results/probes").rglob("*.json"))
+    assert len(probes) == 3 * pairs
+    for probe in probes:
+        expected = yaml.safe_load(probe.read_text())
+        actual = yaml.safe_load((cluster / probe.relative_to(local)).read_text())
+        assert actual["top1"] == pytest.approx(expected["top1"], abs=1e-9), probe
+    for dataset in TINY["datasets"]:
+        expected = pd.read_csv(local / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
+        actual = pd.read_csv(cluster / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
+        pd.testing.assert_frame_equal(actual, expected, rtol=0, atol=1e-6)
+    performance = [pd.read_csv(folder / "results/performance.csv") for folder in (local, cluster)]
+    pd.testing.assert_frame_equal(performance[1], performance[0], rtol=0, atol=1e-9)
 
 
 def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
@@ -165,7 +209,8 @@ def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
     result = run_slurm(cluster, "--configfile", str(REPO / "config/config.yaml"), timeout=2700)
     assert result.returncode == 0, result.stderr[-5000:]
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {"subset", "features", "probe", "similarity", "sample_size"}  # aggregates: localrules
+    assert set(jobs) == {"subset", f"group_{GROUP}", "similarity", "sample_size"}  # aggregates: localrules
+    planned[f"group_{GROUP}"] = planned["features"]  # one group job per (model, dataset)
     assert all(jobs[rule] >= planned[rule] for rule in jobs), (jobs, planned)  # retries add logs, never remove
 
     # The local run's config went through yaml.safe_dump, which sorts the model ids: compare by id.
