@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_slurm_profile import GROUP, TINY_SEEDS, assert_one_group_per_model_and_dataset
+from test_slurm_profile import GROUP, assert_one_group_per_model_and_dataset
 from test_workflow import TINY, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
@@ -163,40 +163,9 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
     np.testing.assert_allclose(performance[1]["top1"], performance[0]["top1"], atol=1e-9)
 
 
-def test_probes_of_a_model_and_dataset_run_in_its_feature_jobs_sbatch_job(tmp_path):
-    """The profile's grouping on the tiny config with three seeds: one SLURM job per (model, dataset) runs its
-    feature job and its three probes, and every result equals a local run's."""
-    local, cluster = tmp_path / "local", tmp_path / "cluster"
-    local.mkdir()
-    cluster.mkdir()
-    reference = snakemake(local, TINY_SEEDS)
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    config = cluster / "config.yaml"
-    config.write_text(yaml.safe_dump(TINY_SEEDS))
-
-    result = run_slurm(cluster, "--configfile", str(config))
-    assert result.returncode == 0, result.stderr[-5000:]
-    pairs = len(TINY["models"]) * len(TINY["datasets"])
-    assert sbatch_jobs(cluster) == {"subset": 2, f"group_{GROUP}": pairs, "similarity": 2, "sample_size": 2}
-    logs = sorted((cluster / "slurm_logs").glob(f"group_{GROUP}_*/**/*.log"))
-    assert_one_group_per_model_and_dataset([jobs_run_by(log) for log in logs], [0, 1, 2])
-
-    probes = sorted((local / "results/probes").rglob("*.json"))
-    assert len(probes) == 3 * pairs
-    for probe in probes:
-        expected = yaml.safe_load(probe.read_text())
-        actual = yaml.safe_load((cluster / probe.relative_to(local)).read_text())
-        assert actual["top1"] == pytest.approx(expected["top1"], abs=1e-9), probe
-    for dataset in TINY["datasets"]:
-        expected = pd.read_csv(local / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
-        actual = pd.read_csv(cluster / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
-        pd.testing.assert_frame_equal(actual, expected, rtol=0, atol=1e-6)
-    performance = [pd.read_csv(folder / "results/performance.csv") for folder in (local, cluster)]
-    pd.testing.assert_frame_equal(performance[1], performance[0], rtol=0, atol=1e-9)
-
-
 def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
-    """docs/cluster.md's cluster command on the default config: every compute job goes through sbatch, and every
+    """docs/cluster.md's cluster command on the default config: every compute job goes through sbatch, one SLURM
+    job per (model, dataset) runs its feature job and its probes of every seed (the profile's group), and every
     similarity matrix and probe accuracy equals the one of a local `snakemake --cores 2` run."""
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
     local, cluster = tmp_path / "local", tmp_path / "cluster"
@@ -212,6 +181,8 @@ def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
     assert set(jobs) == {"subset", f"group_{GROUP}", "similarity", "sample_size"}  # aggregates: localrules
     planned[f"group_{GROUP}"] = planned["features"]  # one group job per (model, dataset)
     assert all(jobs[rule] >= planned[rule] for rule in jobs), (jobs, planned)  # retries add logs, never remove
+    logs = sorted((cluster / "slurm_logs").glob(f"group_{GROUP}_*/**/*.log"))
+    assert_one_group_per_model_and_dataset([jobs_run_by(log) for log in logs], default["probe"]["seeds"])
 
     # The local run's config went through yaml.safe_dump, which sorts the model ids: compare by id.
     matrices = [path for path in (local / "results/similarity").rglob("*.csv") if not path.name.endswith(".long.csv")]
