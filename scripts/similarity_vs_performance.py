@@ -3,10 +3,10 @@
 import pandas as pd
 
 from simcon import plots
-from simcon.consistency import DATASET_CATEGORIES
 from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
 from simcon.performance import gap_correlation, similarity_vs_gap
+from simcon.vocabulary import DATASET_CATEGORIES
 
 with job_log(snakemake.log[0]):
     params = snakemake.params

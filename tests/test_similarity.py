@@ -15,14 +15,8 @@ import scipy.stats
 import torch
 
 from simcon import similarity
-from simcon.similarity import (
-    METRICS,
-    MetricSpec,
-    compute_similarity,
-    get_metric,
-    metric_names,
-    to_long,
-)
+from simcon.metrics import METRICS, MetricSpec, get_metric, metric_names
+from simcon.similarity import compute_similarity, to_long
 
 TOLERANCE = 1e-5
 SIGMAS = (0.2, 0.4, 0.6, 0.8)

@@ -9,13 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-CATEGORIES = {
-    "objective": "objective",
-    "architecture": "architecture_class",
-    "data": "data_class",
-    "size": "size_class",
-}
-DATASET_CATEGORIES = ("natural_multi_domain", "natural_single_domain", "specialized", "structured")
+from simcon.vocabulary import DATASET_CATEGORIES, MODEL_CATEGORIES
+
 MIN_PAIRS = 3
 COLUMNS = ["category", "set_a", "set_b", "dataset_a", "dataset_b", "n_pairs", "rho"]
 
@@ -31,7 +26,7 @@ def model_sets(metadata: pd.DataFrame, anchors: Sequence[str] = ()) -> dict[str,
     if unknown:
         raise ValueError(f"anchors {unknown} are not model ids of this config")
     sets: dict[str, dict[str, list[str]]] = {"all": {"All": list(metadata.index)}}
-    for category, column in CATEGORIES.items():
+    for category, column in MODEL_CATEGORIES.items():
         groups = metadata.groupby(column, sort=True).groups
         sets[category] = {str(name): list(members) for name, members in groups.items()}
     if anchors:

@@ -12,7 +12,8 @@ import pandas as pd
 from scipy import stats
 from tqdm import tqdm
 
-from simcon.consistency import CATEGORIES, MIN_PAIRS, check_same_models, dataset_matrix
+from simcon.consistency import MIN_PAIRS, check_same_models, dataset_matrix
+from simcon.vocabulary import MODEL_CATEGORIES
 
 SPREAD = "std of set-pair medians"
 
@@ -117,7 +118,7 @@ def permutation_test(
     order = check_same_models(matrices)
     similarities = pair_similarities(matrices)
     tests, nulls = [], []
-    for category, column in tqdm(CATEGORIES.items(), desc="permutation tests"):
+    for category, column in tqdm(MODEL_CATEGORIES.items(), desc="permutation tests"):
         labels, names = pd.factorize(metadata.loc[order, column].astype(str), sort=True)
         counts = np.bincount(labels, minlength=len(names))
         codes = np.array(

@@ -3,50 +3,29 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from snakemake.utils import validate
-
-from simcon.config import check_config, check_unique_keys
-from simcon.datasets import resolve_paths
-from simcon.similarity import metric_names
-from simcon.structure import check_settings, reference_metric
-from simcon.zoo import zoo_members, zoo_models
-
-check_unique_keys(workflow.configfiles)
-
-
-def command_line_entries(key):
-    """`key`'s entries in the last --configfile that defines it; None when none does."""
-    given = [yaml.safe_load(Path(path).read_text()) or {} for path in workflow.overwrite_configfiles or []]
-    defined = [c[key] for c in given if key in c]
-    return defined[-1] if defined else None
-
+# Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
+# The checks that need a backend library run as the check jobs of checks.smk.
+from simcon.config import ZOO_CHECKPOINT, resolve_config, zoo_members
+from simcon.metrics import reference_metric
 
 # The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
 # config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
-for key in ("models", "datasets"):
-    if (entries := command_line_entries(key)) is not None:
-        config[key] = entries
-
-validate(config, "../schemas/config.schema.yaml", set_default=True)
-config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
-check_config(config, metric_names())
+resolve_config(
+    config,
+    Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
+    workflow.configfiles,
+    workflow.overwrite_configfiles or [],
+)
 
 ZOO = config.get("zoo")
-ZOO_CHECKPOINT = "results/zoo/{model}.pt"
 ZOO_MEMBERS = zoo_members(ZOO) if ZOO else {}
-if ZOO:
-    config["models"].update(zoo_models(ZOO, config["models"], config["datasets"], ZOO_CHECKPOINT))
-
 MODELS = list(config["models"])
 DATASETS = list(config["datasets"])
 METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
 STRUCTURE = config["structure"]
-check_settings(STRUCTURE, DATASETS)
 STRUCTURE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
 PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 
@@ -124,8 +103,11 @@ def final_outputs():
 
 
 def model_checkpoint(wildcards):
-    """The checkpoint the workflow trains for a zoo model; nothing for any other model."""
-    return [ZOO_CHECKPOINT.format(model=wildcards.model)] if wildcards.model in ZOO_MEMBERS else []
+    """What a features job needs besides its data: the passed checks of every model and dataset (ancient: a
+    rerun check does not make existing features outdated), and, for a zoo model, the checkpoint the workflow
+    trains."""
+    zoo_checkpoint = [ZOO_CHECKPOINT.format(model=wildcards.model)] if wildcards.model in ZOO_MEMBERS else []
+    return [ancient(CHECKS_PASSED), *zoo_checkpoint]
 
 
 def zoo_outputs():
@@ -135,6 +117,10 @@ def zoo_outputs():
 
 THINGSVISION_MODELS = [m for m in MODELS if config["models"][m]["backend"] == "thingsvision"]
 MAIN_ENV_MODELS = [m for m in MODELS if m not in THINGSVISION_MODELS]
+# Models a check job builds: a zoo model is checked through its untrained twin (the same network), a
+# thingsvision model by its features job (thingsvision runs in its own environment).
+CHECKED_MODELS = [m for m in MAIN_ENV_MODELS if m not in ZOO_MEMBERS]
+CHECKS_PASSED = "results/checks/passed.txt"
 
 
 def models_pattern(models):
