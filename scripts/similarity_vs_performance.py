@@ -12,7 +12,7 @@ with job_log(snakemake.log[0]):
     params = snakemake.params
     performance = pd.read_csv(snakemake.input.performance)
     pairs, correlations = {}, {}
-    for dataset, matrix in read_matrices(params.datasets, snakemake.input.matrices).items():
+    for dataset, matrix in read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets).items():
         top1 = performance[performance["dataset"] == dataset].set_index("model")["top1"]
         pairs[dataset] = similarity_vs_gap(matrix, top1)
         correlations[dataset] = gap_correlation(pairs[dataset])

@@ -14,8 +14,8 @@ with job_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     features = {}
-    for model_id, path in zip(params.models, snakemake.input):
-        with np.load(path) as arrays:
+    for model_id in params.models:
+        with np.load(snakemake.input[f"{snakemake.wildcards.dataset}/{model_id}"]) as arrays:
             features[model_id] = arrays["train"]
             labels = arrays["train_labels"]
     with acquire_device(params.device) as device:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,9 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv: Any) -> No
         frame.to_csv(tmp, **to_csv)
 
 
-def read_matrices(datasets: Iterable[str], paths: Iterable[str | os.PathLike]) -> dict[str, pd.DataFrame]:
-    """Model-by-model similarity matrices keyed by dataset, from CSVs with model ids as index and header."""
-    return {dataset: pd.read_csv(path, index_col=0) for dataset, path in zip(datasets, paths)}
+def read_matrices(
+    paths: Mapping[str, str | os.PathLike], metric: str, datasets: Iterable[str]
+) -> dict[str, pd.DataFrame]:
+    """The model-by-model similarity matrices of `metric` on `datasets`, keyed by dataset, from the CSVs (model
+    ids as index and header) that `paths` names '<metric>/<dataset>' (a job's named inputs)."""
+    return {dataset: pd.read_csv(paths[f"{metric}/{dataset}"], index_col=0) for dataset in datasets}

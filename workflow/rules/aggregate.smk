@@ -40,7 +40,7 @@ rule performance:
 
 rule consistency:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         table=report(
             "results/consistency/{metric}/consistency.csv",
@@ -163,7 +163,7 @@ rule consistency_bootstrap:
 
 rule permutation_test:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         table=report(
             "results/consistency/{metric}/permutation_test.csv",
@@ -194,7 +194,7 @@ rule permutation_test:
 
 rule metric_agreement:
     input:
-        expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
+        unpack(consistency_tables),
     output:
         table=report(
             "results/figures/consistency_metrics.csv",
@@ -220,7 +220,7 @@ rule metric_agreement:
 
 rule similarity_vs_performance:
     input:
-        matrices=metric_matrices,
+        unpack(metric_matrices),
         performance="results/performance.csv",
     output:
         pairs="results/similarity_vs_performance/{metric}/pairs.csv",

@@ -43,22 +43,38 @@ def dataset_features(wildcards):
     return expand("results/features/{dataset}/{model}.npz", dataset=wildcards.dataset, model=MODELS)
 
 
+def model_features(wildcards):
+    """The feature file of every model on one dataset, as named inputs '<dataset>/<model>'."""
+    return {f"{wildcards.dataset}/{model}": f"results/features/{wildcards.dataset}/{model}.npz" for model in MODELS}
+
+
+def similarity_matrices(metrics, datasets):
+    """Similarity matrices as named inputs '<metric>/<dataset>', as simcon.io.read_matrices reads them."""
+    return {f"{metric}/{dataset}": f"results/similarity/{dataset}/{metric}.csv" for metric in metrics for dataset in datasets}
+
+
 def metric_matrices(wildcards):
-    """The similarity matrix of every dataset for one metric."""
-    return expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=wildcards.metric)
+    """The similarity matrix of every dataset for one metric, named '<metric>/<dataset>'."""
+    return similarity_matrices([wildcards.metric], DATASETS)
 
 
-def matrices_by_metric(wildcards):
-    """The similarity matrix of every dataset, grouped by metric (named inputs, one per metric)."""
-    return {metric: expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=metric) for metric in METRICS}
+def all_matrices(wildcards):
+    """The similarity matrix of every dataset and metric, named '<metric>/<dataset>'."""
+    return similarity_matrices(METRICS, DATASETS)
 
 
 def per_k_matrices(wildcards):
-    """The similarity matrices (one per metric) of each per-k dataset of App. C, named k<samples per class>."""
+    """The similarity matrix of each per-k dataset of App. C and metric, named 'k<samples per class>/<metric>'."""
     return {
-        f"k{entry['samples_per_class']}": expand("results/similarity/{dataset}/{metric}.csv", dataset=entry["dataset"], metric=METRICS)
+        f"k{entry['samples_per_class']}/{metric}": f"results/similarity/{entry['dataset']}/{metric}.csv"
         for entry in PER_K_DATASETS
+        for metric in METRICS
     }
+
+
+def consistency_tables(wildcards):
+    """The consistency table of every metric, named by metric."""
+    return {metric: f"results/consistency/{metric}/consistency.csv" for metric in METRICS}
 
 
 def model_metadata():
