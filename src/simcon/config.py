@@ -10,7 +10,7 @@ the culprit.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +40,31 @@ class ConfigError(ValueError):
     """The config is invalid; the message names the culprit."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that rejects a mapping with the same key twice."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A YAML loader (libyaml's where installed) that rejects a mapping with the same key twice."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ConfigError(f"{node.start_mark.name}: duplicate id {key!r} (line {key_node.start_mark.line + 1})")
+                raise ConfigError(f"duplicate id {key!r} (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The options of one YAML config file; ConfigError naming the file and key if a mapping repeats a key."""
+    try:
+        return yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def check_unique_keys(paths: Iterable[str | os.PathLike]) -> None:
     """Raise ConfigError naming the file and key if any config file repeats a key within one mapping."""
     for path in paths:
-        with open(path) as handle:
-            yaml.load(handle, Loader=_UniqueKeyLoader)
+        read_config_file(path)
 
 
 def resolve_config(
@@ -74,7 +81,7 @@ def resolve_config(
     the zoo's models, if any, are added to the models.
     """
     check_unique_keys(config_files)
-    given = [yaml.safe_load(Path(path).read_text()) or {} for path in command_line_files]
+    given = [read_config_file(path) for path in command_line_files]
     for key in LISTED_KEYS:
         listed = [entries[key] for entries in given if key in entries]
         if listed:
@@ -87,14 +94,26 @@ def resolve_config(
 
 
 def validate_schema(config: MutableMapping[str, Any], schema: str | os.PathLike) -> None:
-    """Check `config` against the JSON schema (a YAML file) and fill in its defaults; ConfigError on a violation."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    """Check `config` against the JSON schema (a YAML file) and fill in its defaults, as snakemake.utils.validate
+    does; ConfigError naming the option on a violation."""
+    import jsonschema
+    from jsonschema import Draft202012Validator, validators
 
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Mapping, instance: Any, subschema: Mapping) -> Iterator[Any]:
+        if isinstance(instance, dict):
+            for name, option in properties.items():
+                if "default" in option:
+                    instance.setdefault(name, option["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    validator = validators.extend(Draft202012Validator, {"properties": set_defaults})
     try:
-        validate(config, str(Path(schema).resolve()), set_default=True)
-    except WorkflowError as error:
-        raise ConfigError(f"the config does not follow {schema}: {error}") from None
+        validator(yaml.load(Path(schema).read_text(), Loader=_UniqueKeyLoader)).validate(config)
+    except jsonschema.ValidationError as error:
+        where = ".".join(map(str, error.absolute_path)) or "the config"
+        raise ConfigError(f"{where}: {error.message} (schema {Path(schema).name})") from None
 
 
 def resolve_paths(spec: Mapping[str, Any], data_root: str) -> dict[str, Any]:

@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
 from simcon.vocabulary import DATASET_CATEGORIES, MODEL_CATEGORIES
 
 MIN_PAIRS = 3
@@ -79,6 +77,8 @@ def dataset_correlations(vectors: np.ndarray) -> np.ndarray:
 
 def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson r of two vectors; NaN with fewer than MIN_PAIRS entries or when either is constant."""
+    from scipy import stats  # scipy.stats only for the jobs that need it: it takes a second to import
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < MIN_PAIRS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")

@@ -15,8 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from scipy.cluster.hierarchy import leaves_list, linkage  # noqa: E402
-from scipy.spatial.distance import squareform  # noqa: E402
 
 from simcon.vocabulary import ARCHITECTURE_CLASSES, DATA_CLASSES, MODEL_CATEGORIES, OBJECTIVES, SIZE_CLASSES  # noqa: E402
 from simcon.io import atomic_path  # noqa: E402
@@ -62,6 +60,9 @@ def _grid(count: int, width: float, height: float, columns: int = GRID_COLUMNS) 
 
 def cluster_order(matrices: Sequence[pd.DataFrame]) -> list[str]:
     """Model ids ordered by average-linkage clustering of 1 - the mean similarity matrix."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
     mean = sum(m.to_numpy() for m in matrices) / len(matrices)
     names = list(matrices[0].index)
     if len(names) < 3:

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm import tqdm
 
 from simcon.consistency import MIN_PAIRS, check_same_models, dataset_matrix
@@ -115,6 +114,8 @@ def permutation_test(
     reaches M!, all M! orders are enumerated and p = #(statistic >= observed) / M! (exact).
     Returns the test table (one row per category) and the null distributions (category, permutation, spread).
     """
+    from scipy import stats  # only this job tests; scipy.stats takes a second to import
+
     order = check_same_models(matrices)
     similarities = pair_similarities(matrices)
     tests, nulls = [], []

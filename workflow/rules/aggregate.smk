@@ -11,12 +11,7 @@ localrules:
 
 rule performance:
     input:
-        expand(
-            "results/probes/{dataset}/{model}/seed{seed}.json",
-            dataset=DATASETS,
-            model=MODELS,
-            seed=SEEDS,
-        ),
+        [f"results/probes/{dataset}/{model}/seed{seed}.json" for dataset in DATASETS for model in MODELS for seed in SEEDS],
     output:
         table=report(
             "results/performance.csv",

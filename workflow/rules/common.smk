@@ -40,7 +40,7 @@ wildcard_constraints:
 
 def dataset_features(wildcards):
     """The train/test feature files of every model on one dataset."""
-    return expand("results/features/{dataset}/{model}.npz", dataset=wildcards.dataset, model=MODELS)
+    return [f"results/features/{wildcards.dataset}/{model}.npz" for model in MODELS]
 
 
 def model_features(wildcards):
