@@ -181,8 +181,8 @@ def test_duplicate_ids_stop_before_any_job(tmp_path):
 
 
 def test_backend_checks_fail_before_any_features_job(tmp_path):
-    """Faults that only a backend library or the data show stop the run in the check jobs, each naming its
-    culprit in its log, before any features job starts."""
+    """Faults that only a backend library or the data show fail their check jobs, each naming its culprit in its
+    log; the checks start before any features job, and no features job of a faulty model or dataset runs."""
     config = copy.deepcopy(TINY)
     bad_models = {
         "unknown": ({"name": "resnet_nonexistent"}, "backend 'timm' has no model named 'resnet_nonexistent'"),
@@ -210,4 +210,7 @@ def test_backend_checks_fail_before_any_features_job(tmp_path):
         assert re.search(f"dataset '{dataset_id}'.*{message}", (tmp_path / f"logs/check_dataset/{dataset_id}.log").read_text())
     checked = {path.stem for path in (tmp_path / "results/checks/models").iterdir()}
     assert checked == set(TINY["models"]) and (tmp_path / "results/checks/datasets/shapes.json").is_file()
-    assert not (tmp_path / "results/features").exists() and not (tmp_path / "logs/features").exists()
+    started = re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M)
+    assert started.index("features") > max(i for i, rule in enumerate(started) if rule.startswith("check_"))
+    featured = {path.relative_to(tmp_path / "logs/features").with_suffix("") for path in (tmp_path / "logs/features").rglob("*.log")}
+    assert featured == {Path(d) / m for d in ("shapes", "cells") for m in TINY["models"]}

@@ -1,10 +1,7 @@
-# The checks that need a backend library, run before any features job: every features job waits for
-# CHECKS_PASSED (every check's findings, concatenated), which waits for one check job per model and per dataset;
-# a failed check names its model or dataset.
-localrules:
-    checks,
-
-
+# The checks that need a backend library: one check job per model and per dataset, which the features jobs of
+# that model and dataset wait for. A failed check names its model or dataset; the checks run first (priority), so
+# that a fault stops the run before the features jobs start. A check reruns only when its model's or dataset's
+# options change, and then so do the features that depend on it.
 rule check_model:
     output:
         "results/checks/models/{model}.json",
@@ -12,6 +9,7 @@ rule check_model:
         model=models_pattern(CHECKED_MODELS),
     params:
         model=lambda wildcards: config["models"][wildcards.model],
+    priority: 10
     log:
         "logs/check_model/{model}.log",
     conda:
@@ -25,23 +23,10 @@ rule check_dataset:
         "results/checks/datasets/{dataset}.json",
     params:
         dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+    priority: 10
     log:
         "logs/check_dataset/{dataset}.log",
     conda:
         "../../envs/simcon.yaml"
     script:
         "../../scripts/check_dataset.py"
-
-
-rule checks:
-    input:
-        models=expand("results/checks/models/{model}.json", model=CHECKED_MODELS),
-        datasets=expand("results/checks/datasets/{dataset}.json", dataset=DATASETS),
-    output:
-        CHECKS_PASSED,
-    log:
-        "logs/checks.log",
-    conda:
-        "../../envs/simcon.yaml"
-    shell:
-        "cat {input:q} > {output:q} 2> {log:q}"

@@ -119,11 +119,16 @@ def final_outputs():
 
 
 def model_checkpoint(wildcards):
-    """What a features job needs besides its data: the passed checks of every model and dataset (ancient: a
-    rerun check does not make existing features outdated), and, for a zoo model, the checkpoint the workflow
-    trains."""
-    zoo_checkpoint = [ZOO_CHECKPOINT.format(model=wildcards.model)] if wildcards.model in ZOO_MEMBERS else []
-    return [ancient(CHECKS_PASSED), *zoo_checkpoint]
+    """What a features job needs besides its data: the passed checks of its model and dataset (checks.smk) and,
+    for a zoo model, the checkpoint the workflow trains (its network is checked as its untrained twin)."""
+    if wildcards.model not in ZOO_MEMBERS:
+        return [f"results/checks/models/{wildcards.model}.json", f"results/checks/datasets/{wildcards.dataset}.json"]
+    twin = ZOO["architectures"][ZOO_MEMBERS[wildcards.model][0]]["twin"]
+    return [
+        f"results/checks/models/{twin}.json",
+        f"results/checks/datasets/{wildcards.dataset}.json",
+        ZOO_CHECKPOINT.format(model=wildcards.model),
+    ]
 
 
 def zoo_outputs():
@@ -136,7 +141,6 @@ MAIN_ENV_MODELS = [m for m in MODELS if m not in THINGSVISION_MODELS]
 # Models a check job builds: a zoo model is checked through its untrained twin (the same network), a
 # thingsvision model by its features job (thingsvision runs in its own environment).
 CHECKED_MODELS = [m for m in MAIN_ENV_MODELS if m not in ZOO_MEMBERS]
-CHECKS_PASSED = "results/checks/passed.txt"
 
 
 def models_pattern(models):
