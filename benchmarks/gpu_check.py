@@ -173,7 +173,8 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
     from simcon.extract import extract_features
     from simcon.models import build_model
     from simcon.probe import train_probe
-    from simcon.similarity import compute_similarity, metric_names
+    from simcon.metrics import metric_names
+    from simcon.similarity import compute_similarity
 
     spec = {"source": "generated", "domain": "shapes", "train_per_class": 10 if quick else 100,
             "test_per_class": 5 if quick else 100, "resolution": EXPERIMENT_IMAGE_SIZE, "seed": 0}

@@ -31,7 +31,8 @@ import scipy.stats
 import torch
 
 from simcon import similarity
-from simcon.similarity import compute_similarity, get_metric
+from simcon.metrics import get_metric
+from simcon.similarity import compute_similarity
 
 DEFAULT_METRICS = ("cka_linear_unbiased", "cka_rbf0.4_unbiased", "rsa_correlation_spearman")
 

@@ -9,7 +9,7 @@ from simcon.logs import job_log
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    matrices = read_matrices(params.datasets, snakemake.input)
+    matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets)
     metadata = pd.DataFrame.from_dict(params.metadata, orient="index")
     table = consistency(matrices, model_sets(metadata, params.anchors))
     table.insert(0, "metric", snakemake.wildcards.metric)

@@ -7,7 +7,7 @@ from simcon.logs import job_log
 
 with job_log(snakemake.log[0]):
     metrics = snakemake.params.metrics
-    tables = {metric: read_consistency(path) for metric, path in zip(metrics, snakemake.input)}
+    tables = {metric: read_consistency(snakemake.input[metric]) for metric in metrics}
     joined = metric_agreement(tables, metrics[0])
     write_csv(snakemake.output.table, joined)
     plots.save_png(plots.metric_agreement(joined, metrics[0], metrics[1:]), snakemake.output.figure)

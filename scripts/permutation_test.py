@@ -9,7 +9,7 @@ from simcon.significance import permutation_test
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    matrices = read_matrices(params.datasets, snakemake.input)
+    matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets)
     metadata = pd.DataFrame.from_dict(params.metadata, orient="index")
     tests, nulls = permutation_test(matrices, metadata, params.options["permutations"], params.options["seed"])
     print(tests.to_string())

@@ -7,7 +7,7 @@ from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
 
 with job_log(snakemake.log[0]):
-    matrices = read_matrices(snakemake.params.datasets, snakemake.input)
+    matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, snakemake.params.datasets)
     metadata = pd.DataFrame.from_dict(snakemake.params.metadata, orient="index")
     figure, data = plots.similarity_matrices(matrices, snakemake.wildcards.metric, metadata)
     write_csv(snakemake.output.data, data)

@@ -3,16 +3,16 @@
 import pandas as pd
 
 from simcon import plots
-from simcon.consistency import DATASET_CATEGORIES
 from simcon.io import read_matrices, write_csv
 from simcon.logs import job_log
 from simcon.performance import gap_correlation, similarity_vs_gap
+from simcon.vocabulary import DATASET_CATEGORIES
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
     performance = pd.read_csv(snakemake.input.performance)
     pairs, correlations = {}, {}
-    for dataset, matrix in read_matrices(params.datasets, snakemake.input.matrices).items():
+    for dataset, matrix in read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets).items():
         top1 = performance[performance["dataset"] == dataset].set_index("model")["top1"]
         pairs[dataset] = similarity_vs_gap(matrix, top1)
         correlations[dataset] = gap_correlation(pairs[dataset])

@@ -9,7 +9,7 @@ from simcon.structure import choose_dataset_pairs, dataset_consistency, dataset_
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    matrices = read_matrices(params.datasets, snakemake.input)
+    matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets)
     chosen = [tuple(pair) for pair in params.dataset_pairs] or choose_dataset_pairs(dataset_consistency(matrices))
     print(f"dataset pairs: {chosen}")
     points, correlations = dataset_pair_scatter(matrices, chosen, params.objective)

@@ -7,7 +7,7 @@ from simcon.structure import headline
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    by_metric = {metric: read_matrices(params.datasets, snakemake.input[metric]) for metric in params.metrics}
+    by_metric = {metric: read_matrices(snakemake.input, metric, params.datasets) for metric in params.metrics}
     table = headline(by_metric)
     print(table.to_string(index=False))
     write_csv(snakemake.output.table, table)

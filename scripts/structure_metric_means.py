@@ -8,7 +8,7 @@ from simcon.structure import PAPER_METRICS, mean_matrix, metric_means
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    by_metric = {metric: read_matrices(params.datasets, snakemake.input[metric]) for metric in params.metrics}
+    by_metric = {metric: read_matrices(snakemake.input, metric, params.datasets) for metric in params.metrics}
     means = {metric: mean_matrix(matrices) for metric, matrices in by_metric.items()}
     pairs, correlations = metric_means(means, params.reference, PAPER_METRICS)
     print(correlations.to_string(index=False))

@@ -9,7 +9,7 @@ from simcon.structure import tsne_embedding
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    matrices = read_matrices(params.datasets, snakemake.input)
+    matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets)
     embedding = tsne_embedding({dataset: matrices[dataset] for dataset in params.shown})
     metadata = pd.DataFrame.from_dict(params.metadata, orient="index")
     write_csv(snakemake.output.data, embedding)

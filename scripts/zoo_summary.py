@@ -4,7 +4,7 @@ import itertools
 
 import pandas as pd
 
-from simcon.io import read_json, write_csv
+from simcon.io import read_json, read_matrices, write_csv
 from simcon.logs import job_log
 from simcon.zoo import objective_similarity, zoo_summary
 
@@ -21,9 +21,8 @@ with job_log(snakemake.log[0]):
     print(summary.to_string())
     write_csv(snakemake.output.summary, summary)
     rows = []
-    pairs = itertools.product(params.datasets, params.metrics)
-    for (dataset, metric), path in zip(pairs, snakemake.input.matrices):
-        means = objective_similarity(pd.read_csv(path, index_col=0), members)
+    for dataset, metric in itertools.product(params.datasets, params.metrics):
+        means = objective_similarity(read_matrices(snakemake.input, metric, [dataset])[dataset], members)
         rows.append({"dataset": dataset, "metric": metric, **means})
     table = pd.DataFrame(rows)
     print(table.to_string())

@@ -1,6 +1,28 @@
-import pytest
+"""Config resolution without a backend library: defaults, --configfile replacement, checks, the zoo's models,
+the shared vocabulary, and a workflow that parses without torch."""
 
-from simcon.config import ConfigError, check_config, check_unique_keys, size_class
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from simcon import datasets, vocabulary
+from simcon.config import (
+    ConfigError,
+    check_config,
+    check_structure,
+    check_unique_keys,
+    resolve_config,
+    zoo_members,
+    zoo_models,
+)
+from simcon.metrics import METRICS, reference_metric
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+BACKEND_MODULES = ("torch", "torchvision", "timm", "open_clip", "sklearn", "transformers")
 
 
 def test_duplicate_model_id_is_named(tmp_path):
@@ -19,29 +41,171 @@ def test_unique_keys_pass(tmp_path):
 @pytest.mark.parametrize("parameters,expected", [(4.6e6, "small"), (99.9e6, "small"), (100e6, "medium"),
                                                  (304e6, "large"), (400e6, "xlarge"), (1.1e9, "xlarge")])
 def test_size_classes_follow_the_paper(parameters, expected):
-    assert size_class(parameters) == expected
+    assert vocabulary.size_class(parameters) == expected
+
+
+def _model(**metadata):
+    return {"backend": "timm", "name": "resnet18", "layer": "fc", "weights": "random",
+            "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
+                         "training_data": "none", "data_class": "None", "parameters": 11.7e6, **metadata}}
 
 
 def _config(**overrides):
-    model = {"backend": "timm", "name": "resnet18", "layer": "fc", "weights": "random",
-             "metadata": {"parameters": 11.7e6}}
-    config = {"metrics": ["cka_linear_unbiased"], "anchors": [], "models": {"r": model},
-              "datasets": {"d": {"source": "sklearn_digits"}}}
+    config = {"models": {"r": _model(), "s": _model()},
+              "datasets": {"d": {"source": "sklearn_digits", "category": "natural_single_domain"}}}
     config.update(overrides)
     return config
 
 
-def test_unknown_metric_lists_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown metric\(s\) \['cka_cosine'\]; known metrics: \['cka_linear_unbiased'\]"):
-        check_config(_config(metrics=["cka_cosine"]), ["cka_linear_unbiased"])
+def _resolved(config, tmp_path, *command_line):
+    """resolve_config on `config` as the default config file, with --configfile files holding `command_line`."""
+    default = tmp_path / "default.yaml"
+    default.write_text(yaml.safe_dump(config))
+    files = []
+    for i, entries in enumerate(command_line):
+        files.append(tmp_path / f"given{i}.yaml")
+        files[-1].write_text(yaml.safe_dump(entries))
+    merged = copy.deepcopy(config)
+    for entries in command_line:
+        merged.update(copy.deepcopy(entries))
+    resolve_config(merged, SCHEMA, [default, *files], files)
+    return merged
 
 
-def test_unknown_anchor_is_named():
-    with pytest.raises(ConfigError, match=r"anchor model\(s\) \['ghost'\]"):
-        check_config(_config(anchors=["ghost"]), ["cka_linear_unbiased"])
+def test_defaults_are_filled_in_and_size_class_derived(tmp_path):
+    config = _resolved(_config(), tmp_path)
+    assert config["metrics"] == ["cka_linear_unbiased"] and config["probe"]["seeds"] == [0, 1, 2]
+    assert config["models"]["r"]["weights"] == "random" and config["models"]["r"]["metadata"]["size_class"] == "small"
+    assert config["datasets"]["d"]["max_samples"] == 10000
 
 
-def test_size_class_is_derived():
+def test_command_line_models_and_datasets_replace_the_defaults(tmp_path):
+    given = {"models": {"a": _model(), "b": _model()}}
+    later = {"datasets": {"e": {"source": "sklearn_digits", "category": "specialized"}}, "batch_size": 8}
+    config = _resolved(_config(), tmp_path, given, later)
+    assert list(config["models"]) == ["a", "b"] and list(config["datasets"]) == ["e"]
+    assert config["batch_size"] == 8
+
+
+def test_relative_dataset_paths_are_taken_under_data_root(tmp_path):
+    folder = {"source": "image_folder", "path": "photos", "category": "structured"}
+    config = _resolved(_config(datasets={"p": folder}, data_root="/data"), tmp_path)
+    assert config["datasets"]["p"]["path"] == "/data/photos"
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda c: c["models"]["r"].update(backend="keras"), r"'keras' is not one of"),
+        (lambda c: c["models"]["r"]["metadata"].update(objective="BYOL"), r"'BYOL' is not one of"),
+        (lambda c: c["datasets"]["d"].update(source="generated", domain="clouds"), r"'clouds' is not one of"),
+        (lambda c: c.update(metrics=["cka_cosine"]), r"metrics: unknown similarity metric 'cka_cosine'; known metrics: "),
+        (lambda c: c.update(anchors=["ghost"]), r"anchor model\(s\) \['ghost'\]"),
+        (lambda c: c.update(structure={"tsne_datasets": ["ghost"]}), r"structure.tsne_datasets names dataset\(s\) \['ghost'\]"),
+    ],
+)
+def test_config_errors_name_the_culprit(tmp_path, change, message):
     config = _config()
-    check_config(config, ["cka_linear_unbiased"])
-    assert config["models"]["r"]["metadata"]["size_class"] == "small"
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        _resolved(config, tmp_path)
+
+
+def test_unknown_metric_lists_the_registered_ones():
+    with pytest.raises(ConfigError, match="known metrics: .*'rsa_correlation_spearman'"):
+        check_config({**_config(metrics=["cka_cosine"]), "anchors": []})
+
+
+def test_structure_settings_name_unknown_datasets():
+    settings = {"dataset_pairs": [["d1", "d2"]], "tsne_datasets": [],
+                "sample_size": {"datasets": [], "per_k_datasets": [{"samples_per_class": 1, "dataset": "in1k_k1"}]}}
+    with pytest.raises(ConfigError, match=r"per_k_datasets names dataset\(s\) \['in1k_k1'\]"):
+        check_structure(settings, ["d1", "d2"])
+    settings["sample_size"]["per_k_datasets"] = []
+    settings["dataset_pairs"] = [["d1", "d1"]]
+    with pytest.raises(ConfigError, match="compares a dataset with itself"):
+        check_structure(settings, ["d1", "d2"])
+
+
+def test_reference_metric_is_cka_linear_where_configured():
+    assert reference_metric(["rsa_correlation_spearman", "cka_linear_unbiased"]) == "cka_linear_unbiased"
+    assert reference_metric(["rsa_correlation_spearman"]) == "rsa_correlation_spearman"
+    assert {"cka_linear_unbiased", "cka_rbf0.4_unbiased", "rsa_correlation_spearman"} <= set(METRICS)
+
+
+def test_zoo_models_take_their_twins_parameter_count(tmp_path):
+    config = yaml.safe_load((REPO / "config/zoo.yaml").read_text())
+    specs = zoo_models(config["zoo"], config["models"], config["datasets"], "results/zoo/{model}.pt")
+    assert list(specs) == list(zoo_members(config["zoo"]))
+    twins = {spec["twin"]: name for name, spec in config["zoo"]["architectures"].items()}
+    for twin, architecture in twins.items():
+        parameters = config["models"][twin]["metadata"]["parameters"]
+        assert specs[f"{architecture}_sup_seed0"]["metadata"]["parameters"] == parameters
+        assert specs[f"{architecture}_sup_seed0"]["metadata"]["size_class"] == "small"
+
+
+# --------------------------------------------------------------------------- the shared vocabulary
+
+
+def _enum(node):
+    return node["enum"] if "enum" in node else node["items"]["enum"]
+
+
+def test_schema_enums_are_the_vocabulary():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    model, dataset = schema["$defs"]["model"]["properties"], schema["$defs"]["dataset"]
+    metadata = model["metadata"]["properties"]
+    branches = {branch["if"]["properties"]["source"]["const"]: branch["then"]["properties"] for branch in dataset["allOf"]}
+    zoo = schema["properties"]["zoo"]["properties"]
+    matrices = schema["properties"]["consistency"]["properties"]["dataset_matrices"]["items"]["properties"]
+    assert _enum(model["backend"]) == list(vocabulary.BACKENDS)
+    assert _enum(metadata["objective"]) == list(vocabulary.OBJECTIVES)
+    assert _enum(metadata["architecture_class"]) == list(vocabulary.ARCHITECTURE_CLASSES)
+    assert _enum(metadata["data_class"]) == list(vocabulary.DATA_CLASSES)
+    assert _enum(metadata["size_class"]) == list(vocabulary.SIZE_CLASSES)
+    assert _enum(dataset["properties"]["source"]) == list(vocabulary.DATASET_SOURCES)
+    assert _enum(dataset["properties"]["category"]) == list(vocabulary.DATASET_CATEGORIES)
+    assert _enum(branches["generated"]["domain"]) == list(vocabulary.GENERATED_DOMAINS)
+    assert _enum(branches["breeds"]["task"]) == list(vocabulary.BREEDS_TASKS)
+    assert _enum(zoo["objectives"]) == list(vocabulary.TRAINED_OBJECTIVES)
+    architecture = zoo["architectures"]["additionalProperties"]["properties"]
+    assert _enum(architecture["architecture_class"]) == list(vocabulary.ARCHITECTURE_CLASSES)
+    assert _enum(matrices["category"]) == ["all", *vocabulary.MODEL_CATEGORIES]
+    assert set(vocabulary.CATEGORY_VALUES) == set(vocabulary.MODEL_CATEGORIES)
+
+
+def test_library_registries_are_the_vocabulary():
+    assert list(datasets.SOURCES) == list(vocabulary.DATASET_SOURCES)
+    assert list(datasets.GENERATED_DOMAINS) == list(vocabulary.GENERATED_DOMAINS)
+    assert list(datasets.BREEDS_TASKS) == list(vocabulary.BREEDS_TASKS)
+
+
+# --------------------------------------------------------------------------- parsing without a backend
+
+
+def test_parsing_the_workflow_imports_no_backend_library(tmp_path):
+    """Snakemake's dry run of the default config, in one process: no torch, timm, open_clip or scikit-learn."""
+    code = (
+        "import sys\n"
+        "from snakemake.cli import main\n"
+        "try:\n"
+        f"    main(['-s', {str(REPO / 'Snakefile')!r}, '-d', {str(tmp_path)!r}, '-n', '--cores', '1',\n"
+        f"          '--configfile', {str(REPO / 'config/config.yaml')!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        f"print(sorted(m for m in {BACKEND_MODULES!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_config_module_imports_no_backend_library():
+    code = (
+        "import sys\n"
+        "import simcon.config, simcon.metrics, simcon.vocabulary\n"
+        f"print(sorted(m for m in {(*BACKEND_MODULES, 'numpy', 'pandas')!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"

@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import add_member, colour, image_bytes, make_wds, write_hierarchy
 import simcon.datasets
+from simcon.config import resolve_paths
 from simcon.datasets import (
     BREEDS_FILES,
     DatasetError,
@@ -20,7 +21,6 @@ from simcon.datasets import (
     index_cache_dir,
     load_split,
     per_class_subset,
-    resolve_paths,
     stratified_subset,
 )
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_check  # noqa: E402
 from gpu_check import Step, run_step  # noqa: E402
 
-from simcon.similarity import metric_names  # noqa: E402
+from simcon.metrics import metric_names  # noqa: E402
 
 
 def test_the_plan_runs_the_cuda_tests_and_every_benchmark_on_the_device(tmp_path: Path) -> None:

@@ -14,13 +14,8 @@ import pytest
 import torch
 
 from simcon import similarity
-from simcon.similarity import (
-    INVARIANCES,
-    angular_shape_distance,
-    compute_similarity,
-    get_metric,
-    metric_names,
-)
+from simcon.metrics import INVARIANCES, get_metric, metric_names
+from simcon.similarity import angular_shape_distance, compute_similarity
 
 TOLERANCE = 1e-5
 NEW_NAMES = ["mutual_knn10", "jaccard_knn10", "cknna10", "procrustes"]

@@ -17,9 +17,8 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import REPO, make_wds, write_hierarchy
-from simcon.config import check_config
-from simcon.datasets import breeds_task, resolve_paths
-from simcon.similarity import metric_names
+from simcon.config import check_config, resolve_paths
+from simcon.datasets import breeds_task
 from test_workflow import TINY
 
 TABLE_3 = {
@@ -43,7 +42,7 @@ def checked(config: dict) -> dict:
     config = {"models": copy.deepcopy(TWO_MODELS), **copy.deepcopy(config)}
     validate(config, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
     config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
-    check_config(config, metric_names())
+    check_config(config)
     return config
 
 

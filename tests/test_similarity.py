@@ -15,14 +15,8 @@ import scipy.stats
 import torch
 
 from simcon import similarity
-from simcon.similarity import (
-    METRICS,
-    MetricSpec,
-    compute_similarity,
-    get_metric,
-    metric_names,
-    to_long,
-)
+from simcon.metrics import INVARIANCES, METRICS, MetricSpec, get_metric, metric_names
+from simcon.similarity import compute_similarity, to_long
 
 TOLERANCE = 1e-5
 SIGMAS = (0.2, 0.4, 0.6, 0.8)
@@ -174,7 +168,7 @@ def test_registry_names_and_properties() -> None:
         spec = get_metric(name)
         assert isinstance(spec, MetricSpec)
         assert spec.name == name and spec.symmetric and spec.larger_is_more_similar
-        assert spec.invariances <= set(similarity.INVARIANCES)
+        assert spec.invariances <= set(INVARIANCES)
         if name in CKA_NAMES + RSA_NAMES:
             low, high = spec.value_range
             assert high == 1.0 and low in (-1.0, 0.0)

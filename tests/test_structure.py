@@ -90,11 +90,6 @@ def test_metric_means_r_and_missing_metrics():
         structure.metric_means(means, "rsa")
 
 
-def test_reference_metric_is_cka_linear_where_configured():
-    assert structure.reference_metric(["rsa_correlation_spearman", "cka_linear_unbiased"]) == "cka_linear_unbiased"
-    assert structure.reference_metric(["rsa_correlation_spearman"]) == "rsa_correlation_spearman"
-
-
 def test_dataset_pair_scatter_table_and_r():
     points, correlations = structure.dataset_pair_scatter(MATRICES, [("d1", "d3")], OBJECTIVE)
     assert points[["model_a", "model_b", "similarity_a", "similarity_b", "group"]].values.tolist() == [
@@ -217,17 +212,6 @@ def test_similarity_by_sample_size_at_full_size_equals_the_full_similarity():
     full = compute_similarity(features, "cka_linear_unbiased").matrix
     at_six = table[table["samples_per_class"] == 6].set_index(["model_a", "model_b"])["similarity"]
     assert at_six[("a", "c")] == pytest.approx(full.loc["a", "c"], abs=1e-9)
-
-
-def test_check_settings_names_unknown_datasets():
-    settings = {"dataset_pairs": [["d1", "d2"]], "tsne_datasets": [],
-                "sample_size": {"datasets": [], "per_k_datasets": [{"samples_per_class": 1, "dataset": "in1k_k1"}]}}
-    with pytest.raises(ValueError, match=r"per_k_datasets names dataset\(s\) \['in1k_k1'\]"):
-        structure.check_settings(settings, ["d1", "d2"])
-    settings["sample_size"]["per_k_datasets"] = []
-    settings["dataset_pairs"] = [["d1", "d1"]]
-    with pytest.raises(ValueError, match="compares a dataset with itself"):
-        structure.check_settings(settings, ["d1", "d2"])
 
 
 def test_similarity_figure_data_holds_clustered_panels_with_mean_and_std():

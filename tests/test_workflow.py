@@ -168,10 +168,10 @@ def test_lint_is_clean():
     "change,message",
     [
         (lambda c: c["models"]["lite0"].update(backend="keras"), "'keras' is not one of"),
-        (lambda c: c["models"]["lite0"].update(name="resnet_nonexistent"), "model 'lite0': backend 'timm' has no model named 'resnet_nonexistent'"),
-        (lambda c: c["datasets"].update(mine={"source": "image_folder", "path": "/no/such/folder", "category": "structured"}), "dataset 'mine': path /no/such/folder does not exist"),
-        (lambda c: c.update(metrics=["cka_cosine"]), r"unknown metric\(s\) \['cka_cosine'\]"),
+        (lambda c: c["models"]["lite0"]["metadata"].update(data_class="IN22k"), "'IN22k' is not one of"),
+        (lambda c: c.update(metrics=["cka_cosine"]), "metrics: unknown similarity metric 'cka_cosine'"),
         (lambda c: c["probe"].update(weight_decay_steps=8), "probe: search 'code' needs weight_decay_steps a multiple of the 7 decades"),
+        (lambda c: c.update(anchors=["ghost"]), r"anchor model\(s\) \['ghost'\]"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
@@ -180,15 +180,8 @@ def test_bad_config_stops_before_any_job(tmp_path, change, message):
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr)
+    assert "ConfigError" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
-
-
-def test_one_class_dataset_stops_before_any_job(tmp_path):
-    config = copy.deepcopy(TINY)
-    folder = make_image_folder(tmp_path / "one", {"only": 3})
-    config["datasets"]["one"] = {"source": "image_folder", "path": str(folder), "category": "structured"}
-    result = snakemake(tmp_path, config, "-n")
-    assert result.returncode != 0 and "dataset 'one'" in result.stdout + result.stderr
 
 
 def test_duplicate_ids_stop_before_any_job(tmp_path):
@@ -201,11 +194,37 @@ def test_duplicate_ids_stop_before_any_job(tmp_path):
     assert result.returncode != 0 and "duplicate id 'lite0'" in result.stdout + result.stderr
 
 
-def test_missing_layer_fails_its_job_and_writes_no_features(tmp_path):
+def test_backend_checks_fail_before_any_features_job(tmp_path):
+    """Faults that only a backend library or the data show fail their check jobs, each naming its culprit in its
+    log; the checks start before any features job, and no features job of a faulty model or dataset runs."""
     config = copy.deepcopy(TINY)
-    config["models"]["resnet18_random"]["layer"] = "global_pol"
-    target = "results/features/shapes/resnet18_random/info.json"
-    result = snakemake(tmp_path, config, target)
+    bad_models = {
+        "unknown": ({"name": "resnet_nonexistent"}, "backend 'timm' has no model named 'resnet_nonexistent'"),
+        "no_layer": ({"layer": "global_pol"}, "has no layer 'global_pol'; similar names: .*global_pool"),
+        "no_package": ({"weights": "pypi:no_such_weights_package"}, "weights package 'no_such_weights_package' is not installed"),
+        "no_tag": ({"name": "resnet18.no_such_tag", "weights": "pretrained"}, "no pretrained weights of 'resnet18.no_such_tag'"),
+    }
+    for model_id, (change, _) in bad_models.items():
+        config["models"][model_id] = {**copy.deepcopy(TINY["models"]["resnet18_random"]), **change}
+    one = make_image_folder(tmp_path / "one", {"only": 3})
+    extra = make_image_folder(tmp_path / "extra", {"cat": 2, "dog": 2})
+    (extra / "test" / "fox").mkdir()
+    bad_datasets = {
+        "one": (one, "its train split has images of 1 class"),
+        "extra": (extra, r"test classes \['fox'\] have no train folder"),
+        "missing": (tmp_path / "nowhere", "path .*nowhere does not exist"),
+    }
+    for dataset_id, (folder, _) in bad_datasets.items():
+        config["datasets"][dataset_id] = {"source": "image_folder", "path": str(folder), "category": "structured"}
+    result = snakemake(tmp_path, config, "--keep-going")
     assert result.returncode != 0
-    assert "model 'resnet18_random' has no layer 'global_pol'" in result.stdout + result.stderr
-    assert not any((tmp_path / "results/features/shapes/resnet18_random").glob("*"))
+    for model_id, (_, message) in bad_models.items():
+        assert re.search(f"model '{model_id}'.*{message}", (tmp_path / f"logs/check_model/{model_id}.log").read_text())
+    for dataset_id, (_, message) in bad_datasets.items():
+        assert re.search(f"dataset '{dataset_id}'.*{message}", (tmp_path / f"logs/check_dataset/{dataset_id}.log").read_text())
+    checked = {path.stem for path in (tmp_path / "results/checks/models").iterdir()}
+    assert checked == set(TINY["models"]) and (tmp_path / "results/checks/datasets/shapes.json").is_file()
+    started = re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M)
+    assert started.index("features") > max(i for i, rule in enumerate(started) if rule.startswith("check_"))
+    featured = {path.relative_to(tmp_path / "logs/features").with_suffix("") for path in (tmp_path / "logs/features").rglob("*.log")}
+    assert featured == {Path(d) / m for d in ("shapes", "cells") for m in TINY["models"]}

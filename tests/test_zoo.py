@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from conftest import REPO
+from simcon.config import ConfigError, zoo_members, zoo_models
 from simcon.datasets import load_split
 from simcon.models import build_model
 from simcon.scenes import ATTRIBUTES, COLOURS, Scenes, caption, generate_scenes, tokenize
@@ -28,8 +29,6 @@ from simcon.zoo import (
     nt_xent,
     objective_similarity,
     train,
-    zoo_members,
-    zoo_models,
 )
 
 ZOO_CONFIG = yaml.safe_load((REPO / "config/zoo.yaml").read_text())
@@ -213,13 +212,13 @@ def test_zoo_models_ids_weights_and_metadata():
         (lambda c: c["models"]["cnn_random"].update(kwargs={**c["models"]["cnn_random"]["kwargs"], "stem_width": 16}),
          r"differs in \['kwargs'\]"),
         (lambda c: c["datasets"]["scenes"].update(domain="shapes"), "in_domain 'scenes' must be"),
-        (lambda c: c["models"].update(cnn_sup_seed0=c["models"]["cnn_random"]), "'cnn_sup_seed0' is already in models"),
+        (lambda c: c["models"].update(cnn_sup_seed0=c["models"]["cnn_random"]), r"\['cnn_sup_seed0'\] are already in models"),
     ],
 )
 def test_zoo_config_errors_name_the_culprit(change, message):
     config = copy.deepcopy(ZOO_CONFIG)
     change(config)
-    with pytest.raises(ZooError, match=message):
+    with pytest.raises(ConfigError, match=message):
         zoo_models(config["zoo"], config["models"], config["datasets"], "{model}.pt")
 
 

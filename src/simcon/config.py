@@ -1,62 +1,256 @@
-"""Checks of the workflow config beyond its JSON schema, run before any job starts."""
+"""The workflow's config, resolved: schema defaults, the --configfile replacement of models and datasets, dataset
+paths under data_root, the models of a zoo, and every check that needs no backend library.
+
+Torch-free (only yaml and Snakemake's schema validation), so that the workflow parses in seconds; the checks
+that need a backend (model names, layers, weights, dataset files) run as the workflow's check jobs
+(simcon.models.check_model, simcon.datasets.check_dataset). Every problem found here is a ConfigError naming
+the culprit.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from simcon.datasets import check_dataset
-from simcon.models import check_model_spec
+from simcon.metrics import get_metric
+from simcon.probe_settings import ProbeSettings
+from simcon.vocabulary import size_class
 
-SIZE_CLASSES = ((100e6, "small"), (200e6, "medium"), (400e6, "large"))
+LISTED_KEYS = ("models", "datasets")
+"""Options a --configfile gives whole (the last one that lists them), instead of merging them over the default."""
+
+PATH_KEYS = ("path", "hierarchy")
+"""Dataset options that are paths, taken under data_root when relative."""
+
+ZOO_MEAN = (0.5, 0.5, 0.5)
+ZOO_STD = (0.5, 0.5, 0.5)
+"""The input normalisation the zoo trains with, and so its models' and their untrained twins'."""
+
+ZOO_CHECKPOINT = "results/zoo/{model}.pt"
+"""Where the workflow writes the checkpoint of a zoo model, by model id."""
+
+ZOO_OBJECTIVE_SLUGS = {"Sup": "sup", "SSL": "ssl", "Img-Txt": "imgtxt"}
+"""The objective's part of a zoo model id."""
 
 
 class ConfigError(ValueError):
     """The config is invalid; the message names the culprit."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that rejects a mapping with the same key twice."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A YAML loader (libyaml's where installed) that rejects a mapping with the same key twice."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ConfigError(f"{node.start_mark.name}: duplicate id {key!r} (line {key_node.start_mark.line + 1})")
+                raise ConfigError(f"duplicate id {key!r} (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The options of one YAML config file; ConfigError naming the file and key if a mapping repeats a key."""
+    try:
+        return yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def check_unique_keys(paths: Iterable[str | os.PathLike]) -> None:
     """Raise ConfigError naming the file and key if any config file repeats a key within one mapping."""
     for path in paths:
-        with open(path) as handle:
-            yaml.load(handle, Loader=_UniqueKeyLoader)
+        read_config_file(path)
 
 
-def size_class(parameters: float) -> str:
-    """The paper's size class of a parameter count: small <100M, medium <200M, large <400M, else xlarge."""
-    for limit, name in SIZE_CLASSES:
-        if parameters < limit:
-            return name
-    return "xlarge"
+def resolve_config(
+    config: MutableMapping[str, Any],
+    schema: str | os.PathLike,
+    config_files: Sequence[str | os.PathLike] = (),
+    command_line_files: Sequence[str | os.PathLike] = (),
+) -> None:
+    """Resolve the workflow's config in place, as Snakemake merged it from `config_files`.
+
+    The models and datasets come whole from the last of `command_line_files` (the --configfile options) that
+    lists them, not merged over the default config's; then the schema's defaults are filled in, relative dataset
+    paths are taken under data_root, derived metadata (size_class) is filled in, the config is checked, and
+    the zoo's models, if any, are added to the models.
+    """
+    check_unique_keys(config_files)
+    given = [read_config_file(path) for path in command_line_files]
+    for key in LISTED_KEYS:
+        listed = [entries[key] for entries in given if key in entries]
+        if listed:
+            config[key] = listed[-1]
+    validate_schema(config, schema)
+    config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
+    check_config(config)
+    if config.get("zoo"):
+        config["models"].update(zoo_models(config["zoo"], config["models"], config["datasets"], ZOO_CHECKPOINT))
 
 
-def check_config(config: MutableMapping[str, Any], known_metrics: Iterable[str]) -> None:
-    """Validate what the schema cannot (models, datasets, metrics, anchors) and fill in derived metadata."""
-    known = list(known_metrics)
-    unknown = [m for m in config["metrics"] if m not in known]
-    if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; known metrics: {known}")
+def validate_schema(config: MutableMapping[str, Any], schema: str | os.PathLike) -> None:
+    """Check `config` against the JSON schema (a YAML file) and fill in its defaults, as snakemake.utils.validate
+    does; ConfigError naming the option on a violation."""
+    import jsonschema
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Mapping, instance: Any, subschema: Mapping) -> Iterator[Any]:
+        if isinstance(instance, dict):
+            for name, option in properties.items():
+                if "default" in option:
+                    instance.setdefault(name, option["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    validator = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    try:
+        validator(yaml.load(Path(schema).read_text(), Loader=_UniqueKeyLoader)).validate(config)
+    except jsonschema.ValidationError as error:
+        where = ".".join(map(str, error.absolute_path)) or "the config"
+        raise ConfigError(f"{where}: {error.message} (schema {Path(schema).name})") from None
+
+
+def resolve_paths(spec: Mapping[str, Any], data_root: str) -> dict[str, Any]:
+    """A copy of the dataset spec with its relative paths (also those of a nested `imagenet` spec) under `data_root`."""
+    resolved = dict(spec)
+    for key in PATH_KEYS:
+        if key in resolved:
+            path = os.path.join(os.path.expanduser(data_root), os.path.expanduser(resolved[key]))
+            resolved[key] = os.path.normpath(path)
+    if isinstance(resolved.get("imagenet"), Mapping):
+        resolved["imagenet"] = resolve_paths(resolved["imagenet"], data_root)
+    return resolved
+
+
+def check_config(config: MutableMapping[str, Any]) -> None:
+    """Check what the schema cannot (metric names, anchors, the datasets the analyses name) and fill in each
+    model's size_class from its parameter count where the config does not give it."""
+    for metric in config["metrics"]:
+        try:
+            get_metric(metric)
+        except ValueError as error:
+            raise ConfigError(f"metrics: {error}") from None
+    try:
+        ProbeSettings(**{key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")})
+    except ValueError as error:
+        raise ConfigError(f"probe: {error}") from None
     missing = [a for a in config["anchors"] if a not in config["models"]]
     if missing:
         raise ConfigError(f"anchor model(s) {missing} are not in models")
-    for model_id, spec in config["models"].items():
-        check_model_spec(model_id, spec)
+    for spec in config["models"].values():
         spec["metadata"].setdefault("size_class", size_class(spec["metadata"]["parameters"]))
-    for dataset_id, spec in config["datasets"].items():
-        check_dataset(dataset_id, spec)
+    check_structure(config["structure"], list(config["datasets"]))
+
+
+def check_structure(settings: Mapping[str, Any], datasets: Sequence[str]) -> None:
+    """Raise ConfigError naming the option if the `structure` settings name a dataset that is not configured,
+    pair a dataset with itself, or repeat a per-k sample size."""
+    named = {
+        "structure.dataset_pairs": [d for pair in settings["dataset_pairs"] for d in pair],
+        "structure.tsne_datasets": settings["tsne_datasets"],
+        "structure.sample_size.datasets": settings["sample_size"]["datasets"] or [],
+        "structure.sample_size.per_k_datasets": [e["dataset"] for e in settings["sample_size"]["per_k_datasets"]],
+    }
+    for option, names in named.items():
+        unknown = [name for name in names if name not in datasets]
+        if unknown:
+            raise ConfigError(f"{option} names dataset(s) {unknown} that are not configured; datasets: {list(datasets)}")
+    for a, b in settings["dataset_pairs"]:
+        if a == b:
+            raise ConfigError(f"structure.dataset_pairs: the pair [{a}, {b}] compares a dataset with itself")
+    ks = [e["samples_per_class"] for e in settings["sample_size"]["per_k_datasets"]]
+    if len(set(ks)) != len(ks):
+        raise ConfigError(f"structure.sample_size.per_k_datasets: samples_per_class repeats: {ks}")
+
+
+# --------------------------------------------------------------------------- the model zoo's models
+
+
+def zoo_model_id(architecture: str, objective: str, seed: int) -> str:
+    """The model id of one zoo member, e.g. 'cnn_imgtxt_seed2'."""
+    return f"{architecture}_{ZOO_OBJECTIVE_SLUGS[objective]}_seed{seed}"
+
+
+def zoo_members(zoo: Mapping[str, Any]) -> dict[str, tuple[str, str, int]]:
+    """(architecture, objective, seed) of every zoo model id."""
+    return {
+        zoo_model_id(architecture, objective, seed): (architecture, objective, seed)
+        for architecture in zoo["architectures"]
+        for objective in zoo["objectives"]
+        for seed in zoo["seeds"]
+    }
+
+
+def check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming the culprit if a twin or the in-domain dataset does not fit the zoo, or a zoo
+    model id is already a configured model's."""
+    for architecture, spec in zoo["architectures"].items():
+        twin = models.get(spec["twin"])
+        if twin is None:
+            raise ConfigError(f"zoo architecture '{architecture}': twin {spec['twin']!r} is not in models")
+        expected = {"weights": "random", "name": spec["name"], "layer": spec["layer"], "mean": list(ZOO_MEAN), "std": list(ZOO_STD)}
+        differing = [key for key, value in expected.items() if _plain(twin.get(key)) != value]
+        twin_kwargs = {k: v for k, v in twin.get("kwargs", {}).items() if k != "num_classes"}
+        if twin_kwargs != {k: v for k, v in spec["kwargs"].items() if k != "num_classes"}:
+            differing.append("kwargs")
+        if differing:
+            raise ConfigError(
+                f"zoo architecture '{architecture}': twin {spec['twin']!r} must be the same untrained network "
+                f"with the zoo's input normalisation; it differs in {differing} (expected {expected})"
+            )
+    in_domain = zoo.get("in_domain")
+    if in_domain is not None:
+        spec = datasets.get(in_domain, {})
+        if spec.get("source") != "generated" or spec.get("domain") != "scenes":
+            raise ConfigError(f"zoo: in_domain {in_domain!r} must be a dataset with source 'generated' and domain 'scenes'")
+    taken = [model_id for model_id in zoo_members(zoo) if model_id in models]
+    if taken:
+        raise ConfigError(f"zoo model id(s) {taken} are already in models; rename them")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so config values compare equal however YAML or Python spelled them."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def zoo_models(
+    zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mapping[str, Any], checkpoint: str
+) -> dict[str, dict[str, Any]]:
+    """Model specs of every (architecture, objective, seed) of the zoo config, loading the checkpoint
+    `checkpoint.format(model=<id>)` through the timm backend, with their metadata. A zoo model's parameter
+    count is its untrained twin's (the same network; the check job of the twin builds it).
+
+    ConfigError names the culprit if an id is already in `models`, or a twin or the in-domain dataset does not fit.
+    """
+    check_zoo(zoo, models, datasets)
+    specs = {}
+    for model_id, (architecture, objective, _) in zoo_members(zoo).items():
+        spec = zoo["architectures"][architecture]
+        parameters = models[spec["twin"]]["metadata"]["parameters"]
+        specs[model_id] = {
+            "backend": "timm",
+            "name": spec["name"],
+            "layer": spec["layer"],
+            "weights": checkpoint.format(model=model_id),
+            "kwargs": {**spec["kwargs"], "num_classes": 0},
+            "mean": list(ZOO_MEAN),
+            "std": list(ZOO_STD),
+            "init_seed": 0,
+            "metadata": {
+                "objective": objective,
+                "architecture": spec["architecture"],
+                "architecture_class": spec["architecture_class"],
+                "training_data": "zoo scenes",
+                "data_class": "None",
+                "parameters": parameters,
+                "size_class": size_class(parameters),
+            },
+        }
+    return specs

@@ -7,18 +7,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from simcon.vocabulary import CATEGORY_TITLES, DATASET_CATEGORIES, MODEL_CATEGORIES, SIZE_CLASSES
 
-CATEGORIES = {
-    "objective": "objective",
-    "architecture": "architecture_class",
-    "data": "data_class",
-    "size": "size_class",
-}
-CATEGORY_TITLES = {"objective": "Training objective", "architecture": "Architecture", "data": "Training data", "size": "Model size"}
 # Sets listed in this order where a category has one (the paper's Table 1); otherwise alphabetically.
-SET_ORDER = {"size": ("small", "medium", "large", "xlarge")}
-DATASET_CATEGORIES = ("natural_multi_domain", "natural_single_domain", "specialized", "structured")
+SET_ORDER = {"size": SIZE_CLASSES}
+
 MIN_PAIRS = 3
 COLUMNS = ["category", "set_a", "set_b", "dataset_a", "dataset_b", "n_pairs", "rho"]
 
@@ -34,7 +27,7 @@ def model_sets(metadata: pd.DataFrame, anchors: Sequence[str] = ()) -> dict[str,
     if unknown:
         raise ValueError(f"anchors {unknown} are not model ids of this config")
     sets: dict[str, dict[str, list[str]]] = {"all": {"All": list(metadata.index)}}
-    for category, column in CATEGORIES.items():
+    for category, column in MODEL_CATEGORIES.items():
         groups = metadata.groupby(column, sort=True).groups
         sets[category] = {str(name): list(members) for name, members in groups.items()}
     if anchors:
@@ -44,13 +37,13 @@ def model_sets(metadata: pd.DataFrame, anchors: Sequence[str] = ()) -> dict[str,
 
 def category_counts(metadata: pd.DataFrame) -> pd.DataFrame:
     """The number of models in each set of each category (paper Table 1), from model metadata (one row per
-    model, a column per CATEGORIES value). Columns: category, title, set, n_models; categories in CATEGORIES
+    model, a column per MODEL_CATEGORIES value). Columns: category, title, set, n_models; categories in MODEL_CATEGORIES
     order, sets in SET_ORDER or alphabetical order; only sets with at least one model."""
-    missing = [column for column in CATEGORIES.values() if column not in metadata.columns]
+    missing = [column for column in MODEL_CATEGORIES.values() if column not in metadata.columns]
     if missing:
         raise ValueError(f"model metadata lacks the column(s) {missing}")
     rows = []
-    for category, column in CATEGORIES.items():
+    for category, column in MODEL_CATEGORIES.items():
         counts = metadata[column].astype(str).value_counts()
         order = SET_ORDER.get(category, ())
         for name in sorted(counts.index, key=lambda n: (order.index(n) if n in order else len(order), n)):
@@ -103,6 +96,8 @@ def dataset_correlations(vectors: np.ndarray) -> np.ndarray:
 
 def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson r of two vectors; NaN with fewer than MIN_PAIRS entries or when either is constant."""
+    from scipy import stats  # scipy.stats only for the jobs that need it: it takes a second to import
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < MIN_PAIRS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")

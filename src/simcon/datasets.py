@@ -151,7 +151,11 @@ GENERATED_DOMAINS: dict[str, tuple[Callable[[np.random.Generator, int, int], np.
 }
 
 
-def _generated_split(spec: Mapping[str, Any], split: str) -> Split:
+def _generated_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
+    if spec["domain"] not in GENERATED_DOMAINS:
+        raise DatasetError(
+            f"dataset '{dataset_id}': unknown generated domain {spec['domain']!r}; known: {sorted(GENERATED_DOMAINS)}"
+        )
     draw, class_names = GENERATED_DOMAINS[spec["domain"]]
     per_class = spec["train_per_class"] if split == "train" else spec["test_per_class"]
     size = spec["resolution"]
@@ -354,6 +358,8 @@ def _torchvision_labels(dataset: Any) -> np.ndarray:
 def _torchvision_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
     name, root = spec["name"], spec["path"]
     dataset_class = _torchvision_class(name)
+    if dataset_class is None:
+        raise DatasetError(f"dataset '{dataset_id}': torchvision.datasets has no dataset named {name!r}")
     kwargs = _torchvision_kwargs(spec, split)
     downloads = "download" in inspect.signature(dataset_class).parameters
     if downloads:
@@ -510,6 +516,8 @@ def _imagenet_wnids(dataset_id: str, split: Split, class_info: list[list[Any]]) 
 
 
 def _breeds_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
+    if spec["task"] not in BREEDS_TASKS:
+        raise DatasetError(f"dataset '{dataset_id}': unknown BREEDS task {spec['task']!r}; known: {sorted(BREEDS_TASKS)}")
     folder = Path(spec["hierarchy"])
     missing = [name for name in BREEDS_FILES if not (folder / name).is_file()]
     if missing:
@@ -549,13 +557,12 @@ def _per_class_split(split: Split, k: int) -> Split:
 
 SOURCES: dict[str, Callable[[str, Mapping[str, Any], str], Split]] = {
     "sklearn_digits": lambda _id, _spec, split: _digits_split(split),
-    "generated": lambda _id, spec, split: _generated_split(spec, split),
+    "generated": _generated_split,
     "image_folder": _folder_split,
     "wds": _wds_split,
     "torchvision": _torchvision_split,
     "breeds": _breeds_split,
 }
-PATH_KEYS = ("path", "hierarchy")
 
 
 def load_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
@@ -571,52 +578,28 @@ def load_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
     return data
 
 
-def resolve_paths(spec: Mapping[str, Any], data_root: str) -> dict[str, Any]:
-    """A copy of the dataset spec with its relative paths (also those of a nested `imagenet` spec) under `data_root`."""
-    resolved = dict(spec)
-    for key in PATH_KEYS:
-        if key in resolved:
-            path = os.path.join(os.path.expanduser(data_root), os.path.expanduser(resolved[key]))
-            resolved[key] = os.path.normpath(path)
-    if isinstance(resolved.get("imagenet"), Mapping):
-        resolved["imagenet"] = resolve_paths(resolved["imagenet"], data_root)
-    return resolved
-
-
-def check_dataset(dataset_id: str, spec: Mapping[str, Any]) -> None:
-    """Raise DatasetError naming the dataset if its options are invalid, or an image folder is missing or any of
-    its splits has fewer than two classes with images. Downloaded sources (wds, torchvision, breeds) are looked
-    for when a job reads them, so that the workflow can be planned before they are fetched."""
-    source = spec["source"]
-    if source == "generated" and spec["domain"] not in GENERATED_DOMAINS:
+def check_dataset(dataset_id: str, spec: Mapping[str, Any]) -> dict[str, int]:
+    """Raise DatasetError naming the dataset if it cannot be read (a missing folder, file or shard, an unknown
+    torchvision class, BREEDS task or generated domain, test classes without train images) or either split has
+    images of fewer than two classes; else the number of train and test images and of classes. Reads the labels
+    of both splits, not the images: the check job every features job waits for."""
+    if spec["source"] == "image_folder" and not Path(spec["path"]).is_dir():
         raise DatasetError(
-            f"dataset '{dataset_id}': unknown generated domain {spec['domain']!r}; "
-            f"known: {sorted(GENERATED_DOMAINS)}"
-        )
-    if source == "torchvision" and _torchvision_class(spec["name"]) is None:
-        raise DatasetError(f"dataset '{dataset_id}': torchvision.datasets has no dataset named {spec['name']!r}")
-    if source == "breeds":
-        if spec["task"] not in BREEDS_TASKS:
-            raise DatasetError(
-                f"dataset '{dataset_id}': unknown BREEDS task {spec['task']!r}; known: {sorted(BREEDS_TASKS)}"
-            )
-        check_dataset(dataset_id, spec["imagenet"])
-    if source != "image_folder":
-        return
-    root = Path(spec["path"])
-    if not root.is_dir():
-        raise DatasetError(
-            f"dataset '{dataset_id}': path {root} does not exist "
+            f"dataset '{dataset_id}': path {spec['path']} does not exist "
             "(expected train/<class>/*.png and test/<class>/*.png)"
         )
+    sizes = {}
     for split in SPLITS:
-        classes = _folder_classes(dataset_id, root / split)
-        populated = [c for c in classes if _image_files(root / split / c)]
-        if len(populated) < 2:
+        data = load_split(dataset_id, spec, split)
+        classes = len(np.unique(data.labels))
+        if classes < 2:
             raise DatasetError(
-                f"dataset '{dataset_id}': {root / split} has {len(populated)} class folder(s) with images; "
-                "at least two are needed"
+                f"dataset '{dataset_id}': its {split} split has images of {classes} class(es); at least two are needed"
             )
+        sizes[split] = len(data)
+        if split == "train":
+            sizes["classes"] = len(data.class_names)
+    return {"n_train": sizes["train"], "n_test": sizes["test"], "classes": sizes["classes"]}
 
 
 def stratified_subset(labels: np.ndarray, max_samples: int, seed: int = 42) -> np.ndarray:

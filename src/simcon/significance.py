@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm import tqdm
 
-from simcon.consistency import CATEGORIES, MIN_PAIRS, check_same_models, dataset_matrix
+from simcon.consistency import MIN_PAIRS, check_same_models, dataset_matrix
+from simcon.vocabulary import MODEL_CATEGORIES
 
 SPREAD = "std of set-pair medians"
 
@@ -114,10 +114,12 @@ def permutation_test(
     reaches M!, all M! orders are enumerated and p = #(statistic >= observed) / M! (exact).
     Returns the test table (one row per category) and the null distributions (category, permutation, spread).
     """
+    from scipy import stats  # only this job tests; scipy.stats takes a second to import
+
     order = check_same_models(matrices)
     similarities = pair_similarities(matrices)
     tests, nulls = [], []
-    for category, column in tqdm(CATEGORIES.items(), desc="permutation tests"):
+    for category, column in tqdm(MODEL_CATEGORIES.items(), desc="permutation tests"):
         labels, names = pd.factorize(metadata.loc[order, column].astype(str), sort=True)
         counts = np.bincount(labels, minlength=len(names))
         codes = np.array(

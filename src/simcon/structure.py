@@ -12,11 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.manifold import TSNE
 
 from simcon.consistency import check_same_models, consistency, pearson_r
 from simcon.datasets import per_class_subset as nested_per_class_subset
-from simcon.similarity import compute_similarity, get_metric, to_long
+from simcon.metrics import get_metric
 
 # Transforms of Appendix D: both stretch the range near the upper bound 1 of CKA.
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -24,8 +23,7 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "arccos": lambda s: np.arccos(np.clip(s, -1.0, 1.0)),
     "tan": np.tan,
 }
-# Fig. 3 compares the paper's local and second global metric with its reference, CKA linear.
-REFERENCE_METRIC = "cka_linear_unbiased"
+# Fig. 3 compares the paper's local and second global metric with its reference (simcon.metrics.REFERENCE_METRIC).
 PAPER_METRICS = ("cka_rbf0.4_unbiased", "rsa_correlation_spearman")
 # The paper's t-SNE perplexity (its code: sklearn TSNE, perplexity 5, random init, seed 42).
 TSNE_PERPLEXITY = 5.0
@@ -185,6 +183,8 @@ def tsne_perplexity(n_models: int) -> float:
 def tsne_embedding(matrices: Mapping[str, pd.DataFrame], seed: int = TSNE_SEED) -> pd.DataFrame:
     """2-d t-SNE of the models from each dataset's matrix, on the distance 1 - similarity (clipped at 0).
     Columns: dataset, model, x, y, perplexity."""
+    from sklearn.manifold import TSNE  # scikit-learn only for the t-SNE job
+
     order = check_same_models(matrices)
     perplexity = tsne_perplexity(len(order))
     frames = []
@@ -223,6 +223,8 @@ def similarity_by_sample_size(
     Returns (similarities, skipped): similarities has metric, samples_per_class, model_a, model_b,
     similarity; skipped lists the k larger than the smallest class, or too few samples for a metric.
     """
+    from simcon.similarity import compute_similarity, to_long  # torch only for the jobs that compute similarities
+
     counts = np.unique(np.asarray(labels), return_counts=True)[1]
     needed = max(get_metric(metric).min_samples for metric in metrics)
     usable = [k for k in sorted(samples_per_class) if k <= counts.min() and k * len(counts) >= needed]
@@ -253,28 +255,3 @@ def sample_size_differences(similarities: pd.DataFrame) -> pd.DataFrame:
             frames.append(change.assign(metric=metric, k_from=k_from, k_to=k_to))
     columns = ["metric", "k_from", "k_to", "model_a", "model_b", "abs_difference"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-
-
-def reference_metric(metrics: Sequence[str]) -> str:
-    """The metric others are compared with in Fig. 3: the paper's CKA linear where configured, else the first."""
-    return REFERENCE_METRIC if REFERENCE_METRIC in metrics else metrics[0]
-
-
-def check_settings(settings: Mapping, datasets: Sequence[str]) -> None:
-    """Raise ValueError naming the culprit if the `structure` config names a dataset that is not configured."""
-    named = {
-        "structure.dataset_pairs": [d for pair in settings["dataset_pairs"] for d in pair],
-        "structure.tsne_datasets": settings["tsne_datasets"],
-        "structure.sample_size.datasets": settings["sample_size"]["datasets"] or [],
-        "structure.sample_size.per_k_datasets": [e["dataset"] for e in settings["sample_size"]["per_k_datasets"]],
-    }
-    for option, names in named.items():
-        unknown = [name for name in names if name not in datasets]
-        if unknown:
-            raise ValueError(f"{option} names dataset(s) {unknown} that are not configured; datasets: {list(datasets)}")
-    for a, b in settings["dataset_pairs"]:
-        if a == b:
-            raise ValueError(f"structure.dataset_pairs: the pair [{a}, {b}] compares a dataset with itself")
-    ks = [e["samples_per_class"] for e in settings["sample_size"]["per_k_datasets"]]
-    if len(set(ks)) != len(ks):
-        raise ValueError(f"structure.sample_size.per_k_datasets: samples_per_class repeats: {ks}")

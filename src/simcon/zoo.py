@@ -19,13 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from simcon.config import size_class
+from simcon.config import ZOO_MEAN, ZOO_STD
 from simcon.scenes import CAPTION_LENGTH, SHAPES, VOCABULARY, Scenes
+from simcon.vocabulary import TRAINED_OBJECTIVES
 
-OBJECTIVES = ("Sup", "SSL", "Img-Txt")
-OBJECTIVE_SLUGS = {"Sup": "sup", "SSL": "ssl", "Img-Txt": "imgtxt"}
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.5, 0.5, 0.5)
 LUMINANCE = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as torchvision's rgb_to_grayscale
 
 
@@ -87,8 +84,8 @@ def augment(images: torch.Tensor, settings: TrainingSettings, generator: torch.G
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] to the zoo's input range, as the features rule's preprocessing does with MEAN and STD."""
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    """Images in [0, 1] to the zoo's input range, as the features rule's preprocessing does with ZOO_MEAN and ZOO_STD."""
+    mean, std = torch.tensor(ZOO_MEAN).view(1, 3, 1, 1), torch.tensor(ZOO_STD).view(1, 3, 1, 1)
     return (images - mean) / std
 
 
@@ -217,7 +214,7 @@ def train(
     Deterministic on the CPU for a fixed seed and thread count.
     """
     if objective not in HEADS:
-        raise ZooError(f"unknown objective {objective!r}; known: {list(OBJECTIVES)}")
+        raise ZooError(f"unknown objective {objective!r}; known: {list(TRAINED_OBJECTIVES)}")
     if len(scenes) < settings.batch_size:
         raise ZooError(f"{name}: {len(scenes)} scenes are fewer than one batch of {settings.batch_size}")
     images = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 255
@@ -258,89 +255,7 @@ def train(
     return losses
 
 
-# --------------------------------------------------------------------------- the zoo's models as workflow models
-
-
-def zoo_model_id(architecture: str, objective: str, seed: int) -> str:
-    """The model id of one zoo member, e.g. 'cnn_imgtxt_seed2'."""
-    return f"{architecture}_{OBJECTIVE_SLUGS[objective]}_seed{seed}"
-
-
-def _check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mapping[str, Any]) -> None:
-    """Raise ZooError naming the culprit if a twin or the in-domain dataset does not fit the zoo."""
-    for architecture, spec in zoo["architectures"].items():
-        twin = models.get(spec["twin"])
-        if twin is None:
-            raise ZooError(f"zoo architecture '{architecture}': twin {spec['twin']!r} is not in models")
-        expected = {"weights": "random", "name": spec["name"], "layer": spec["layer"], "mean": list(MEAN), "std": list(STD)}
-        differing = [key for key, value in expected.items() if _plain(twin.get(key)) != value]
-        twin_kwargs = {k: v for k, v in twin.get("kwargs", {}).items() if k != "num_classes"}
-        if twin_kwargs != {k: v for k, v in spec["kwargs"].items() if k != "num_classes"}:
-            differing.append("kwargs")
-        if differing:
-            raise ZooError(
-                f"zoo architecture '{architecture}': twin {spec['twin']!r} must be the same untrained network "
-                f"with the zoo's input normalisation; it differs in {differing} (expected {expected})"
-            )
-    in_domain = zoo.get("in_domain")
-    if in_domain is not None:
-        spec = datasets.get(in_domain, {})
-        if spec.get("source") != "generated" or spec.get("domain") != "scenes":
-            raise ZooError(f"zoo: in_domain {in_domain!r} must be a dataset with source 'generated' and domain 'scenes'")
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, so config values compare equal however YAML or Python spelled them."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def zoo_models(
-    zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mapping[str, Any], checkpoint: str
-) -> dict[str, dict[str, Any]]:
-    """Model specs of every (architecture, objective, seed) of the zoo config, loading the checkpoint
-    `checkpoint.format(model=<id>)` through the timm backend, with their metadata.
-
-    ZooError names the culprit if an id is already in `models`, or a twin or the in-domain dataset does not fit.
-    """
-    _check_zoo(zoo, models, datasets)
-    specs = {}
-    for architecture, spec in zoo["architectures"].items():
-        parameters = count_parameters(build_backbone(spec["name"], spec["kwargs"], seed=0))
-        for objective in zoo["objectives"]:
-            for seed in zoo["seeds"]:
-                model_id = zoo_model_id(architecture, objective, seed)
-                if model_id in models:
-                    raise ZooError(f"zoo model id {model_id!r} is already in models; rename one of them")
-                specs[model_id] = {
-                    "backend": "timm",
-                    "name": spec["name"],
-                    "layer": spec["layer"],
-                    "weights": checkpoint.format(model=model_id),
-                    "kwargs": {**spec["kwargs"], "num_classes": 0},
-                    "mean": list(MEAN),
-                    "std": list(STD),
-                    "init_seed": 0,
-                    "metadata": {
-                        "objective": objective,
-                        "architecture": spec["architecture"],
-                        "architecture_class": spec["architecture_class"],
-                        "training_data": "zoo scenes",
-                        "data_class": "None",
-                        "parameters": parameters,
-                        "size_class": size_class(parameters),
-                    },
-                }
-    return specs
-
-
-def zoo_members(zoo: Mapping[str, Any]) -> dict[str, tuple[str, str, int]]:
-    """(architecture, objective, seed) of every zoo model id."""
-    return {
-        zoo_model_id(architecture, objective, seed): (architecture, objective, seed)
-        for architecture in zoo["architectures"]
-        for objective in zoo["objectives"]
-        for seed in zoo["seeds"]
-    }
+# --------------------------------------------------------------------------- the zoo's results
 
 
 def objective_similarity(matrix: pd.DataFrame, members: Mapping[str, tuple[str, str, int]]) -> dict[str, float]:

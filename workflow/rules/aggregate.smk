@@ -11,12 +11,7 @@ localrules:
 
 rule performance:
     input:
-        expand(
-            "results/probes/{dataset}/{model}/seed{seed}.json",
-            dataset=PROBE_DATASETS,
-            model=MODELS,
-            seed=SEEDS,
-        ),
+        [f"results/probes/{dataset}/{model}/seed{seed}.json" for dataset in PROBE_DATASETS for model in MODELS for seed in SEEDS],
     output:
         table=report(
             "results/performance.csv",
@@ -40,7 +35,7 @@ rule performance:
 
 rule consistency:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         table=report(
             "results/consistency/{metric}/consistency.csv",
@@ -163,7 +158,7 @@ rule consistency_bootstrap:
 
 rule permutation_test:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         table=report(
             "results/consistency/{metric}/permutation_test.csv",
@@ -194,7 +189,7 @@ rule permutation_test:
 
 rule metric_agreement:
     input:
-        expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
+        unpack(consistency_tables),
     output:
         table=report(
             "results/figures/consistency_metrics.csv",
@@ -220,7 +215,7 @@ rule metric_agreement:
 
 rule similarity_vs_performance:
     input:
-        matrices=probed_matrices,
+        unpack(probed_matrices),
         performance="results/performance.csv",
     output:
         pairs="results/similarity_vs_performance/{metric}/pairs.csv",

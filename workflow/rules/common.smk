@@ -3,62 +3,35 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-import yaml
-
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from snakemake.utils import validate
-
-from simcon.config import ConfigError, check_config, check_unique_keys
-from simcon.datasets import resolve_paths
-from simcon.probe import ProbeSettings
-from simcon.similarity import metric_names
-from simcon.structure import check_settings, reference_metric
-from simcon.zoo import zoo_members, zoo_models
-
-check_unique_keys(workflow.configfiles)
-
-
-def command_line_entries(key):
-    """`key`'s entries in the last --configfile that defines it; None when none does."""
-    given = [yaml.safe_load(Path(path).read_text()) or {} for path in workflow.overwrite_configfiles or []]
-    defined = [c[key] for c in given if key in c]
-    return defined[-1] if defined else None
-
+# Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
+# The checks that need a backend library run as the check jobs of checks.smk.
+from simcon.config import ZOO_CHECKPOINT, resolve_config, zoo_members
+from simcon.metrics import reference_metric
 
 # The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
 # config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
-for key in ("models", "datasets"):
-    if (entries := command_line_entries(key)) is not None:
-        config[key] = entries
-
-validate(config, "../schemas/config.schema.yaml", set_default=True)
-config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
-check_config(config, metric_names())
+resolve_config(
+    config,
+    Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
+    workflow.configfiles,
+    workflow.overwrite_configfiles or [],
+)
 
 ZOO = config.get("zoo")
-ZOO_CHECKPOINT = "results/zoo/{model}.pt"
 ZOO_MEMBERS = zoo_members(ZOO) if ZOO else {}
-if ZOO:
-    config["models"].update(zoo_models(ZOO, config["models"], config["datasets"], ZOO_CHECKPOINT))
-
 MODELS = list(config["models"])
 DATASETS = list(config["datasets"])
 METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
 STRUCTURE = config["structure"]
-check_settings(STRUCTURE, DATASETS)
 STRUCTURE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
 PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 # App. C's per-k subsets serve a similarity analysis only (the paper probes none; k = 1 could not be split for
 # validation): no probe, performance or similarity-vs-performance job reads them.
 PROBE_DATASETS = [d for d in DATASETS if d not in {entry["dataset"] for entry in PER_K_DATASETS}]
 PROBE_SETTINGS = {key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")}
-try:
-    ProbeSettings(**PROBE_SETTINGS)
-except ValueError as error:
-    raise ConfigError(f"probe: {error}") from error
 
 
 wildcard_constraints:
@@ -95,6 +68,8 @@ def subset_features_mb(wildcards, input):
     if not Path(input.subset).exists() or not all(path.exists() for path in paths):
         return 0
     rows = len(json.loads(Path(input.subset).read_text())["indices"])
+    import numpy as np  # only when a job is scheduled, not when the workflow parses
+
     return sum(rows * np.load(path, mmap_mode="r").shape[1] * 4 for path in paths) / 1e6
 
 
@@ -103,22 +78,33 @@ def loader_workers(wildcards, threads):
     return threads if config["loader_workers"] is None else config["loader_workers"]
 
 
+def similarity_matrices(metrics, datasets):
+    """Similarity matrices as named inputs '<metric>/<dataset>', as simcon.io.read_matrices reads them."""
+    return {f"{metric}/{dataset}": f"results/similarity/{dataset}/{metric}.csv" for metric in metrics for dataset in datasets}
+
+
 def metric_matrices(wildcards):
-    """The similarity matrix of every dataset for one metric."""
-    return expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=wildcards.metric)
+    """The similarity matrix of every dataset for one metric, named '<metric>/<dataset>'."""
+    return similarity_matrices([wildcards.metric], DATASETS)
 
 
-def matrices_by_metric(wildcards):
-    """The similarity matrix of every dataset, grouped by metric (named inputs, one per metric)."""
-    return {metric: expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=metric) for metric in METRICS}
+def all_matrices(wildcards):
+    """The similarity matrix of every dataset and metric, named '<metric>/<dataset>'."""
+    return similarity_matrices(METRICS, DATASETS)
 
 
 def per_k_matrices(wildcards):
-    """The similarity matrices (one per metric) of each per-k dataset of App. C, named k<samples per class>."""
+    """The similarity matrix of each per-k dataset of App. C and metric, named 'k<samples per class>/<metric>'."""
     return {
-        f"k{entry['samples_per_class']}": expand("results/similarity/{dataset}/{metric}.csv", dataset=entry["dataset"], metric=METRICS)
+        f"k{entry['samples_per_class']}/{metric}": f"results/similarity/{entry['dataset']}/{metric}.csv"
         for entry in PER_K_DATASETS
+        for metric in METRICS
     }
+
+
+def consistency_tables(wildcards):
+    """The consistency table of every metric, named by metric."""
+    return {metric: f"results/consistency/{metric}/consistency.csv" for metric in METRICS}
 
 
 def model_metadata():
@@ -155,8 +141,8 @@ def performance_outputs():
 
 
 def probed_matrices(wildcards):
-    """The similarity matrix of every probed dataset for one metric."""
-    return expand("results/similarity/{dataset}/{metric}.csv", dataset=PROBE_DATASETS, metric=wildcards.metric)
+    """The similarity matrix of every probed dataset for one metric, as named inputs '<metric>/<dataset>'."""
+    return similarity_matrices([wildcards.metric], PROBE_DATASETS)
 
 
 def final_outputs():
@@ -178,8 +164,16 @@ def final_outputs():
 
 
 def model_checkpoint(wildcards):
-    """The checkpoint the workflow trains for a zoo model; nothing for any other model."""
-    return [ZOO_CHECKPOINT.format(model=wildcards.model)] if wildcards.model in ZOO_MEMBERS else []
+    """What a features job needs besides its data: the passed checks of its model and dataset (checks.smk) and,
+    for a zoo model, the checkpoint the workflow trains (its network is checked as its untrained twin)."""
+    if wildcards.model not in ZOO_MEMBERS:
+        return [f"results/checks/models/{wildcards.model}.json", f"results/checks/datasets/{wildcards.dataset}.json"]
+    twin = ZOO["architectures"][ZOO_MEMBERS[wildcards.model][0]]["twin"]
+    return [
+        f"results/checks/models/{twin}.json",
+        f"results/checks/datasets/{wildcards.dataset}.json",
+        ZOO_CHECKPOINT.format(model=wildcards.model),
+    ]
 
 
 def zoo_outputs():
@@ -189,6 +183,9 @@ def zoo_outputs():
 
 THINGSVISION_MODELS = [m for m in MODELS if config["models"][m]["backend"] == "thingsvision"]
 MAIN_ENV_MODELS = [m for m in MODELS if m not in THINGSVISION_MODELS]
+# Models a check job builds: a zoo model is checked through its untrained twin (the same network), a
+# thingsvision model by its features job (thingsvision runs in its own environment).
+CHECKED_MODELS = [m for m in MAIN_ENV_MODELS if m not in ZOO_MEMBERS]
 
 
 def models_pattern(models):

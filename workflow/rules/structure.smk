@@ -11,7 +11,7 @@ localrules:
 
 rule similarity_figure:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         figure=report(
             "results/figures/{metric}/similarity_matrices.png",
@@ -40,7 +40,7 @@ rule similarity_figure:
 
 rule mean_vs_std:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         figure=report(
             "results/figures/{metric}/mean_vs_std.png",
@@ -75,7 +75,7 @@ rule mean_vs_std:
 
 rule metric_means:
     input:
-        unpack(matrices_by_metric),
+        unpack(all_matrices),
     output:
         figure=report(
             "results/figures/metric_means.png",
@@ -113,7 +113,7 @@ rule metric_means:
 
 rule tsne:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         figure=report(
             "results/figures/{metric}/tsne.png",
@@ -143,7 +143,7 @@ rule tsne:
 
 rule dataset_pairs:
     input:
-        metric_matrices,
+        unpack(metric_matrices),
     output:
         figure=report(
             "results/figures/{metric}/dataset_pairs.png",
@@ -181,7 +181,7 @@ rule dataset_pairs:
 
 rule headline_consistency:
     input:
-        unpack(matrices_by_metric),
+        unpack(all_matrices),
     output:
         table="results/figures/headline_consistency.csv",
         table_html=report(

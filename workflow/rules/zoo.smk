@@ -37,9 +37,9 @@ rule train_zoo:
 
 rule zoo_summary:
     input:
+        unpack(all_matrices),
         histories=expand("results/zoo/{zoo_model}.json", zoo_model=ZOO_MEMBERS),
         performance="results/performance.csv",
-        matrices=expand("results/similarity/{dataset}/{metric}.csv", dataset=DATASETS, metric=METRICS),
     output:
         summary=report(
             "results/zoo/summary.csv",
