@@ -19,10 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
-from test_workflow import TINY, job_counts, snakemake
+from conftest import REPO, TINY, job_counts, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 TEST_CLUSTER_ARGS = [
     "--slurm-status-command", "squeue",               # no slurmdbd: sacct knows no jobs
