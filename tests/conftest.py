@@ -75,13 +75,14 @@ def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 900
 
     `config` is written to workdir/config.yaml and given with --configfile; with None, `args` name the config files.
     """
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
     if config is not None:
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         command += ["--configfile", str(path)]
+    command += ["--cores", "2", *args]  # after --configfile, which would take targets for config files
     env = {**os.environ, "SIMCON_CACHE_DIR": str(workdir / "cache")}
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def job_counts(output: str) -> dict[str, int]:
