@@ -1,4 +1,6 @@
-# `make run`: set up .venv and run the default experiment with its report.  `make test`: set up and test.
+# `make run`: set up .venv and run the default experiment with its report.  `make test`: set up, lint and run
+# every test (the CI command).  `make test-fast`: the unit tests only, for the edit loop (docs/testing.md).
+# `make lint`: ruff's checks and format check.
 # `make gpu-check`: the CUDA paths in one go on a GPU machine, no Snakemake or network (docs/gpu-check.md);
 # `make gpu-wheels`: into .whl/, the pinned wheels that travel there with it.
 PYTHON ?= python3
@@ -6,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test clean gpu-check gpu-wheels
+.PHONY: setup run test test-fast lint clean gpu-check gpu-wheels
 
 $(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +23,20 @@ run: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report report.html
 
-test: setup
+# Python for ruff: the library, scripts, tests and benchmarks (the Snakefile and workflow/rules/*.smk are not Python)
+LINT_PATHS := src scripts tests benchmarks
+# The fast tier: no Snakemake runs, no builds of the paper's models, no other slow test
+FAST := not slow and not workflow and not paper_models and not large_model
+
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "$(FAST)"
+
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 gpu-check:
 	PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) benchmarks/gpu_check.py --device cuda

@@ -1,9 +1,8 @@
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import FIVE, METADATA, R12, five_matrices
 from simcon.consistency import (
     category_counts,
     consistency,
@@ -25,36 +24,6 @@ def _matrix(ab: float, ac: float, bc: float) -> pd.DataFrame:
 
 
 MATRICES = {"d1": _matrix(0.9, 0.5, 0.1), "d2": _matrix(0.8, 0.6, 0.2), "d3": _matrix(0.1, 0.5, 0.9)}
-# d1 = (.9, .5, .1), d2 = (.8, .6, .2): centred (.4, 0, -.4) and (.8/3, .2/3, -1/3)
-R12 = 0.24 / (math.sqrt(0.32) * math.sqrt(0.64 / 9 + 0.04 / 9 + 1 / 9))
-
-# Five models, three datasets, written by hand: a, b, c supervised, d, e self-supervised.
-FIVE = ["a", "b", "c", "d", "e"]
-PAIRS = {  # pair: similarity on d1, d2, d3
-    ("a", "b"): (0.9, 0.8, 0.1), ("a", "c"): (0.5, 0.6, 0.5), ("b", "c"): (0.1, 0.2, 0.9),
-    ("a", "d"): (0.1, 0.2, 0.6), ("a", "e"): (0.2, 0.4, 0.5), ("b", "d"): (0.3, 0.6, 0.4),
-    ("b", "e"): (0.4, 0.8, 0.3), ("c", "d"): (0.5, 1.0, 0.2), ("c", "e"): (0.6, 1.2, 0.1),
-    ("d", "e"): (0.5, 0.7, 0.3),
-}
-METADATA = pd.DataFrame(
-    {
-        "objective": ["Sup", "Sup", "Sup", "SSL", "SSL"],
-        "architecture_class": ["CNN", "TX", "CNN", "TX", "CNN"],
-        "data_class": ["IN1k"] * 5,
-        "size_class": ["small", "small", "large", "large", "small"],
-    },
-    index=FIVE,
-)
-
-
-def five_matrices() -> dict[str, pd.DataFrame]:
-    matrices = {}
-    for k, dataset in enumerate(["d1", "d2", "d3"]):
-        values = np.eye(5)
-        for (x, y), sims in PAIRS.items():
-            values[FIVE.index(x), FIVE.index(y)] = values[FIVE.index(y), FIVE.index(x)] = sims[k]
-        matrices[dataset] = pd.DataFrame(values, index=FIVE, columns=FIVE)
-    return matrices
 
 
 def rho_of(table: pd.DataFrame, category: str, set_a: str, set_b: str) -> dict[tuple[str, str], float]:
@@ -247,14 +216,10 @@ FIGURES = ["consistency_by_category", "consistency_anchors", "consistency_matric
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_analysis_rules_on_hand_written_similarities(tmp_path):
     """The analysis rules alone (--allowed-rules) on the five-model case's matrices: tables, figures, report."""
-    import subprocess
-    import sys
-
-    import yaml
-
-    from conftest import REPO
+    from conftest import snakemake
 
     metrics = ["cka_linear_unbiased", "rsa_correlation_spearman"]
     domains = {"d1": ("shapes", "structured"), "d2": ("textures", "structured"), "d3": ("cells", "specialized")}
@@ -270,7 +235,6 @@ def test_analysis_rules_on_hand_written_similarities(tmp_path):
         },
         "datasets": {d: {"source": "generated", "domain": domain, "category": category} for d, (domain, category) in domains.items()},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     for dataset, matrix in five_matrices().items():
         for metric, values in zip(metrics, (matrix, matrix**2)):
             (tmp_path / "results/similarity" / dataset).mkdir(parents=True, exist_ok=True)
@@ -279,10 +243,8 @@ def test_analysis_rules_on_hand_written_similarities(tmp_path):
     performance = pd.DataFrame([{"dataset": d, "model": m, "top1": t} for d in domains for m, t in top1.items()])
     performance.to_csv(tmp_path / "results/performance.csv", index=False)
     targets = [f"results/figures/{metric}/{figure}.png" for metric in metrics for figure in FIGURES]
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "--allowed-rules", *ANALYSES, "--",
-               *targets, "results/figures/consistency_metrics.png"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    everything = [*targets, "results/figures/consistency_metrics.png"]
+    result = snakemake(tmp_path, config, "--allowed-rules", *ANALYSES, "--", *everything, timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
 
     figures = tmp_path / "results/figures/cka_linear_unbiased"
@@ -308,8 +270,8 @@ def test_analysis_rules_on_hand_written_similarities(tmp_path):
         assert (tmp_path / target).stat().st_size > 10_000
 
     report = tmp_path / "report.html"
-    result = subprocess.run([*command[:command.index("--")], "--report", str(report), "--", *command[command.index("--") + 1:]],
-                            capture_output=True, text=True, timeout=600)
+    result = snakemake(tmp_path, config, "--allowed-rules", *ANALYSES, "--report", str(report), "--", *everything,
+                       timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
     html = report.read_text()
     for category in ("4.5 Model categories", "4.6 Dataset categories", "4.7 Similarity and performance", "Appendix"):

@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image
 
-from conftest import REPO, make_image_folder, make_wds
+from conftest import REPO, make_image_folder, make_wds, snakemake
 from simcon.datasets import DatasetError, Split, load_split, stratified_subset, subset_rows
 from simcon.extract import FEATURE_FILES, extract_features, image_transform, model_dataset_features
 from simcon.io import read_json
@@ -173,6 +172,7 @@ def test_a_killed_extraction_leaves_no_partial_file(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_probes_train_on_the_full_split_and_similarities_use_the_subset(tmp_path):
     models = {
         "resnet": {**RESNET, "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
@@ -183,14 +183,11 @@ def test_probes_train_on_the_full_split_and_similarities_use_the_subset(tmp_path
                              "training_data": "none", "data_class": "None", "parameters": 5500000}},
     }
     config = {"image_size": 32, "crop_pct": 1.0, "batch_size": 8, "device": "cpu", "metrics": ["cka_linear_unbiased"],
-              "probe": {"seeds": [0], "weight_decay_steps": 4, "learning_rates": [0.01], "epochs": 2},
+              "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2},
               "models": models,
               "datasets": {"shapes": {**SHAPES, "train_per_class": 6, "category": "structured", "max_samples": 12}}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     targets = ["results/probes/shapes/resnet/seed0.json", "results/similarity/shapes/cka_linear_unbiased.csv"]
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", *targets]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    run = snakemake(tmp_path, config, *targets, timeout=600)
     assert run.returncode == 0, run.stderr[-5000:]
     probe = read_json(tmp_path / targets[0])
     assert (probe["n_train"], probe["n_test"]) == (36, 12)

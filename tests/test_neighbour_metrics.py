@@ -372,11 +372,12 @@ def test_cuda_matches_reference(name: str, case: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_workflow_runs_every_analysis_for_the_new_metrics(tmp_path: Path) -> None:
     """The tiny workflow with only the new metrics: every target of `all` and the report."""
     import copy
 
-    from test_workflow import TINY, snakemake
+    from conftest import TINY, snakemake
 
     config = copy.deepcopy(TINY)
     config["metrics"] = NEW_NAMES

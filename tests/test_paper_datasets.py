@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +13,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from conftest import REPO, make_wds, write_hierarchy
+from conftest import REPO, TINY, make_wds, snakemake, write_hierarchy
 from simcon.config import check_config, resolve_paths
 from simcon.datasets import breeds_task
-from test_workflow import TINY
 
 TABLE_3 = {
     "natural_multi_domain": {"caltech101", "cifar10", "cifar100", "country211", "imagenet1k", "stl10", "voc2007",
@@ -76,17 +72,8 @@ def test_appendix_c_subsets_take_k_images_per_imagenet_class_whole():
 # --------------------------------------------------------------------------- Snakemake
 
 
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in `workdir` with `config`, shard indices cached in workdir."""
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(path), "--cores", "2", *args]
-    env = {**os.environ, "SIMCON_CACHE_DIR": str(workdir / "cache")}
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-
-
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_paper_datasets_plan_offline_without_any_data(tmp_path):
     config = {**read_config("paper.yaml"), "models": TWO_MODELS, "data_root": str(tmp_path / "absent")}
     result = snakemake(tmp_path, config, "-n")
@@ -96,6 +83,7 @@ def test_paper_datasets_plan_offline_without_any_data(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_workflow_runs_on_wds_shards_and_a_breeds_task(tmp_path):
     """Similarity matrices of a webdataset-shard dataset and of a BREEDS task built from ImageNet-like shards."""
     root = tmp_path / "data"

@@ -4,9 +4,7 @@ evaluation transform against its library's, and the full DAG."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,7 +18,7 @@ import yaml
 from PIL import Image
 from torchvision import transforms
 
-from conftest import REPO
+from conftest import REPO, job_counts, snakemake
 from simcon.datasets import Split
 from simcon.extract import extract_features
 from simcon.models import IMAGENET_MEAN, IMAGENET_STD, PINNED_PROCESSORS, Model, build_model, model_transform, own_preprocessing
@@ -108,6 +106,7 @@ def _two_images() -> Split:
     "model_id",
     [pytest.param(m, marks=pytest.mark.large_model) if m in LARGE else m for m in TABLE.index],
 )
+@pytest.mark.paper_models
 def test_paper_model_builds_offline_and_gives_its_embedding(model_id):
     model = build_model(model_id, {**CONFIG["models"][model_id], "weights": "random"})
     features = extract_features(
@@ -179,22 +178,16 @@ def test_the_code_loaded_through_thingsvisions_ssl_source_gets_its_transform():
     assert ssl == set(TABLE.index[TABLE["objective"] == "SSL"])  # the code's 20 `ssl`-source models
 
 
-def _job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[1].split("total")[0]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
-
-
+@pytest.mark.workflow
 def test_paper_dry_run_lists_the_full_dag(tmp_path: Path):
     # The default config sits where the Snakefile looks for it, so this also checks that paper.yaml's models
     # and datasets replace the default's instead of adding to them.
     (tmp_path / "config").mkdir()
     shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(PAPER), "-n", "--quiet", "rules"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = snakemake(tmp_path, None, "--configfile", str(PAPER), "-n", "--quiet", "rules", timeout=300)
     assert result.returncode == 0, result.stderr
     n_models, n_datasets, n_metrics = len(CONFIG["models"]), len(CONFIG["datasets"]), len(CONFIG["metrics"])
-    counts = _job_counts(result.stdout)
+    counts = job_counts(result.stdout)
     assert counts["features"] == n_models * n_datasets == 64 * n_datasets
     assert counts["similarity"] == n_datasets * n_metrics
     assert counts["probe"] == n_models * n_datasets * len(CONFIG["probe"]["seeds"])
@@ -202,12 +195,12 @@ def test_paper_dry_run_lists_the_full_dag(tmp_path: Path):
     assert "features_thingsvision" not in counts
 
 
+@pytest.mark.workflow
 def test_appendix_c_datasets_replace_the_papers_when_given_after_it(tmp_path: Path):
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(PAPER), str(REPO / "config" / "paper-appendix-c.yaml"), "-n", "--quiet", "rules"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    configs = [str(PAPER), str(REPO / "config" / "paper-appendix-c.yaml")]
+    result = snakemake(tmp_path, None, "--configfile", *configs, "-n", "--quiet", "rules", timeout=300)
     assert result.returncode == 0, result.stderr
-    counts = _job_counts(result.stdout)
+    counts = job_counts(result.stdout)
     assert counts["subset"] == 6 and counts["features"] == 64 * 6 and counts["similarity"] == 6 * 5
 
 
@@ -233,6 +226,7 @@ def get_extractor(**kwargs):
 '''
 
 
+@pytest.mark.workflow
 def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_one(tmp_path: Path):
     # A stand-in thingsvision environment: a python that sees a fake `thingsvision` package.
     (tmp_path / "tv" / "thingsvision").mkdir(parents=True)
@@ -253,16 +247,12 @@ def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_on
         "datasets": {"shapes": {"source": "generated", "domain": "shapes", "category": "structured",
                                 "train_per_class": 3, "test_per_class": 2, "resolution": 32}},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
-    dry = subprocess.run([*command, "-n", "-p", "--quiet", "rules"], capture_output=True, text=True, timeout=300)
+    dry = snakemake(tmp_path, config, "-n", "-p", "--quiet", "rules", timeout=300)
     assert dry.returncode == 0, dry.stderr
-    counts = _job_counts(dry.stdout)
+    counts = job_counts(dry.stdout)
     assert counts["features_thingsvision"] == 1 and counts["features"] == 1
     folders = [f"results/features/shapes/{model}" for model in ("tv_resnet18", "timm_resnet18")]
-    run = subprocess.run([*command, *(f"{folder}/info.json" for folder in folders)], capture_output=True, text=True,
-                         timeout=300)
+    run = snakemake(tmp_path, config, *(f"{folder}/info.json" for folder in folders), timeout=300)
     assert run.returncode == 0, run.stderr + (tmp_path / "logs/features/shapes/tv_resnet18.log").read_text()
     for folder in folders:
         train, test = np.load(tmp_path / folder / "train.npy"), np.load(tmp_path / folder / "test.npy")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import REPO, job_counts, snakemake
 from simcon.probe import (
     ProbeSettings,
     SearchResult,
@@ -531,22 +529,19 @@ def test_settings_accept_a_list_of_learning_rates() -> None:
 
 # --- the workflow: App. C probes nothing -------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def dry_run_jobs(tmp_path: Path, *configfiles: str) -> dict[str, int]:
     """Jobs per rule of the default target's dry run with these config files (the default config in place)."""
     (tmp_path / "config").mkdir()
     shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
-               "--quiet", "rules", "--configfile", *(str(REPO / "config" / name) for name in configfiles)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    configs = [str(REPO / "config" / name) for name in configfiles]
+    result = snakemake(tmp_path, None, "-n", "--quiet", "rules", "--configfile", *configs, timeout=600)
     assert result.returncode == 0, result.stderr
-    table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    return job_counts(result.stdout)
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_paper_dry_run_probes_every_dataset_with_the_codes_search(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     assert config["probe"]["search"] == "code"
@@ -557,6 +552,7 @@ def test_paper_dry_run_probes_every_dataset_with_the_codes_search(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_appendix_c_dry_run_is_a_similarity_analysis_without_probes(tmp_path: Path) -> None:
     jobs = dry_run_jobs(tmp_path, "paper.yaml", "paper-appendix-c.yaml")
     assert jobs["all"] == jobs["sample_size_datasets"] == 1

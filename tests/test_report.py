@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
-from test_workflow import TINY, snakemake
+from conftest import REPO, TINY, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 SCREENSHOT = REPO / "results" / "report_screenshot.png"
 # Scripts run inside the report once its React app exists (globals `app` and `results`, the report's own).

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import FIVE, METADATA, R12, five_matrices
 from simcon.consistency import consistency, model_sets, summarise
 from simcon.significance import bootstrap_medians, permutation_test, resampled_medians
-from test_consistency import FIVE, METADATA, R12, five_matrices
 
 RHO = np.array([[1.0, 0.2, 0.8], [0.2, 1.0, np.nan], [0.8, np.nan, 1.0]])
 

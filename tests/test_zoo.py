@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, snakemake
 from simcon.config import ConfigError, zoo_members, zoo_models
 from simcon.datasets import load_split
 from simcon.models import build_model
@@ -252,13 +250,10 @@ def reduced_zoo_config() -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_reduced_zoo_end_to_end(tmp_path):
     config = reduced_zoo_config()
-    path = tmp_path / "zoo.yaml"
-    path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(path), "--cores", "2"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    result = snakemake(tmp_path, config, timeout=1200)
     assert result.returncode == 0, result.stderr[-5000:]
     members = zoo_members(config["zoo"])
     assert sorted(members) == sorted(f"cnn_{o}_seed{s}" for o in ("sup", "ssl", "imgtxt") for s in (0, 1))
