@@ -62,7 +62,9 @@ def loader_rate(images: SplitImages, batch_size: int, workers: int) -> float:
 
 
 @torch.inference_mode()
-def bare_forward_rate(network: torch.nn.Module, batches: list[torch.Tensor], device: torch.device, precision: str) -> float:
+def bare_forward_rate(
+    network: torch.nn.Module, batches: list[torch.Tensor], device: torch.device, precision: str
+) -> float:
     """Images per second of the forward alone on batches already on the device."""
     autocast = torch.autocast(device.type, dtype=getattr(torch, precision), enabled=precision != "float32")
     with autocast:
@@ -78,8 +80,17 @@ def bare_forward_rate(network: torch.nn.Module, batches: list[torch.Tensor], dev
 def pipeline_rate(model, split, transform, args: argparse.Namespace, device: torch.device, workers: int) -> float:
     """Images per second of simcon.extract.feature_batches over the whole folder (worker start-up included)."""
     start = time.perf_counter()
-    for _ in feature_batches(model, split, np.arange(len(split)), transform, batch_size=args.batch_size, device=device,
-                             precision=args.precision, workers=workers, progress=False):
+    for _ in feature_batches(
+        model,
+        split,
+        np.arange(len(split)),
+        transform,
+        batch_size=args.batch_size,
+        device=device,
+        precision=args.precision,
+        workers=workers,
+        progress=False,
+    ):
         pass
     return len(split) / (time.perf_counter() - start)
 
@@ -107,9 +118,11 @@ def main() -> None:
         root = write_images(args.folder or Path(tmp), args.images)
         split = load_split("jpegs", {"source": "image_folder", "path": str(root)}, "train")
         sizes = [os.path.getsize(p) for p in root.glob("train/*/*.jpg")]
-        print(f"{len(split)} JPEGs, mean {np.mean(sizes) / 1e3:.0f} KB; {args.image_size} px, crop {args.crop_pct}; "
-              f"batch {args.batch_size}; device {device}; {args.threads} torch threads; {os.cpu_count()} CPUs; "
-              f"{args.precision}")
+        print(
+            f"{len(split)} JPEGs, mean {np.mean(sizes) / 1e3:.0f} KB; {args.image_size} px, crop {args.crop_pct}; "
+            f"batch {args.batch_size}; device {device}; {args.threads} torch threads; {os.cpu_count()} CPUs; "
+            f"{args.precision}"
+        )
         results: dict = {"loader": {}, "models": {}}
 
         first = build_model("m", {"backend": "timm", "name": args.models[0], "layer": "", "weights": "random"})
@@ -126,8 +139,11 @@ def main() -> None:
             model = build_model(name, {"backend": "timm", "name": name, "layer": layer, "weights": "random"})
             transform = image_transform(model, args.image_size, args.crop_pct)
             network = model.network.to(device)
-            loader = image_loader(SplitImages(split, np.arange(len(split)), transform), batch_size=args.batch_size,
-                                  workers=max(args.loader_workers))
+            loader = image_loader(
+                SplitImages(split, np.arange(len(split)), transform),
+                batch_size=args.batch_size,
+                workers=max(args.loader_workers),
+            )
             batches = [batch.to(device) for batch in loader]
             figures: dict = {"bare": 0.0, "pipeline": {}}
             for _ in range(args.repeats):  # interleaved, so that both see the same machine load
@@ -139,7 +155,9 @@ def main() -> None:
             results["models"][name] = figures
             print(f"    {name}: bare forward {figures['bare']:.1f} images/s")
             for workers, rate in figures["pipeline"].items():
-                print(f"        pipeline, {workers:3d} workers: {rate:8.1f} images/s = {rate / figures['bare']:6.1%} of bare")
+                print(
+                    f"        pipeline, {workers:3d} workers: {rate:8.1f} images/s = {rate / figures['bare']:6.1%} of bare"
+                )
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2))
 

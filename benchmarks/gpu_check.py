@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,18 @@ MIN_STEP_SECONDS = 10.0
 EXPERIMENT_MODELS: dict[str, dict[str, Any]] = {
     "resnet18": {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random", "init_seed": 0},
     "efficientnet_lite0": {
-        "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool", "weights": "random", "init_seed": 1,
+        "backend": "timm",
+        "name": "tf_efficientnet_lite0",
+        "layer": "global_pool",
+        "weights": "random",
+        "init_seed": 1,
     },
     "vit_tiny": {
-        "backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random", "init_seed": 2,
+        "backend": "timm",
+        "name": "vit_tiny_patch16_224",
+        "layer": "norm",
+        "weights": "random",
+        "init_seed": 2,
         "kwargs": {"img_size": 64},
     },
 }
@@ -85,16 +93,53 @@ class Step:
 def plan(device: str, quick: bool, folder: Path) -> list[Step]:
     """The check's steps in order, at tiny sizes when `quick`; each but the tests writes a report into `folder`."""
     python, here = sys.executable, str(Path(__file__).resolve())
-    tests = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
-                   if "mark.cuda" in p.read_text())
-    similarity = (["--models", "4", "--n", "300", "--d", "32", "--peak-size", "512"] if quick
-                  else ["--models", "16", "--n", "5000", "--d", "768"])
-    probe = (["--n", "300", "--n-test", "100", "--d", "16", "--classes", "3", "--epochs", "2"] if quick
-             else ["--n", "20000", "--n-test", "5000", "--d", "768", "--classes", "100"])
-    extract = (["--images", "16", "--batch-size", "8", "--models", "resnet18", "--loader-workers", "0",
-                "--pipeline-workers", "1", "--repeats", "1"] if quick
-               else ["--images", "1024", "--batch-size", "256", "--models", "resnet50", "vit_base_patch16_224",
-                     "--loader-workers", "0", "4", "8", "15", "--pipeline-workers", "8", "15", "--repeats", "2"])
+    tests = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py") if "mark.cuda" in p.read_text())
+    similarity = (
+        ["--models", "4", "--n", "300", "--d", "32", "--peak-size", "512"]
+        if quick
+        else ["--models", "16", "--n", "5000", "--d", "768"]
+    )
+    probe = (
+        ["--n", "300", "--n-test", "100", "--d", "16", "--classes", "3", "--epochs", "2"]
+        if quick
+        else ["--n", "20000", "--n-test", "5000", "--d", "768", "--classes", "100"]
+    )
+    extract = (
+        [
+            "--images",
+            "16",
+            "--batch-size",
+            "8",
+            "--models",
+            "resnet18",
+            "--loader-workers",
+            "0",
+            "--pipeline-workers",
+            "1",
+            "--repeats",
+            "1",
+        ]
+        if quick
+        else [
+            "--images",
+            "1024",
+            "--batch-size",
+            "256",
+            "--models",
+            "resnet50",
+            "vit_base_patch16_224",
+            "--loader-workers",
+            "0",
+            "4",
+            "8",
+            "15",
+            "--pipeline-workers",
+            "8",
+            "15",
+            "--repeats",
+            "2",
+        ]
+    )
 
     def reporting(name: str, argv: list[str], limit: float, env: tuple[tuple[str, str], ...] = ()) -> Step:
         report = folder / f"{name}.json"
@@ -103,12 +148,22 @@ def plan(device: str, quick: bool, folder: Path) -> list[Step]:
     return [
         Step("cuda-tests", [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *tests], 120, None),
         reporting("experiment", [here, "--device", device, *(["--quick"] if quick else []), "--experiment"], 180),
-        reporting("similarity-device", ["benchmarks/similarity.py", "--device", device, *similarity,
-                                        "--baseline-pairs", "0", "--json"], 60),
-        reporting("similarity-cpu", ["benchmarks/similarity.py", "--device", "cpu", *similarity,
-                                     "--baseline-pairs", "0", "--json"], 120, (("OMP_NUM_THREADS", SLURM_CPUS),)),
-        reporting("probe", ["benchmarks/probe.py", "--device", device, *probe,
-                            "--variants", "reference", "batched-float32", "--json"], 120),
+        reporting(
+            "similarity-device",
+            ["benchmarks/similarity.py", "--device", device, *similarity, "--baseline-pairs", "0", "--json"],
+            60,
+        ),
+        reporting(
+            "similarity-cpu",
+            ["benchmarks/similarity.py", "--device", "cpu", *similarity, "--baseline-pairs", "0", "--json"],
+            120,
+            (("OMP_NUM_THREADS", SLURM_CPUS),),
+        ),
+        reporting(
+            "probe",
+            ["benchmarks/probe.py", "--device", device, *probe, "--variants", "reference", "batched-float32", "--json"],
+            120,
+        ),
         reporting("extract", ["benchmarks/extract.py", "--device", device, *extract, "--json"], 150),
     ]
 
@@ -128,10 +183,14 @@ def run_step(step: Step, deadline: float, log: Path) -> dict[str, Any]:
         out.flush()
         offset = out.tell()
         start = time.monotonic()
-        env = {**os.environ, **dict(step.env),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
-        process = subprocess.Popen(step.argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        env = {
+            **os.environ,
+            **dict(step.env),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+        }
+        process = subprocess.Popen(
+            step.argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             status = "passed" if process.wait(timeout=limit) == 0 else "failed"
         except subprocess.TimeoutExpired:
@@ -171,13 +230,19 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
     strict top-1 accuracy to ACCURACY_POINTS."""
     from simcon.datasets import SPLITS, load_split
     from simcon.extract import extract_features
+    from simcon.metrics import metric_names
     from simcon.models import build_model
     from simcon.probe import train_probe
-    from simcon.metrics import metric_names
     from simcon.similarity import compute_similarity
 
-    spec = {"source": "generated", "domain": "shapes", "train_per_class": 10 if quick else 100,
-            "test_per_class": 5 if quick else 100, "resolution": EXPERIMENT_IMAGE_SIZE, "seed": 0}
+    spec = {
+        "source": "generated",
+        "domain": "shapes",
+        "train_per_class": 10 if quick else 100,
+        "test_per_class": 5 if quick else 100,
+        "resolution": EXPERIMENT_IMAGE_SIZE,
+        "seed": 0,
+    }
     splits = {split: load_split("shapes", spec, split) for split in SPLITS}
     labels = {split: data.labels for split, data in splits.items()}
     runs = {"cpu": ("cpu", False), "device": (device, False), "strict": (device, True)}
@@ -189,51 +254,83 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
         with float32_math(strict):
             start = time.perf_counter()
             features[run] = {
-                model_id: {split: extract_features(build_model(model_id, model_spec), data, np.arange(len(data)),
-                                                   image_size=EXPERIMENT_IMAGE_SIZE, batch_size=64,
-                                                   device=torch.device(dev), name=model_id, progress=False)
-                           for split, data in splits.items()}
+                model_id: {
+                    split: extract_features(
+                        build_model(model_id, model_spec),
+                        data,
+                        np.arange(len(data)),
+                        image_size=EXPERIMENT_IMAGE_SIZE,
+                        batch_size=64,
+                        device=torch.device(dev),
+                        name=model_id,
+                        progress=False,
+                    )
+                    for split, data in splits.items()
+                }
                 for model_id, model_spec in EXPERIMENT_MODELS.items()
             }
             middle = time.perf_counter()
             train = {model_id: arrays["train"] for model_id, arrays in features[run].items()}
-            matrices[run] = {metric: compute_similarity(train, metric, device=dev).matrix.to_numpy()
-                             for metric in metric_names()}
+            matrices[run] = {
+                metric: compute_similarity(train, metric, device=dev).matrix.to_numpy() for metric in metric_names()
+            }
             end = time.perf_counter()
-            probes[run] = {model_id: train_probe(arrays["train"], labels["train"], arrays["test"], labels["test"],
-                                                 seed=0, device=dev, name=model_id)
-                           for model_id, arrays in features[run].items()}
+            probes[run] = {
+                model_id: train_probe(
+                    arrays["train"], labels["train"], arrays["test"], labels["test"], seed=0, device=dev, name=model_id
+                )
+                for model_id, arrays in features[run].items()
+            }
             seconds[run] = {"extract": middle - start, "similarity": end - middle, "probe": time.perf_counter() - end}
     cpu_train = {model_id: arrays["train"] for model_id, arrays in features["cpu"].items()}
-    metrics = [{"metric": metric,
-                **{f"{run}_max_diff": _max_diff(matrices[run][metric], matrices["cpu"][metric])
-                   for run in ("device", "strict")},
-                "engine_max_diff": _max_diff(compute_similarity(cpu_train, metric, device=device).matrix.to_numpy(),
-                                             matrices["cpu"][metric])}
-               for metric in metric_names()]
+    metrics = [
+        {
+            "metric": metric,
+            **{
+                f"{run}_max_diff": _max_diff(matrices[run][metric], matrices["cpu"][metric])
+                for run in ("device", "strict")
+            },
+            "engine_max_diff": _max_diff(
+                compute_similarity(cpu_train, metric, device=device).matrix.to_numpy(), matrices["cpu"][metric]
+            ),
+        }
+        for metric in metric_names()
+    ]
     models = []
     for model_id in EXPERIMENT_MODELS:
         cpu = probes["cpu"][model_id]
         row: dict[str, Any] = {"model": model_id, "top1_cpu": cpu["top1"]}
         for run in ("device", "strict"):
             result = probes[run][model_id]
-            row |= {f"{run}_feature_max_diff": max(_max_diff(features[run][model_id][s], features["cpu"][model_id][s])
-                                                   for s in SPLITS),
-                    f"{run}_top1": result["top1"], f"{run}_points_apart": 100 * abs(result["top1"] - cpu["top1"]),
-                    f"{run}_same_hyperparameters": (result["learning_rate"], result["weight_decay"])
-                    == (cpu["learning_rate"], cpu["weight_decay"])}
+            row |= {
+                f"{run}_feature_max_diff": max(
+                    _max_diff(features[run][model_id][s], features["cpu"][model_id][s]) for s in SPLITS
+                ),
+                f"{run}_top1": result["top1"],
+                f"{run}_points_apart": 100 * abs(result["top1"] - cpu["top1"]),
+                f"{run}_same_hyperparameters": (result["learning_rate"], result["weight_decay"])
+                == (cpu["learning_rate"], cpu["weight_decay"]),
+            }
         models.append(row)
 
     def agrees(run: str) -> bool:
-        return (all(m[f"{run}_max_diff"] <= SIMILARITY_TOLERANCE for m in metrics)
-                and all(m[f"{run}_points_apart"] <= ACCURACY_POINTS for m in models))
+        return all(m[f"{run}_max_diff"] <= SIMILARITY_TOLERANCE for m in metrics) and all(
+            m[f"{run}_points_apart"] <= ACCURACY_POINTS for m in models
+        )
 
     return {
-        "device": device, "dataset": spec, "models": EXPERIMENT_MODELS, "image_size": EXPERIMENT_IMAGE_SIZE,
-        "n_train": len(splits["train"]), "n_test": len(splits["test"]),
-        "similarity_tolerance": SIMILARITY_TOLERANCE, "accuracy_points": ACCURACY_POINTS,
+        "device": device,
+        "dataset": spec,
+        "models": EXPERIMENT_MODELS,
+        "image_size": EXPERIMENT_IMAGE_SIZE,
+        "n_train": len(splits["train"]),
+        "n_test": len(splits["test"]),
+        "similarity_tolerance": SIMILARITY_TOLERANCE,
+        "accuracy_points": ACCURACY_POINTS,
         "tf32_defaults": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
-        "metrics": metrics, "probes": models, "seconds": seconds,
+        "metrics": metrics,
+        "probes": models,
+        "seconds": seconds,
         "device_defaults_agree": agrees("device"),
         "passed": agrees("strict") and all(m["engine_max_diff"] <= SIMILARITY_TOLERANCE for m in metrics),
     }
@@ -251,9 +348,14 @@ def machine(device: str) -> dict[str, Any]:
             packages[match[1]] = {"pinned": match[3], "here": here}
     cuda = device.startswith("cuda") and torch.cuda.is_available()
     return {
-        "host": platform.node(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-        "device": device, "device_name": torch.cuda.get_device_name(device) if cuda else "CPU",
+        "host": platform.node(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "device": device,
+        "device_name": torch.cuda.get_device_name(device) if cuda else "CPU",
         "packages": packages,
     }
 
@@ -266,13 +368,17 @@ def similarity_per_pair(device_report: dict | None, cpu_report: dict | None) -> 
     rows = []
     for row in device_report["rows"]:
         cpu = cpu_rows[row["metric"]]
-        rows.append({
-            "metric": row["metric"], "pairs": row["pairs"],
-            "device_seconds_per_pair": row["engine_seconds"] / row["pairs"],
-            "cpu_seconds_per_pair": cpu["engine_seconds"] / cpu["pairs"],
-            "speedup": cpu["engine_seconds"] / row["engine_seconds"],
-            "device_peak_fraction": row["peak_fraction"], "cpu_peak_fraction": cpu["peak_fraction"],
-        })
+        rows.append(
+            {
+                "metric": row["metric"],
+                "pairs": row["pairs"],
+                "device_seconds_per_pair": row["engine_seconds"] / row["pairs"],
+                "cpu_seconds_per_pair": cpu["engine_seconds"] / cpu["pairs"],
+                "speedup": cpu["engine_seconds"] / row["engine_seconds"],
+                "device_peak_fraction": row["peak_fraction"],
+                "cpu_peak_fraction": cpu["peak_fraction"],
+            }
+        )
     return rows
 
 
@@ -283,15 +389,22 @@ def benchmark_lines(name: str, report: dict) -> list[str]:
         lines = ["| variant | seconds | speed-up over the reference | lr | wd | top-1 |", "|---|---|---|---|---|---|"]
         for variant, result in report["results"].items():
             speedup = seconds["reference"] / seconds[variant] if "reference" in seconds else float("nan")
-            lines.append(f"| {variant} | {seconds[variant]:.1f} | {speedup:.1f}x | {result['learning_rate']:g} | "
-                         f"{result['weight_decay']:.3g} | {100 * result['top1']:.2f} |")
+            lines.append(
+                f"| {variant} | {seconds[variant]:.1f} | {speedup:.1f}x | {result['learning_rate']:g} | "
+                f"{result['weight_decay']:.3g} | {100 * result['top1']:.2f} |"
+            )
         return lines
     loader = ", ".join(f"{workers} workers {rate:.0f}" for workers, rate in report["loader"].items())
-    lines = [f"Loader alone, images/s: {loader}", "", "| model | bare forward images/s | pipeline images/s (workers): "
-             "fraction of bare |", "|---|---|---|"]
+    lines = [
+        f"Loader alone, images/s: {loader}",
+        "",
+        "| model | bare forward images/s | pipeline images/s (workers): fraction of bare |",
+        "|---|---|---|",
+    ]
     for model, figures in report["models"].items():
-        pipeline = ", ".join(f"{rate:.0f} ({workers}): {rate / figures['bare']:.0%}"
-                             for workers, rate in figures["pipeline"].items())
+        pipeline = ", ".join(
+            f"{rate:.0f} ({workers}): {rate / figures['bare']:.0%}" for workers, rate in figures["pipeline"].items()
+        )
         lines.append(f"| {model} | {figures['bare']:.0f} | {pipeline} |")
     return lines
 
@@ -299,41 +412,64 @@ def benchmark_lines(name: str, report: dict) -> list[str]:
 def markdown(summary: dict[str, Any]) -> str:
     """The summary as a short Markdown page."""
     m = summary["machine"]
-    lines = [f"# gpu-check: {m['device_name']} ({m['device']}), {summary['date']}", "",
-             f"torch {m['torch']} (CUDA {m['torch_cuda']}), {m['cpus']} CPUs; quick: {summary['quick']}; "
-             f"{summary['seconds']:.0f} s; passed: {summary['passed']}; complete: {summary['complete']}", "",
-             "| step | status | seconds |", "|---|---|---|"]
+    lines = [
+        f"# gpu-check: {m['device_name']} ({m['device']}), {summary['date']}",
+        "",
+        f"torch {m['torch']} (CUDA {m['torch_cuda']}), {m['cpus']} CPUs; quick: {summary['quick']}; "
+        f"{summary['seconds']:.0f} s; passed: {summary['passed']}; complete: {summary['complete']}",
+        "",
+        "| step | status | seconds |",
+        "|---|---|---|",
+    ]
     lines += [f"| {s['name']} | {s['status']} | {s['seconds']} |" for s in summary["steps"]]
     if summary["similarity_per_pair"]:
-        lines += ["", "Similarity engine, same random features (benchmarks/similarity.py):", "",
-                  "| metric | pairs | device s/pair | CPU s/pair | CPU s / device s | device % of fp32 peak "
-                  "| CPU % of peak |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['metric']} | {r['pairs']} | {r['device_seconds_per_pair']:.3g} | "
-                  f"{r['cpu_seconds_per_pair']:.3g} | {r['speedup']:.1f}x | {100 * r['device_peak_fraction']:.0f} % "
-                  f"| {100 * r['cpu_peak_fraction']:.0f} % |"
-                  for r in summary["similarity_per_pair"]]
+        lines += [
+            "",
+            "Similarity engine, same random features (benchmarks/similarity.py):",
+            "",
+            "| metric | pairs | device s/pair | CPU s/pair | CPU s / device s | device % of fp32 peak "
+            "| CPU % of peak |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['metric']} | {r['pairs']} | {r['device_seconds_per_pair']:.3g} | "
+            f"{r['cpu_seconds_per_pair']:.3g} | {r['speedup']:.1f}x | {100 * r['device_peak_fraction']:.0f} % "
+            f"| {100 * r['cpu_peak_fraction']:.0f} % |"
+            for r in summary["similarity_per_pair"]
+        ]
     for step in summary["steps"]:
         if step["name"] in ("probe", "extract") and step["report"]:
             try:
-                lines += ["", f"{step['name']} (benchmarks/{step['name']}.py):", "",
-                          *benchmark_lines(step["name"], step["report"])]
+                lines += [
+                    "",
+                    f"{step['name']} (benchmarks/{step['name']}.py):",
+                    "",
+                    *benchmark_lines(step["name"], step["report"]),
+                ]
             except (KeyError, TypeError, AttributeError, ValueError) as error:  # the script's format changed
                 lines += ["", f"{step['name']}: report not summarised ({error!r}); see gpu-check.json"]
     report = next((s["report"] for s in summary["steps"] if s["name"] == "experiment"), None)
     if report:
-        lines += ["", f"Experiment, device against CPU ({report['n_train']} train, {report['n_test']} test images; "
-                  f"'default': torch's float32 math, TF32 convolutions; 'strict': TF32 off):", "",
-                  "| model | max feature diff, default / strict | top-1 CPU | top-1 device, default / strict "
-                  "| same hyperparameters, default / strict |", "|---|---|---|---|---|"]
-        lines += [f"| {p['model']} | {p['device_feature_max_diff']:.1e} / {p['strict_feature_max_diff']:.1e} | "
-                  f"{100 * p['top1_cpu']:.2f} | {100 * p['device_top1']:.2f} / {100 * p['strict_top1']:.2f} | "
-                  f"{p['device_same_hyperparameters']} / {p['strict_same_hyperparameters']} |"
-                  for p in report["probes"]]
+        lines += [
+            "",
+            f"Experiment, device against CPU ({report['n_train']} train, {report['n_test']} test images; "
+            f"'default': torch's float32 math, TF32 convolutions; 'strict': TF32 off):",
+            "",
+            "| model | max feature diff, default / strict | top-1 CPU | top-1 device, default / strict "
+            "| same hyperparameters, default / strict |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p['model']} | {p['device_feature_max_diff']:.1e} / {p['strict_feature_max_diff']:.1e} | "
+            f"{100 * p['top1_cpu']:.2f} | {100 * p['device_top1']:.2f} / {100 * p['strict_top1']:.2f} | "
+            f"{p['device_same_hyperparameters']} / {p['strict_same_hyperparameters']} |"
+            for p in report["probes"]
+        ]
         lines += ["", "| metric | max diff, default | max diff, strict | max diff, engine alone |", "|---|---|---|---|"]
-        lines += [f"| {r['metric']} | {r['device_max_diff']:.1e} | {r['strict_max_diff']:.1e} | "
-                  f"{r['engine_max_diff']:.1e} |"
-                  for r in report["metrics"]]
+        lines += [
+            f"| {r['metric']} | {r['device_max_diff']:.1e} | {r['strict_max_diff']:.1e} | {r['engine_max_diff']:.1e} |"
+            for r in report["metrics"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -342,14 +478,21 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", help="the device checked against the CPU")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: the mechanics in a minute or two")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "results" / "gpu-check"))
-    parser.add_argument("--experiment", type=Path, metavar="JSON",
-                        help="run only the experiment step and write its report here (the check runs itself so)")
+    parser.add_argument(
+        "--experiment",
+        type=Path,
+        metavar="JSON",
+        help="run only the experiment step and write its report here (the check runs itself so)",
+    )
     args = parser.parse_args()
     if args.experiment:
         report = experiment(args.device, args.quick)
         args.experiment.write_text(json.dumps(report, indent=1))
-        print(json.dumps({k: report[k] for k in ("metrics", "probes", "seconds", "device_defaults_agree", "passed")},
-                         indent=1))
+        print(
+            json.dumps(
+                {k: report[k] for k in ("metrics", "probes", "seconds", "device_defaults_agree", "passed")}, indent=1
+            )
+        )
         return 0 if report["passed"] else 1
 
     start = time.monotonic()
@@ -364,7 +507,7 @@ def main() -> int:
             print(f"{step.name}: {steps[-1]['status']} in {steps[-1]['seconds']} s", flush=True)
     reports = {s["name"]: s["report"] for s in steps}
     summary = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(args.device),
         "quick": args.quick,
         "seconds": round(time.monotonic() - start, 1),

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import time
-
 from functools import partial
 
 import numpy as np
@@ -52,7 +51,11 @@ def synthetic_features(
 def float32_validation_accuracy(data: tuple, seed: int, epochs: int, lr: float, wd: float) -> float:
     """Validation accuracy of the float32 batched trainer at one (lr, wd), on the protocol's split."""
     settings = ProbeSettings(  # the text's search allows a two-point grid around any value
-        search="text", epochs=epochs, learning_rates=(lr,), weight_decay_min=wd, weight_decay_max=wd * (1 + 1e-9),
+        search="text",
+        epochs=epochs,
+        learning_rates=(lr,),
+        weight_decay_min=wd,
+        weight_decay_max=wd * (1 + 1e-9),
         weight_decay_steps=1,
     )
     return train_probe(*data, seed=seed, settings=settings)["validation"][0]["accuracy"]
@@ -128,7 +131,13 @@ def main() -> int:
         settings = ProbeSettings(epochs=args.epochs, search=args.search, search_precision=precision)
         start, cpu_start = time.perf_counter(), time.process_time()
         results[label] = train_probe(
-            *data, seed=args.seed, settings=settings, device=args.device, name=label, progress=args.progress, fit=fit,
+            *data,
+            seed=args.seed,
+            settings=settings,
+            device=args.device,
+            name=label,
+            progress=args.progress,
+            fit=fit,
             memory_budget=args.memory_budget,
         )
         seconds[label] = time.perf_counter() - start
@@ -155,8 +164,10 @@ def main() -> int:
         ratio = seconds["reference"] / seconds[label]
         cpu_ratio = cpu_seconds["reference"] / cpu_seconds[label]
         if "paper-loader" in seconds and label != "paper-loader":
-            print(f"{label:>16} vs paper-loader: speed-up {seconds['paper-loader'] / seconds[label]:.1f}x wall, "
-                  f"{cpu_seconds['paper-loader'] / cpu_seconds[label]:.1f}x CPU time")
+            print(
+                f"{label:>16} vs paper-loader: speed-up {seconds['paper-loader'] / seconds[label]:.1f}x wall, "
+                f"{cpu_seconds['paper-loader'] / cpu_seconds[label]:.1f}x CPU time"
+            )
         wd_steps = abs(steps[label] - steps["reference"])
         top1_points = 100 * abs(result["top1"] - reference["top1"])
         ok = result["learning_rate"] == reference["learning_rate"] and wd_steps <= 1 and top1_points <= 0.5
@@ -176,6 +187,7 @@ def main() -> int:
         )
     print("agree" if agree else "DISAGREE")
     return 0 if agree else 1
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

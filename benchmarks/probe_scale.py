@@ -51,7 +51,9 @@ def main() -> None:
     x = torch.randn(n, args.d, device=device)
     y = torch.randint(0, args.classes, (n,), device=device)
     lrs, wds = [1e-2] * k, [1e-3] * k
-    fit_linear(x, y, args.classes, lrs, wds, seed=0, epochs=1, batch_size=batch, rows=torch.arange(batch, device=device))
+    fit_linear(
+        x, y, args.classes, lrs, wds, seed=0, epochs=1, batch_size=batch, rows=torch.arange(batch, device=device)
+    )
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -63,10 +65,14 @@ def main() -> None:
     seconds = (time.perf_counter() - start) / args.steps
     rate = 4.0 * batch * (args.d + 1) * k * args.classes / seconds
     planned = candidate_bytes(args.d, args.classes, batch_size=batch, steps=args.steps)
-    print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} "
-          f"d={args.d} classes={args.classes} K={k} batch={batch}")
-    print(f"measured: {1e3 * seconds:.1f} ms a step, {rate / 1e9:.1f} GFLOP/s in the products, "
-          f"{1e3 * seconds / k:.2f} ms a candidate-step")
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} "
+        f"d={args.d} classes={args.classes} K={k} batch={batch}"
+    )
+    print(
+        f"measured: {1e3 * seconds:.1f} ms a step, {rate / 1e9:.1f} GFLOP/s in the products, "
+        f"{1e3 * seconds / k:.2f} ms a candidate-step"
+    )
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) - before
         print(f"measured peak above the features: {peak / 2**20:.0f} MiB; planned {k * planned / 2**20:.0f} MiB")
@@ -76,12 +82,16 @@ def main() -> None:
     features = 4 * (IMAGENET["n_train"] + IMAGENET["n_test"]) * IMAGENET["d"]
     scan = len(settings.learning_rates) * len(settings.scan())
     operations = protocol_operations(IMAGENET["n_train"], IMAGENET["d"], IMAGENET["classes"], settings)
-    print(f"ImageNet-1k probe (estimate): features {features / 2**30:.2f} GiB on the device, "
-          f"{per_candidate / 2**20:.1f} MiB a candidate, scan round of {scan}: {scan * per_candidate / 2**30:.2f} GiB; "
-          f"{operations / 1e15:.2f} PFLOP, {operations / rate / 3600:.2f} h at the measured rate")
+    print(
+        f"ImageNet-1k probe (estimate): features {features / 2**30:.2f} GiB on the device, "
+        f"{per_candidate / 2**20:.1f} MiB a candidate, scan round of {scan}: {scan * per_candidate / 2**30:.2f} GiB; "
+        f"{operations / 1e15:.2f} PFLOP, {operations / rate / 3600:.2f} h at the measured rate"
+    )
     budget = MEMORY_HEADROOM * available_memory(device)
-    print(f"this device: {budget / 2**30:.1f} GiB plannable now, "
-          f"{int(budget // per_candidate)} ImageNet candidates at once")
+    print(
+        f"this device: {budget / 2**30:.1f} GiB plannable now, "
+        f"{int(budget // per_candidate)} ImageNet candidates at once"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,7 @@ def random_features(models: int, n: int, d: int, seed: int) -> dict[str, np.ndar
     for index in range(models):
         x = latent @ rng.standard_normal((32, d)) + 2.0 * rng.standard_normal((n, d))
         x = np.maximum(x, 0) if index % 2 else x
-        features[f"model{index:02d}"] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(
-            np.float32)
+        features[f"model{index:02d}"] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     return features
 
 
@@ -140,8 +139,7 @@ def baseline_cknna(x: torch.Tensor, y: torch.Tensor, k: int) -> float:
     unit_x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
     unit_y = y / torch.linalg.vector_norm(y, dim=1, keepdim=True)
     kernel_x, kernel_y = unit_x @ unit_x.T, unit_y @ unit_y.T
-    return masked(kernel_x, kernel_y) / math.sqrt(masked(kernel_x, kernel_x)
-                                                  * masked(kernel_y, kernel_y))
+    return masked(kernel_x, kernel_y) / math.sqrt(masked(kernel_x, kernel_x) * masked(kernel_y, kernel_y))
 
 
 def baseline_procrustes(x: np.ndarray, y: np.ndarray) -> float:
@@ -209,12 +207,13 @@ def engine_gflop(metric: str, features: dict[str, np.ndarray]) -> float:
     if spec.family == "knn":
         flops = sum(2 * w * n * n for w in widths)
     elif spec.family == "procrustes":
-        flops = sum(2 * n * widths[a] * widths[b] + 2 * min(widths[a], widths[b]) ** 2
-                    * max(widths[a], widths[b]) for a, b in pairs)
+        flops = sum(
+            2 * n * widths[a] * widths[b] + 2 * min(widths[a], widths[b]) ** 2 * max(widths[a], widths[b])
+            for a, b in pairs
+        )
     elif spec.rdm_comparison == "spearman":
         flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * (n - 1) / 2
-    elif spec.kernel == "linear" and similarity._linear_strategy(
-            list(features.values()), pairs, m - 1) == "features":
+    elif spec.kernel == "linear" and similarity._linear_strategy(list(features.values()), pairs, m - 1) == "features":
         flops = 2 * n * (sum(widths[a] * widths[b] for a, b in pairs) + sum(w * w for w in widths))
     else:
         flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * n / 2
@@ -226,8 +225,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=16)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--d", type=int, default=768)
-    parser.add_argument("--baseline-pairs", type=int, default=2,
-                        help="pairs the baseline is timed on before extrapolating (0: no baseline)")
+    parser.add_argument(
+        "--baseline-pairs",
+        type=int,
+        default=2,
+        help="pairs the baseline is timed on before extrapolating (0: no baseline)",
+    )
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="the engine's device (the baseline runs on the CPU)")
@@ -241,15 +244,18 @@ def main() -> None:
     timed_pairs = all_pairs[: args.baseline_pairs]
     peak = matmul_peak_gflops(args.peak_size, device=args.device)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
-    print(f"machine: {platform.processor() or platform.machine()}, torch threads "
-          f"{torch.get_num_threads()}, torch {torch.__version__}; engine on {args.device} ({device_name})")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch threads "
+        f"{torch.get_num_threads()}, torch {torch.__version__}; engine on {args.device} ({device_name})"
+    )
     print(f"features: M={args.models} models, n={args.n}, d={args.d} (float32, L2-normalised)")
     print(f"float32 matmul peak (torch, {args.peak_size}^3, {args.device}): {peak:.1f} GFLOP/s")
-    print(f"baseline: timed on {len(timed_pairs)} pair(s), extrapolated to all "
-          f"{len(all_pairs)} pairs")
+    print(f"baseline: timed on {len(timed_pairs)} pair(s), extrapolated to all {len(all_pairs)} pairs")
     print()
-    header = (f"{'metric':26s} {'baseline s':>11s} {'engine s':>9s} {'speed-up':>9s} "
-              f"{'max |diff|':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'engine peak RSS':>16s}")
+    header = (
+        f"{'metric':26s} {'baseline s':>11s} {'engine s':>9s} {'speed-up':>9s} "
+        f"{'max |diff|':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'engine peak RSS':>16s}"
+    )
     print(header)
     rows = []
     for metric in args.metrics:
@@ -262,27 +268,47 @@ def main() -> None:
             start = time.perf_counter()
             baseline_values = [pair_function(features[a], features[b]) for a, b in timed_pairs]
             baseline_seconds = (time.perf_counter() - start) / len(timed_pairs) * len(all_pairs)
-            difference = max(abs(matrix.loc[a, b] - value)
-                             for (a, b), value in zip(timed_pairs, baseline_values))
+            difference = max(abs(matrix.loc[a, b] - value) for (a, b), value in zip(timed_pairs, baseline_values))
         else:
             baseline_seconds = difference = math.nan
         rate = engine_gflop(metric, features) / engine_seconds
-        print(f"{metric:26s} {baseline_seconds:11.1f} {engine_seconds:9.2f} "
-              f"{baseline_seconds / engine_seconds:8.0f}x {difference:11.1e} {rate:8.1f} "
-              f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB")
-        rows.append({"metric": metric, "pairs": len(all_pairs), "engine_seconds": engine_seconds,
-                     "baseline_seconds": baseline_seconds if timed_pairs else None,
-                     "max_diff": difference if timed_pairs else None, "gflops": rate,
-                     "peak_fraction": rate / peak})
+        print(
+            f"{metric:26s} {baseline_seconds:11.1f} {engine_seconds:9.2f} "
+            f"{baseline_seconds / engine_seconds:8.0f}x {difference:11.1e} {rate:8.1f} "
+            f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB"
+        )
+        rows.append(
+            {
+                "metric": metric,
+                "pairs": len(all_pairs),
+                "engine_seconds": engine_seconds,
+                "baseline_seconds": baseline_seconds if timed_pairs else None,
+                "max_diff": difference if timed_pairs else None,
+                "gflops": rate,
+                "peak_fraction": rate / peak,
+            }
+        )
     print()
-    print("max |diff|: engine vs baseline on the timed pairs (baseline is torch float32, "
-          "numpy float64 for Procrustes); "
-          "GFLOP/s counts the engine's matrix products; engine peak RSS is the increase of "
-          "this process's resident memory during the engine call.")
+    print(
+        "max |diff|: engine vs baseline on the timed pairs (baseline is torch float32, "
+        "numpy float64 for Procrustes); "
+        "GFLOP/s counts the engine's matrix products; engine peak RSS is the increase of "
+        "this process's resident memory during the engine call."
+    )
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"args": vars(args), "device_name": device_name, "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "peak_gflops": peak, "rows": rows}, file, indent=1)
+            json.dump(
+                {
+                    "args": vars(args),
+                    "device_name": device_name,
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "peak_gflops": peak,
+                    "rows": rows,
+                },
+                file,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

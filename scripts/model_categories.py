@@ -12,4 +12,6 @@ with job_log(snakemake.log[0]):
     table = category_counts(metadata)
     print(table.to_string(index=False))
     write_csv(snakemake.output.table, table)
-    write_table_html(snakemake.output.table_html, table, f"Number of models in each category (Table 1; {len(metadata)} models)")
+    write_table_html(
+        snakemake.output.table_html, table, f"Number of models in each category (Table 1; {len(metadata)} models)"
+    )

@@ -31,7 +31,9 @@ def main() -> int:
         for model_id, spec in (yaml.safe_load(path.read_text()).get("models") or {}).items()
         if not args.only or model_id in args.only
     }
-    fetch = {m: s for m, s in models.items() if s.get("weights", "pretrained") != "random" and s["backend"] != "thingsvision"}
+    fetch = {
+        m: s for m, s in models.items() if s.get("weights", "pretrained") != "random" and s["backend"] != "thingsvision"
+    }
     failed = {}
     for model_id, spec in tqdm(fetch.items(), desc="prefetch", unit="model"):
         try:

@@ -12,7 +12,9 @@ from simcon.probe import ProbeSettings, train_probe
 with job_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     model_id, dataset_id, seed = snakemake.wildcards.model, snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
-    settings = {key: tuple(value) if isinstance(value, list) else value for key, value in snakemake.params.settings.items()}
+    settings = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in snakemake.params.settings.items()
+    }
     arrays = {name: np.load(path) for name, path in snakemake.input.items()}
     with acquire_device(snakemake.params.device) as device:
         result = train_probe(
@@ -27,5 +29,7 @@ with job_log(snakemake.log[0]):
             progress=True,
             memory_budget=snakemake.params.memory_budget,
         )
-    print(f"{model_id} on {dataset_id}, seed {seed}: top-1 {result['top1']:.4f} (trained on {result['n_train']} images)")
+    print(
+        f"{model_id} on {dataset_id}, seed {seed}: top-1 {result['top1']:.4f} (trained on {result['n_train']} images)"
+    )
     write_json(snakemake.output[0], {"model": model_id, "dataset": dataset_id, **result})

@@ -15,5 +15,11 @@ with job_log(snakemake.log[0]):
     points, correlations = dataset_pair_scatter(matrices, chosen, params.objective)
     write_csv(snakemake.output.data, points)
     write_csv(snakemake.output.correlations, correlations)
-    write_table_html(snakemake.output.correlations_html, correlations, f"Model-pair similarities on two datasets: Pearson r of all pairs and within each objective ({snakemake.wildcards.metric})")
-    plots.save_png(plots.dataset_pair_scatter(points, correlations, snakemake.wildcards.metric), snakemake.output.figure)
+    write_table_html(
+        snakemake.output.correlations_html,
+        correlations,
+        f"Model-pair similarities on two datasets: Pearson r of all pairs and within each objective ({snakemake.wildcards.metric})",
+    )
+    plots.save_png(
+        plots.dataset_pair_scatter(points, correlations, snakemake.wildcards.metric), snakemake.output.figure
+    )

@@ -7,7 +7,10 @@ from simcon.structure import mean_std
 
 with job_log(snakemake.log[0]):
     metric = snakemake.wildcards.metric
-    table = mean_std(read_matrices(snakemake.input, snakemake.wildcards.metric, snakemake.params.datasets), ["identity", "arccos", "tan"])
+    table = mean_std(
+        read_matrices(snakemake.input, snakemake.wildcards.metric, snakemake.params.datasets),
+        ["identity", "arccos", "tan"],
+    )
     write_csv(snakemake.output.data, table)
     plots.save_png(plots.mean_vs_std(table[table["transform"] == "identity"], metric), snakemake.output.figure)
     plots.save_png(plots.mean_vs_std(table[table["transform"] != "identity"], metric), snakemake.output.transformed)

@@ -14,5 +14,7 @@ with job_log(snakemake.log[0]):
     print(correlations.to_string(index=False))
     write_csv(snakemake.output.data, pairs)
     write_csv(snakemake.output.correlations, correlations)
-    write_table_html(snakemake.output.correlations_html, correlations, "Mean similarity: Pearson r with the reference metric")
+    write_table_html(
+        snakemake.output.correlations_html, correlations, "Mean similarity: Pearson r with the reference metric"
+    )
     plots.save_png(plots.metric_means(pairs, correlations), snakemake.output.figure)

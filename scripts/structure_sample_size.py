@@ -20,7 +20,9 @@ with job_log(snakemake.log[0]):
         similarities, skipped = similarity_by_sample_size(
             features, labels, params.samples_per_class, params.metrics, params.seed, device=str(device)
         )
-    note = f"k = {skipped} left out: more than the smallest class has, or too few samples for a metric" if skipped else ""
+    note = (
+        f"k = {skipped} left out: more than the smallest class has, or too few samples for a metric" if skipped else ""
+    )
     print(note or "every configured k computed")
     differences = sample_size_differences(similarities)
     write_csv(snakemake.output.similarities, similarities)

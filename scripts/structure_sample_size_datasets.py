@@ -13,7 +13,9 @@ with job_log(snakemake.log[0]):
     params = snakemake.params
     similarities = pd.concat(
         [
-            to_long(pd.read_csv(snakemake.input[f"k{k}/{metric}"], index_col=0)).assign(metric=metric, samples_per_class=k)
+            to_long(pd.read_csv(snakemake.input[f"k{k}/{metric}"], index_col=0)).assign(
+                metric=metric, samples_per_class=k
+            )
             for k in params.samples_per_class
             for metric in params.metrics
         ],

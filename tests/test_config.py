@@ -38,21 +38,37 @@ def test_unique_keys_pass(tmp_path):
     check_unique_keys([path])
 
 
-@pytest.mark.parametrize("parameters,expected", [(4.6e6, "small"), (99.9e6, "small"), (100e6, "medium"),
-                                                 (304e6, "large"), (400e6, "xlarge"), (1.1e9, "xlarge")])
+@pytest.mark.parametrize(
+    "parameters,expected",
+    [(4.6e6, "small"), (99.9e6, "small"), (100e6, "medium"), (304e6, "large"), (400e6, "xlarge"), (1.1e9, "xlarge")],
+)
 def test_size_classes_follow_the_paper(parameters, expected):
     assert vocabulary.size_class(parameters) == expected
 
 
 def _model(**metadata):
-    return {"backend": "timm", "name": "resnet18", "layer": "fc", "weights": "random",
-            "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
-                         "training_data": "none", "data_class": "None", "parameters": 11.7e6, **metadata}}
+    return {
+        "backend": "timm",
+        "name": "resnet18",
+        "layer": "fc",
+        "weights": "random",
+        "metadata": {
+            "objective": "Untrained",
+            "architecture": "ResNet",
+            "architecture_class": "CNN",
+            "training_data": "none",
+            "data_class": "None",
+            "parameters": 11.7e6,
+            **metadata,
+        },
+    }
 
 
 def _config(**overrides):
-    config = {"models": {"r": _model(), "s": _model()},
-              "datasets": {"d": {"source": "sklearn_digits", "category": "natural_single_domain"}}}
+    config = {
+        "models": {"r": _model(), "s": _model()},
+        "datasets": {"d": {"source": "sklearn_digits", "category": "natural_single_domain"}},
+    }
     config.update(overrides)
     return config
 
@@ -99,9 +115,15 @@ def test_relative_dataset_paths_are_taken_under_data_root(tmp_path):
         (lambda c: c["models"]["r"].update(backend="keras"), r"'keras' is not one of"),
         (lambda c: c["models"]["r"]["metadata"].update(objective="BYOL"), r"'BYOL' is not one of"),
         (lambda c: c["datasets"]["d"].update(source="generated", domain="clouds"), r"'clouds' is not one of"),
-        (lambda c: c.update(metrics=["cka_cosine"]), r"metrics: unknown similarity metric 'cka_cosine'; known metrics: "),
+        (
+            lambda c: c.update(metrics=["cka_cosine"]),
+            r"metrics: unknown similarity metric 'cka_cosine'; known metrics: ",
+        ),
         (lambda c: c.update(anchors=["ghost"]), r"anchor model\(s\) \['ghost'\]"),
-        (lambda c: c.update(structure={"tsne_datasets": ["ghost"]}), r"structure.tsne_datasets names dataset\(s\) \['ghost'\]"),
+        (
+            lambda c: c.update(structure={"tsne_datasets": ["ghost"]}),
+            r"structure.tsne_datasets names dataset\(s\) \['ghost'\]",
+        ),
     ],
 )
 def test_config_errors_name_the_culprit(tmp_path, change, message):
@@ -117,8 +139,11 @@ def test_unknown_metric_lists_the_registered_ones():
 
 
 def test_structure_settings_name_unknown_datasets():
-    settings = {"dataset_pairs": [["d1", "d2"]], "tsne_datasets": [],
-                "sample_size": {"datasets": [], "per_k_datasets": [{"samples_per_class": 1, "dataset": "in1k_k1"}]}}
+    settings = {
+        "dataset_pairs": [["d1", "d2"]],
+        "tsne_datasets": [],
+        "sample_size": {"datasets": [], "per_k_datasets": [{"samples_per_class": 1, "dataset": "in1k_k1"}]},
+    }
     with pytest.raises(ConfigError, match=r"per_k_datasets names dataset\(s\) \['in1k_k1'\]"):
         check_structure(settings, ["d1", "d2"])
     settings["sample_size"]["per_k_datasets"] = []
@@ -155,7 +180,9 @@ def test_schema_enums_are_the_vocabulary():
     schema = yaml.safe_load(SCHEMA.read_text())
     model, dataset = schema["$defs"]["model"]["properties"], schema["$defs"]["dataset"]
     metadata = model["metadata"]["properties"]
-    branches = {branch["if"]["properties"]["source"]["const"]: branch["then"]["properties"] for branch in dataset["allOf"]}
+    branches = {
+        branch["if"]["properties"]["source"]["const"]: branch["then"]["properties"] for branch in dataset["allOf"]
+    }
     zoo = schema["properties"]["zoo"]["properties"]
     matrices = schema["properties"]["consistency"]["properties"]["dataset_matrices"]["items"]["properties"]
     assert _enum(model["backend"]) == list(vocabulary.BACKENDS)

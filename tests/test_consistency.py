@@ -49,9 +49,13 @@ def test_consistency_matches_hand_computed_pearson():
 def test_consistency_rows_of_every_set_pair_by_hand():
     table = consistency(five_matrices(), model_sets(METADATA, anchors=["d"]))
     # (Sup, Sup): pairs ab, ac, bc carry the vectors of MATRICES
-    assert rho_of(table, "objective", "Sup", "Sup") == pytest.approx({("d1", "d2"): R12, ("d1", "d3"): -1, ("d2", "d3"): -R12})
+    assert rho_of(table, "objective", "Sup", "Sup") == pytest.approx(
+        {("d1", "d2"): R12, ("d1", "d3"): -1, ("d2", "d3"): -R12}
+    )
     # (SSL, Sup): ad, ae, bd, be, cd, ce = (.1 .. .6) on d1, twice that on d2, .7 minus it on d3
-    assert rho_of(table, "objective", "SSL", "Sup") == pytest.approx({("d1", "d2"): 1, ("d1", "d3"): -1, ("d2", "d3"): -1})
+    assert rho_of(table, "objective", "SSL", "Sup") == pytest.approx(
+        {("d1", "d2"): 1, ("d1", "d3"): -1, ("d2", "d3"): -1}
+    )
     # (SSL, SSL) has the single pair de: no value; anchor d against Sup: ad, bd, cd = (.1, .3, .5), x2, (.6, .4, .2)
     assert rho_of(table, "objective", "SSL", "SSL") == {}
     assert rho_of(table, "anchor", "d", "Sup") == pytest.approx({("d1", "d2"): 1, ("d1", "d3"): -1, ("d2", "d3"): -1})
@@ -111,12 +115,27 @@ def test_category_counts_of_hand_made_metadata_in_table_1_order():
     table = category_counts(metadata)
     assert table.columns.tolist() == ["category", "title", "set", "n_models"]
     assert table[["category", "set", "n_models"]].values.tolist() == [
-        ["objective", "Img-Txt", 1], ["objective", "SSL", 1], ["objective", "Sup", 3], ["objective", "Untrained", 1],
-        ["architecture", "CNN", 2], ["architecture", "TX", 4],
-        ["data", "IN1k", 3], ["data", "IN21k", 1], ["data", "None", 1], ["data", "XLarge", 1],
-        ["size", "small", 3], ["size", "medium", 1], ["size", "large", 1], ["size", "xlarge", 1],  # size order
+        ["objective", "Img-Txt", 1],
+        ["objective", "SSL", 1],
+        ["objective", "Sup", 3],
+        ["objective", "Untrained", 1],
+        ["architecture", "CNN", 2],
+        ["architecture", "TX", 4],
+        ["data", "IN1k", 3],
+        ["data", "IN21k", 1],
+        ["data", "None", 1],
+        ["data", "XLarge", 1],
+        ["size", "small", 3],
+        ["size", "medium", 1],
+        ["size", "large", 1],
+        ["size", "xlarge", 1],  # size order
     ]
-    assert table.drop_duplicates("category")["title"].tolist() == ["Training objective", "Architecture", "Training data", "Model size"]
+    assert table.drop_duplicates("category")["title"].tolist() == [
+        "Training objective",
+        "Architecture",
+        "Training data",
+        "Model size",
+    ]
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['size_class'\]"):
         category_counts(metadata.drop(columns="size_class"))
 
@@ -138,11 +157,16 @@ def test_category_counts_of_the_paper_config():
 
     models = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["models"]
     metadata = pd.DataFrame.from_dict(
-        {m: {"size_class": size_class(spec["metadata"]["parameters"])} | spec["metadata"] for m, spec in models.items()},
+        {
+            m: {"size_class": size_class(spec["metadata"]["parameters"])} | spec["metadata"]
+            for m, spec in models.items()
+        },
         orient="index",
     )
     table = category_counts(metadata)
-    counts = {category: dict(zip(rows["set"], rows["n_models"])) for category, rows in table.groupby("category", sort=False)}
+    counts = {
+        category: dict(zip(rows["set"], rows["n_models"])) for category, rows in table.groupby("category", sort=False)
+    }
     assert counts == TABLE_1
     assert list(counts) == ["objective", "architecture", "data", "size"]
     assert list(counts["size"]) == ["small", "medium", "large", "xlarge"]
@@ -175,7 +199,9 @@ def test_dataset_matrices_hold_rho_of_each_dataset_pair_and_name_missing_set_pai
     matrices, long = dataset_matrices(table, wanted, order)
     assert list(matrices) == ["(All, All)", "(Sup, SSL)", "(Sup, Sup)", "(SSL, SSL)", "(Img-Txt, Sup)"]
     assert matrices["(SSL, SSL)"] is None and matrices["(Img-Txt, Sup)"] is None
-    np.testing.assert_allclose(matrices["(Sup, SSL)"].loc[order, order], [[1, -1, -1], [-1, 1, 1], [-1, 1, 1]], atol=1e-12)
+    np.testing.assert_allclose(
+        matrices["(Sup, SSL)"].loc[order, order], [[1, -1, -1], [-1, 1, 1], [-1, 1, 1]], atol=1e-12
+    )
     sup = matrices["(Sup, Sup)"]
     assert list(sup.index) == order and sup.loc["d1", "d2"] == sup.loc["d2", "d1"] == pytest.approx(R12)
     assert sup.loc["d3", "d2"] == pytest.approx(-R12)
@@ -183,12 +209,20 @@ def test_dataset_matrices_hold_rho_of_each_dataset_pair_and_name_missing_set_pai
     assert missing[["set_a", "set_b"]].values.tolist() == [["SSL", "SSL"], ["Img-Txt", "Sup"]]
     assert missing["note"].str.contains("fewer than 3 model pairs").all() and missing["rho"].isna().all()
     assert len(long) == 3 * 9 + 2
-    row = long[(long["set_a"] == "Sup") & (long["set_b"] == "Sup") & (long["dataset_a"] == "d2") & (long["dataset_b"] == "d3")]
+    row = long[
+        (long["set_a"] == "Sup") & (long["set_b"] == "Sup") & (long["dataset_a"] == "d2") & (long["dataset_b"] == "d3")
+    ]
     assert row["rho"].item() == pytest.approx(-R12)
 
 
 def test_datasets_sorted_by_category_keep_their_order_within_one():
-    categories = {"a": "structured", "b": "natural_multi_domain", "c": "specialized", "d": "natural_multi_domain", "e": "other"}
+    categories = {
+        "a": "structured",
+        "b": "natural_multi_domain",
+        "c": "specialized",
+        "d": "natural_multi_domain",
+        "e": "other",
+    }
     assert sort_by_category(list("abcde"), categories) == ["b", "d", "c", "a", "e"]
 
 
@@ -209,10 +243,24 @@ def test_set_named_none_survives_a_csv_round_trip(tmp_path):
     assert read_consistency(tmp_path / "t.csv")["set_a"].tolist() == ["None"]
 
 
-ANALYSES = ["consistency", "consistency_anchors", "consistency_matrices", "consistency_bootstrap", "permutation_test",
-            "metric_agreement", "similarity_vs_performance"]
-FIGURES = ["consistency_by_category", "consistency_anchors", "consistency_matrices", "consistency_bootstrap",
-           "permutation_test", "similarity_vs_gap", "gap_correlations_by_category"]
+ANALYSES = [
+    "consistency",
+    "consistency_anchors",
+    "consistency_matrices",
+    "consistency_bootstrap",
+    "permutation_test",
+    "metric_agreement",
+    "similarity_vs_performance",
+]
+FIGURES = [
+    "consistency_by_category",
+    "consistency_anchors",
+    "consistency_matrices",
+    "consistency_bootstrap",
+    "permutation_test",
+    "similarity_vs_gap",
+    "gap_correlations_by_category",
+]
 
 
 @pytest.mark.slow
@@ -228,12 +276,26 @@ def test_analysis_rules_on_hand_written_similarities(tmp_path):
         "anchors": ["d"],
         "consistency": {"bootstrap": {"resamples": 50}, "permutation": {"permutations": 120}},
         "models": {
-            model: {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
-                    "metadata": {"objective": objective, "architecture": "ResNet", "architecture_class": "CNN",
-                                 "training_data": "IN1k", "data_class": "IN1k", "parameters": 1e7}}
+            model: {
+                "backend": "timm",
+                "name": "resnet18",
+                "layer": "global_pool",
+                "weights": "random",
+                "metadata": {
+                    "objective": objective,
+                    "architecture": "ResNet",
+                    "architecture_class": "CNN",
+                    "training_data": "IN1k",
+                    "data_class": "IN1k",
+                    "parameters": 1e7,
+                },
+            }
             for model, objective in zip(FIVE, METADATA["objective"])
         },
-        "datasets": {d: {"source": "generated", "domain": domain, "category": category} for d, (domain, category) in domains.items()},
+        "datasets": {
+            d: {"source": "generated", "domain": domain, "category": category}
+            for d, (domain, category) in domains.items()
+        },
     }
     for dataset, matrix in five_matrices().items():
         for metric, values in zip(metrics, (matrix, matrix**2)):
@@ -249,19 +311,28 @@ def test_analysis_rules_on_hand_written_similarities(tmp_path):
 
     figures = tmp_path / "results/figures/cka_linear_unbiased"
     matrices = read_consistency(figures / "consistency_matrices.csv")
-    sup = matrices[(matrices["set_a"] == "Sup") & (matrices["set_b"] == "Sup")].set_index(["dataset_a", "dataset_b"])["rho"]
+    sup = matrices[(matrices["set_a"] == "Sup") & (matrices["set_b"] == "Sup")].set_index(["dataset_a", "dataset_b"])[
+        "rho"
+    ]
     assert sup[("d1", "d2")] == pytest.approx(R12) and sup[("d3", "d1")] == pytest.approx(-1)
     assert list(dict.fromkeys(sup.index.get_level_values(0))) == ["d3", "d1", "d2"]  # specialized before structured
     missing = matrices.loc[matrices["note"].notna(), ["set_a", "set_b"]].values.tolist()
     assert missing == [["SSL", "SSL"], ["Img-Txt", "Sup"], ["Sup", "Untrained"]]
     anchors = read_consistency(figures / "consistency_anchors.csv")
-    assert anchors.loc[anchors["category"] == "anchor", ["set_a", "set_b"]].drop_duplicates().values.tolist() == [["d", "Sup"]]
+    assert anchors.loc[anchors["category"] == "anchor", ["set_a", "set_b"]].drop_duplicates().values.tolist() == [
+        ["d", "Sup"]
+    ]
     tests = pd.read_csv(tmp_path / "results/consistency/cka_linear_unbiased/permutation_test.csv").set_index("category")
     assert tests.loc["objective", "exact"] and tests.loc["objective", "n_permutations"] == 120
     bootstrap = read_consistency(figures / "consistency_bootstrap.csv")
     assert bootstrap[["category", "set_a", "set_b"]].values.tolist() == [
-        ["all", "All", "All"], ["objective", "SSL", "Sup"], ["objective", "Sup", "Sup"], ["architecture", "CNN", "CNN"],
-        ["data", "IN1k", "IN1k"], ["size", "small", "small"], ["anchor", "d", "Sup"],
+        ["all", "All", "All"],
+        ["objective", "SSL", "Sup"],
+        ["objective", "Sup", "Sup"],
+        ["architecture", "CNN", "CNN"],
+        ["data", "IN1k", "IN1k"],
+        ["size", "small", "small"],
+        ["anchor", "d", "Sup"],
     ]
     assert bootstrap["n_resamples"].between(30, 50).all()
     agreement = read_consistency(tmp_path / "results/figures/consistency_metrics.csv")
@@ -270,8 +341,9 @@ def test_analysis_rules_on_hand_written_similarities(tmp_path):
         assert (tmp_path / target).stat().st_size > 10_000
 
     report = tmp_path / "report.html"
-    result = snakemake(tmp_path, config, "--allowed-rules", *ANALYSES, "--report", str(report), "--", *everything,
-                       timeout=600)
+    result = snakemake(
+        tmp_path, config, "--allowed-rules", *ANALYSES, "--report", str(report), "--", *everything, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     html = report.read_text()
     for category in ("4.5 Model categories", "4.6 Dataset categories", "4.7 Similarity and performance", "Appendix"):

@@ -4,14 +4,13 @@ CLIP-benchmark webdataset shards, torchvision datasets from a local root, BREEDS
 from __future__ import annotations
 
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import add_member, colour, image_bytes, make_wds, write_hierarchy
 import simcon.datasets
+from conftest import add_member, colour, image_bytes, make_wds, write_hierarchy
 from simcon.config import resolve_paths
 from simcon.datasets import (
     BREEDS_FILES,
@@ -30,6 +29,7 @@ def index_cache(tmp_path, monkeypatch):
     """Each test caches shard indices in its own folder."""
     monkeypatch.setenv("SIMCON_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache" / "wds-index"
+
 
 def pixel(image: Image.Image) -> tuple[int, int, int]:
     return image.getpixel((2, 2))
@@ -171,8 +171,11 @@ def test_torchvision_missing_files_name_dataset_and_download_call(tmp_path):
 
 def test_torchvision_dataset_without_download_says_where_its_files_go(tmp_path):
     spec = {"source": "torchvision", "name": "ImageNet", "path": str(tmp_path)}
-    with pytest.raises(DatasetError, match=r"dataset 'in1k': torchvision ImageNet\(split='val'\) cannot load from "
-                                           r".*torchvision's ImageNet downloads nothing: put its files under"):
+    with pytest.raises(
+        DatasetError,
+        match=r"dataset 'in1k': torchvision ImageNet\(split='val'\) cannot load from "
+        r".*torchvision's ImageNet downloads nothing: put its files under",
+    ):
         load_split("in1k", spec, "test")
 
 
@@ -231,18 +234,35 @@ def hierarchy(tmp_path):
     and one level-5 node under 'non-living thing' (n03000009, 4 leaves), outside the living17 task.
     Leaves are the dataset's classes, indexed in wnid order like ImageNet.
     """
-    felines, canines, bears, fish, tools = leaf_ids(5000000, 4), leaf_ids(6000000, 5), leaf_ids(7000000, 3), \
-        leaf_ids(8000000, 4), leaf_ids(9000000, 4)
-    edges = [(ROOT, LIVING), (ROOT, NONLIVING), (LIVING, "n02000002"), ("n02000002", "n02000003"),
-             ("n02000003", "n02000004"), (NONLIVING, "n02100002"), ("n02100002", "n02100003"),
-             ("n02100003", "n02100004")]
+    felines, canines, bears, fish, tools = (
+        leaf_ids(5000000, 4),
+        leaf_ids(6000000, 5),
+        leaf_ids(7000000, 3),
+        leaf_ids(8000000, 4),
+        leaf_ids(9000000, 4),
+    )
+    edges = [
+        (ROOT, LIVING),
+        (ROOT, NONLIVING),
+        (LIVING, "n02000002"),
+        ("n02000002", "n02000003"),
+        ("n02000003", "n02000004"),
+        (NONLIVING, "n02100002"),
+        ("n02100002", "n02100003"),
+        ("n02100003", "n02100004"),
+    ]
     edges += [("n02000004", s) for s in ("n03000001", "n03000002", "n03000003", "n03000004")]
     edges += [("n02000002", "n03000004"), ("n02100004", "n03000009"), ("n03000002", "n03100000")]
     edges += [("n03000001", w) for w in felines] + [("n03100000", w) for w in canines]
     edges += [("n03000003", w) for w in bears] + [("n03000004", w) for w in fish] + [("n03000009", w) for w in tools]
     edges += [("n02000004", "n04999999")]  # a node without any leaf below it: pruned
-    names = {"n03000001": "felines", "n03000002": "canines", "n03000003": "bears", "n03000004": "fish",
-             "n03000009": "tools"}
+    names = {
+        "n03000001": "felines",
+        "n03000002": "canines",
+        "n03000003": "bears",
+        "n03000004": "fish",
+        "n03000009": "tools",
+    }
     leaves = sorted(felines + canines + bears + fish + tools)
     folder = write_hierarchy(tmp_path / "breeds", edges, leaves, names)
     return folder, {"felines": felines, "canines": canines, "bears": bears, "fish": fish, "tools": tools}, leaves
@@ -277,8 +297,12 @@ def test_breeds_splits_use_source_for_train_and_target_for_test(hierarchy, tmp_p
             (imagenet / split / wnid).mkdir(parents=True)
             for i in range(2):
                 Image.new("RGB", (6, 5), (leaves.index(wnid), i, 0)).save(imagenet / split / wnid / f"{i}.png")
-    spec = {"source": "breeds", "task": "living17", "hierarchy": str(folder),
-            "imagenet": {"source": "image_folder", "path": str(imagenet)}}
+    spec = {
+        "source": "breeds",
+        "task": "living17",
+        "hierarchy": str(folder),
+        "imagenet": {"source": "image_folder", "path": str(imagenet)},
+    }
     check_dataset("living17", spec)
     for split, domain in (("train", task.source), ("test", task.target)):
         data = load_split("living17", spec, split)
@@ -296,8 +320,12 @@ def test_breeds_maps_imagenet_class_indices_when_names_are_not_wnids(hierarchy, 
     labels = [i for i in range(len(leaves)) for _ in range(2)]
     names = [f"c{i}" for i in range(len(leaves))]
     root = make_wds(tmp_path / "wds_imagenet1k", "train", labels, per_shard=7, classnames=names)
-    spec = {"source": "breeds", "task": "living17", "hierarchy": str(folder),
-            "imagenet": {"source": "wds", "path": str(root)}}
+    spec = {
+        "source": "breeds",
+        "task": "living17",
+        "hierarchy": str(folder),
+        "imagenet": {"source": "wds", "path": str(root)},
+    }
     train = load_split("living17", spec, "train")
     assert len(train) == 12
     for i in range(len(train)):
@@ -306,18 +334,26 @@ def test_breeds_maps_imagenet_class_indices_when_names_are_not_wnids(hierarchy, 
 
 
 def test_breeds_missing_hierarchy_says_where_to_download(tmp_path):
-    spec = {"source": "breeds", "task": "entity30", "hierarchy": str(tmp_path / "none"),
-            "imagenet": {"source": "wds", "path": str(tmp_path)}}
-    with pytest.raises(DatasetError, match=r"dataset 'entity30': BREEDS hierarchy files .*dataset_class_info.json.*"
-                                           r"github.com/MadryLab/BREEDS-Benchmarks"):
+    spec = {
+        "source": "breeds",
+        "task": "entity30",
+        "hierarchy": str(tmp_path / "none"),
+        "imagenet": {"source": "wds", "path": str(tmp_path)},
+    }
+    with pytest.raises(
+        DatasetError,
+        match=r"dataset 'entity30': BREEDS hierarchy files .*dataset_class_info.json.*"
+        r"github.com/MadryLab/BREEDS-Benchmarks",
+    ):
         load_split("entity30", spec, "train")
     assert len(BREEDS_FILES) == 3
 
 
 def test_unknown_breeds_task_is_rejected():
     with pytest.raises(DatasetError, match="dataset 'e': unknown BREEDS task 'entity31'"):
-        check_dataset("e", {"source": "breeds", "task": "entity31", "hierarchy": "h",
-                            "imagenet": {"source": "wds", "path": "p"}})
+        check_dataset(
+            "e", {"source": "breeds", "task": "entity31", "hierarchy": "h", "imagenet": {"source": "wds", "path": "p"}}
+        )
 
 
 # --------------------------------------------------------------------------- data root

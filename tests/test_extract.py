@@ -24,7 +24,14 @@ from simcon.models import build_model
 from simcon.similarity import compute_similarity
 
 RESNET = {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random"}
-SHAPES = {"source": "generated", "domain": "shapes", "train_per_class": 4, "test_per_class": 2, "resolution": 32, "seed": 0}
+SHAPES = {
+    "source": "generated",
+    "domain": "shapes",
+    "train_per_class": 4,
+    "test_per_class": 2,
+    "resolution": 32,
+    "seed": 0,
+}
 CPU = torch.device("cpu")
 OPTIONS = {"image_size": 32, "crop_pct": 1.0, "batch_size": 4, "device": "cpu", "normalize": True}
 
@@ -37,14 +44,18 @@ def serial_features(model, split: Split, transform, batch_size: int) -> np.ndarr
     hook = model.layer.register_forward_hook(lambda _m, _i, out: captured.append(out.float().cpu()))
     try:
         for start in range(0, len(split), batch_size):
-            model.network(torch.stack([transform(split.load_image(i)) for i in range(start, min(start + batch_size, len(split)))]))
+            model.network(
+                torch.stack([transform(split.load_image(i)) for i in range(start, min(start + batch_size, len(split)))])
+            )
     finally:
         hook.remove()
     return torch.nn.functional.normalize(torch.cat(captured), dim=1).numpy()
 
 
 def _folder(tmp_path: Path) -> Split:
-    return load_split("folder", {"source": "image_folder", "path": str(make_image_folder(tmp_path, {"a": 5, "b": 6}))}, "train")
+    return load_split(
+        "folder", {"source": "image_folder", "path": str(make_image_folder(tmp_path, {"a": 5, "b": 6}))}, "train"
+    )
 
 
 def _wds(tmp_path: Path) -> Split:
@@ -62,8 +73,17 @@ def test_loader_extraction_equals_the_serial_extraction_bit_for_bit(tmp_path, ma
     split = make_split(tmp_path)
     model = build_model("r", RESNET)
     expected = serial_features(model, split, image_transform(model, 32, 1.0), batch_size=5)
-    features = extract_features(model, split, np.arange(len(split)), image_size=32, crop_pct=1.0, batch_size=5,
-                                device=CPU, workers=workers, progress=False)
+    features = extract_features(
+        model,
+        split,
+        np.arange(len(split)),
+        image_size=32,
+        crop_pct=1.0,
+        batch_size=5,
+        device=CPU,
+        workers=workers,
+        progress=False,
+    )
     assert len(split) % 5 != 0  # a last, partial batch too
     np.testing.assert_array_equal(features, expected)
 
@@ -86,8 +106,15 @@ def test_feature_files_hold_the_full_splits_and_the_subset_rows_equal_a_direct_e
     train, test = load_split("shapes", spec, "train"), load_split("shapes", spec, "test")
     assert info == read_json(outputs["info"])
     assert {k: info[k] for k in ("model", "dataset", "layer", "precision", "normalize", "n_train", "n_test", "d")} == {
-        "model": "r", "dataset": "shapes", "layer": "global_pool", "precision": "float32", "normalize": True,
-        "n_train": 36, "n_test": 12, "d": 512}
+        "model": "r",
+        "dataset": "shapes",
+        "layer": "global_pool",
+        "precision": "float32",
+        "normalize": True,
+        "n_train": 36,
+        "n_test": 12,
+        "d": 512,
+    }
     assert "CenterCrop(size=(32, 32))" in info["preprocessing"]
     features = np.load(outputs["train"], mmap_mode="r")
     assert features.shape == (36, 512) and features.dtype == np.float32 and np.load(outputs["test"]).shape == (12, 512)
@@ -100,23 +127,35 @@ def test_feature_files_hold_the_full_splits_and_the_subset_rows_equal_a_direct_e
     assert len(rows) == 12 < len(train)
     np.testing.assert_array_equal(subset_rows(outputs["train_labels"], subset), train.labels[indices])
     alone = Split(train.labels[indices], train.class_names, lambda i: train.load_image(int(indices[i])))
-    direct = extract_features(build_model("r", RESNET), alone, np.arange(12), image_size=32, crop_pct=1.0,
-                              batch_size=4, device=CPU, progress=False)
+    direct = extract_features(
+        build_model("r", RESNET),
+        alone,
+        np.arange(12),
+        image_size=32,
+        crop_pct=1.0,
+        batch_size=4,
+        device=CPU,
+        progress=False,
+    )
     # other batch neighbours: the same images' features, up to the batch-size dependence of the CPU kernels
     np.testing.assert_allclose(rows, direct, rtol=0, atol=1e-6)
 
 
 def test_a_subset_of_another_split_size_names_the_file_to_delete(tmp_path):
     np.save(tmp_path / "train.npy", np.zeros((10, 3), dtype=np.float32))
-    with pytest.raises(DatasetError, match=r"dataset 'shapes' has 10 train images but its subset was made for 12; "
-                                           r"delete results/subsets/shapes.json"):
+    with pytest.raises(
+        DatasetError,
+        match=r"dataset 'shapes' has 10 train images but its subset was made for 12; "
+        r"delete results/subsets/shapes.json",
+    ):
         subset_rows(tmp_path / "train.npy", {"dataset": "shapes", "n_train": 12, "indices": [0, 1]})
 
 
 def test_bfloat16_features_are_close_to_float32_and_recorded(tmp_path):
     float32 = model_dataset_features("r", RESNET, "shapes", SHAPES, _outputs(tmp_path / "f32"), **OPTIONS)
-    bfloat16 = model_dataset_features("r", RESNET, "shapes", SHAPES, _outputs(tmp_path / "bf16"), **OPTIONS,
-                                      precision="bfloat16")
+    bfloat16 = model_dataset_features(
+        "r", RESNET, "shapes", SHAPES, _outputs(tmp_path / "bf16"), **OPTIONS, precision="bfloat16"
+    )
     assert (float32["precision"], bfloat16["precision"]) == ("float32", "bfloat16")
     assert read_json(tmp_path / "bf16/info.json")["precision"] == "bfloat16"
     for split in ("train", "test"):
@@ -130,8 +169,15 @@ def test_bfloat16_features_are_close_to_float32_and_recorded(tmp_path):
 
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of"):
-        extract_features(build_model("r", RESNET), load_split("shapes", SHAPES, "test"), np.arange(2), batch_size=2,
-                         device=CPU, precision="float8", progress=False)
+        extract_features(
+            build_model("r", RESNET),
+            load_split("shapes", SHAPES, "test"),
+            np.arange(2),
+            batch_size=2,
+            device=CPU,
+            precision="float8",
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -140,8 +186,15 @@ def test_a_failed_extraction_leaves_no_partial_file(tmp_path, workers):
     (root / "train/b/5.png").write_bytes(b"not a png")  # the last image: the failure comes after two batches
     folder = tmp_path / "features"
     with pytest.raises(DatasetError, match=r"cannot read image .*train/b/5.png"):
-        model_dataset_features("r", RESNET, "broken", {"source": "image_folder", "path": str(root)}, _outputs(folder),
-                               **OPTIONS, workers=workers)
+        model_dataset_features(
+            "r",
+            RESNET,
+            "broken",
+            {"source": "image_folder", "path": str(root)},
+            _outputs(folder),
+            **OPTIONS,
+            workers=workers,
+        )
     assert list(folder.iterdir()) == []
 
 
@@ -160,8 +213,9 @@ def test_a_killed_extraction_leaves_no_partial_file(tmp_path):
     root = make_image_folder(tmp_path / "data", {"a": 40, "b": 40}, size=64)
     folder = tmp_path / "features"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, str(folder), str(root)], env=env,
-                           stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        [sys.executable, "-c", KILLED_JOB, str(folder), str(root)], env=env, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size for p in folder.glob(".train.npy.*")) and time.monotonic() < deadline:
         time.sleep(0.05)  # until the train features are partly written
@@ -175,17 +229,43 @@ def test_a_killed_extraction_leaves_no_partial_file(tmp_path):
 @pytest.mark.workflow
 def test_probes_train_on_the_full_split_and_similarities_use_the_subset(tmp_path):
     models = {
-        "resnet": {**RESNET, "metadata": {"objective": "Untrained", "architecture": "ResNet", "architecture_class": "CNN",
-                                          "training_data": "none", "data_class": "None", "parameters": 11700000}},
-        "vit": {"backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random",
-                "kwargs": {"img_size": 32},
-                "metadata": {"objective": "Untrained", "architecture": "ViT", "architecture_class": "TX",
-                             "training_data": "none", "data_class": "None", "parameters": 5500000}},
+        "resnet": {
+            **RESNET,
+            "metadata": {
+                "objective": "Untrained",
+                "architecture": "ResNet",
+                "architecture_class": "CNN",
+                "training_data": "none",
+                "data_class": "None",
+                "parameters": 11700000,
+            },
+        },
+        "vit": {
+            "backend": "timm",
+            "name": "vit_tiny_patch16_224",
+            "layer": "norm",
+            "weights": "random",
+            "kwargs": {"img_size": 32},
+            "metadata": {
+                "objective": "Untrained",
+                "architecture": "ViT",
+                "architecture_class": "TX",
+                "training_data": "none",
+                "data_class": "None",
+                "parameters": 5500000,
+            },
+        },
     }
-    config = {"image_size": 32, "crop_pct": 1.0, "batch_size": 8, "device": "cpu", "metrics": ["cka_linear_unbiased"],
-              "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2},
-              "models": models,
-              "datasets": {"shapes": {**SHAPES, "train_per_class": 6, "category": "structured", "max_samples": 12}}}
+    config = {
+        "image_size": 32,
+        "crop_pct": 1.0,
+        "batch_size": 8,
+        "device": "cpu",
+        "metrics": ["cka_linear_unbiased"],
+        "probe": {"seeds": [0], "weight_decay_steps": 7, "learning_rates": [0.01], "epochs": 2},
+        "models": models,
+        "datasets": {"shapes": {**SHAPES, "train_per_class": 6, "category": "structured", "max_samples": 12}},
+    }
     targets = ["results/probes/shapes/resnet/seed0.json", "results/similarity/shapes/cka_linear_unbiased.csv"]
     run = snakemake(tmp_path, config, *targets, timeout=600)
     assert run.returncode == 0, run.stderr[-5000:]

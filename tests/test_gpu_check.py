@@ -54,7 +54,10 @@ def test_a_step_records_its_status_output_and_report(tmp_path: Path, monkeypatch
 def test_quick_check_on_the_cpu_writes_the_summary(tmp_path: Path) -> None:
     process = subprocess.run(
         [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert process.returncode == 0, process.stdout + process.stderr
     summary = json.loads((tmp_path / "gpu-check.json").read_text())
@@ -63,15 +66,25 @@ def test_quick_check_on_the_cpu_writes_the_summary(tmp_path: Path) -> None:
     assert summary["machine"]["packages"]["torch"]["pinned"] and summary["machine"]["device_name"] == "CPU"
     statuses = {step["name"]: step["status"] for step in summary["steps"]}
     extract = "passed" if (REPO / "benchmarks/extract.py").exists() else "missing"
-    assert statuses == {"cuda-tests": "passed", "experiment": "passed", "similarity-device": "passed",
-                        "similarity-cpu": "passed", "probe": "passed", "extract": extract}
+    assert statuses == {
+        "cuda-tests": "passed",
+        "experiment": "passed",
+        "similarity-device": "passed",
+        "similarity-cpu": "passed",
+        "probe": "passed",
+        "extract": extract,
+    }
     experiment = next(step["report"] for step in summary["steps"] if step["name"] == "experiment")
     assert [row["metric"] for row in experiment["metrics"]] == metric_names()
-    assert all(row["device_max_diff"] == row["strict_max_diff"] == row["engine_max_diff"] == 0.0
-               for row in experiment["metrics"])  # CPU against CPU
+    assert all(
+        row["device_max_diff"] == row["strict_max_diff"] == row["engine_max_diff"] == 0.0
+        for row in experiment["metrics"]
+    )  # CPU against CPU
     assert [p["model"] for p in experiment["probes"]] == list(gpu_check.EXPERIMENT_MODELS)
-    assert all(p["device_points_apart"] == p["strict_points_apart"] == 0.0 and p["strict_same_hyperparameters"]
-               for p in experiment["probes"])
+    assert all(
+        p["device_points_apart"] == p["strict_points_apart"] == 0.0 and p["strict_same_hyperparameters"]
+        for p in experiment["probes"]
+    )
     assert experiment["passed"] and experiment["device_defaults_agree"]
     pairs = summary["similarity_per_pair"]
     assert pairs and all(row["pairs"] == 6 and row["cpu_seconds_per_pair"] > 0 for row in pairs)

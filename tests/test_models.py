@@ -78,7 +78,10 @@ def test_checkpoint_of_another_architecture_is_rejected(tmp_path):
         ({"backend": "keras", "name": "resnet18", "weights": "random"}, "unknown backend 'keras'"),
         ({"backend": "timm", "name": "resnet_nonexistent", "weights": "random"}, "no model named 'resnet_nonexistent'"),
         ({"backend": "torchvision", "name": "resnet18", "weights": "/no/such.pth"}, "'/no/such.pth' is none of these"),
-        ({"backend": "timm", "name": "resnet18", "weights": "pypi:no_such_package"}, "'no_such_package' is not installed"),
+        (
+            {"backend": "timm", "name": "resnet18", "weights": "pypi:no_such_package"},
+            "'no_such_package' is not installed",
+        ),
     ],
 )
 def test_bad_model_specs_name_the_model(spec, message):
@@ -109,19 +112,42 @@ def _split(n: int, size: int = 32) -> Split:
 def test_features_are_one_unit_vector_per_image(spec, width):
     model = build_model("m", {**spec, "weights": "random"})
     features = extract_features(
-        model, _split(5), np.arange(5), image_size=32, crop_pct=1.0, batch_size=2,
-        device=torch.device("cpu"), progress=False,
+        model,
+        _split(5),
+        np.arange(5),
+        image_size=32,
+        crop_pct=1.0,
+        batch_size=2,
+        device=torch.device("cpu"),
+        progress=False,
     )
     assert features.shape == (5, width) and features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
 
 
 def test_vit_layer_gives_the_cls_token():
-    model = build_model("vit", {"backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm",
-                                "weights": "random", "kwargs": {"img_size": 32}})
+    model = build_model(
+        "vit",
+        {
+            "backend": "timm",
+            "name": "vit_tiny_patch16_224",
+            "layer": "norm",
+            "weights": "random",
+            "kwargs": {"img_size": 32},
+        },
+    )
     split = _split(3)
-    features = extract_features(model, split, np.arange(3), image_size=32, crop_pct=1.0, batch_size=3,
-                                device=torch.device("cpu"), normalize=False, progress=False)
+    features = extract_features(
+        model,
+        split,
+        np.arange(3),
+        image_size=32,
+        crop_pct=1.0,
+        batch_size=3,
+        device=torch.device("cpu"),
+        normalize=False,
+        progress=False,
+    )
     batch = torch.stack([model_transform(model, 32, 1.0)(split.load_image(i)) for i in range(3)])
     with torch.inference_mode():
         expected = model.network.forward_features(batch)[:, 0]
@@ -133,8 +159,17 @@ def test_nan_features_name_model_and_dataset():
     with torch.no_grad():
         model.network.conv1.weight.fill_(float("nan"))
     with pytest.raises(FeatureError, match="resnet18 on blobs.*NaN"):
-        extract_features(model, _split(2), np.arange(2), image_size=32, crop_pct=1.0, batch_size=2,
-                         device=torch.device("cpu"), name="resnet18 on blobs", progress=False)
+        extract_features(
+            model,
+            _split(2),
+            np.arange(2),
+            image_size=32,
+            crop_pct=1.0,
+            batch_size=2,
+            device=torch.device("cpu"),
+            name="resnet18 on blobs",
+            progress=False,
+        )
 
 
 def test_untrained_controls_are_the_same_network_every_run():
@@ -145,9 +180,14 @@ def test_untrained_controls_are_the_same_network_every_run():
     assert not torch.equal(first.conv1.weight, other.conv1.weight)
 
 
-RESNET50_TRUNK = {k: v for k, v in build_model(
-    "trunk", {"backend": "ssl_resnet50", "name": "simclr", "layer": "avgpool", "weights": "random", "init_seed": 7}
-).network.state_dict().items()}
+RESNET50_TRUNK = {
+    k: v
+    for k, v in build_model(
+        "trunk", {"backend": "ssl_resnet50", "name": "simclr", "layer": "avgpool", "weights": "random", "init_seed": 7}
+    )
+    .network.state_dict()
+    .items()
+}
 
 
 @pytest.mark.parametrize(
@@ -155,9 +195,20 @@ RESNET50_TRUNK = {k: v for k, v in build_model(
     [
         # VISSL (SimCLR, SwAV, MoCo v2, PIRL, Jigsaw, RotNet): the trunk under classy_state_dict, keys prefixed,
         # next to the heads
-        ("simclr", {"classy_state_dict": {"base_model": {"model": {
-            "trunk": {f"_feature_blocks.{k}": v for k, v in RESNET50_TRUNK.items()},
-            "heads": {"0.clf.0.weight": torch.zeros(128, 2048)}}}}, "phase_idx": 799}),
+        (
+            "simclr",
+            {
+                "classy_state_dict": {
+                    "base_model": {
+                        "model": {
+                            "trunk": {f"_feature_blocks.{k}": v for k, v in RESNET50_TRUNK.items()},
+                            "heads": {"0.clf.0.weight": torch.zeros(128, 2048)},
+                        }
+                    }
+                },
+                "phase_idx": 799,
+            },
+        ),
         # VICReg and DINO: torchvision's keys without fc
         ("vicreg", dict(RESNET50_TRUNK)),
         ("dino", {f"module.{k}": v for k, v in RESNET50_TRUNK.items()} | {"module.fc.weight": torch.zeros(1000, 2048)}),
@@ -172,8 +223,16 @@ def test_self_supervised_checkpoint_layouts_load_into_torchvision_resnet50(tmp_p
     loaded = model.network.state_dict()
     assert loaded.keys() == RESNET50_TRUNK.keys()
     assert all(torch.equal(loaded[k], RESNET50_TRUNK[k]) for k in loaded)
-    features = extract_features(model, _split(2), np.arange(2), image_size=32, crop_pct=1.0, batch_size=2,
-                                device=torch.device("cpu"), progress=False)
+    features = extract_features(
+        model,
+        _split(2),
+        np.arange(2),
+        image_size=32,
+        crop_pct=1.0,
+        batch_size=2,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     assert features.shape == (2, 2048)
 
 
@@ -181,7 +240,9 @@ def test_self_supervised_checkpoint_of_the_wrong_layout_names_model_and_keys(tmp
     path = tmp_path / "swav.torch"
     torch.save({f"_feature_blocks.{k}": v for k, v in RESNET50_TRUNK.items()}, path)
     with pytest.raises(ModelError, match=r"model 'swav-rn50'.*'torchvision' layout.*missing keys \['bn1.bias'"):
-        build_model("swav-rn50", {"backend": "ssl_resnet50", "name": "vicreg", "layer": "avgpool", "weights": str(path)})
+        build_model(
+            "swav-rn50", {"backend": "ssl_resnet50", "name": "vicreg", "layer": "avgpool", "weights": str(path)}
+        )
 
 
 def test_unknown_self_supervised_source_is_rejected():
@@ -191,11 +252,19 @@ def test_unknown_self_supervised_source_is_rejected():
 
 def test_timm_checkpoint_in_the_official_layout_is_converted_by_timm(tmp_path):
     # DINO's XCiT checkpoints keep the official XCiT layout: pos_embeder, and one qkv in class attention.
-    spec = {"backend": "timm", "name": "xcit_nano_12_p16_224", "layer": "norm", "weights": "random",
-            "kwargs": {"num_classes": 0, "img_size": 32}}
+    spec = {
+        "backend": "timm",
+        "name": "xcit_nano_12_p16_224",
+        "layer": "norm",
+        "weights": "random",
+        "kwargs": {"num_classes": 0, "img_size": 32},
+    }
     source = build_model("xcit", {**spec, "init_seed": 3}).network
-    official = {k.replace("pos_embed.", "pos_embeder."): v for k, v in source.state_dict().items()
-                if not re.search(r"cls_attn_blocks\.\d+\.attn\.[qkv]\.", k)}
+    official = {
+        k.replace("pos_embed.", "pos_embeder."): v
+        for k, v in source.state_dict().items()
+        if not re.search(r"cls_attn_blocks\.\d+\.attn\.[qkv]\.", k)
+    }
     for i in range(len(source.cls_attn_blocks)):
         attn = source.cls_attn_blocks[i].attn
         official[f"cls_attn_blocks.{i}.attn.qkv.weight"] = torch.cat([attn.q.weight, attn.k.weight, attn.v.weight])
@@ -214,10 +283,18 @@ def test_checkpoint_address_is_downloaded_once_into_the_torch_hub_cache(tmp_path
     published = tmp_path / "published.pth"
     torch.save(source.network.state_dict(), published)
     downloads = []
-    monkeypatch.setattr(torch.hub, "download_url_to_file",
-                        lambda url, dst: downloads.append(url) or Path(dst).write_bytes(published.read_bytes()))
-    spec = {"backend": "timm", "name": "resnet18", "layer": "global_pool",
-            "weights": "https://example.org/weights/resnet18-demo.pth", "init_seed": 5}
+    monkeypatch.setattr(
+        torch.hub,
+        "download_url_to_file",
+        lambda url, dst: downloads.append(url) or Path(dst).write_bytes(published.read_bytes()),
+    )
+    spec = {
+        "backend": "timm",
+        "name": "resnet18",
+        "layer": "global_pool",
+        "weights": "https://example.org/weights/resnet18-demo.pth",
+        "init_seed": 5,
+    }
     check_model_spec("r18", spec)
     for _ in range(2):
         loaded = build_model("r18", spec)
@@ -229,8 +306,16 @@ def test_checkpoint_address_is_downloaded_once_into_the_torch_hub_cache(tmp_path
 def test_open_clip_layer_visual_gives_the_image_embedding():
     import open_clip
 
-    model = build_model("rn50", {"backend": "open_clip", "name": "RN50", "layer": "visual", "weights": "random",
-                                 "kwargs": {"pretrained": "openai"}})
+    model = build_model(
+        "rn50",
+        {
+            "backend": "open_clip",
+            "name": "RN50",
+            "layer": "visual",
+            "weights": "random",
+            "kwargs": {"pretrained": "openai"},
+        },
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         clip = open_clip.create_model("RN50").eval()
@@ -245,24 +330,45 @@ def test_open_clip_layer_visual_gives_the_image_embedding():
     # The tag's validation preprocess, as create_model_and_transforms builds it from the network it creates.
     tag = open_clip.get_pretrained_cfg("RN50", "openai")
     _, _, preprocess = open_clip.create_model_and_transforms(
-        "RN50", pretrained=None, image_mean=tag["mean"], image_std=tag["std"],
-        image_interpolation=tag["interpolation"], image_resize_mode=tag["resize_mode"])
+        "RN50",
+        pretrained=None,
+        image_mean=tag["mean"],
+        image_std=tag["std"],
+        image_interpolation=tag["interpolation"],
+        image_resize_mode=tag["resize_mode"],
+    )
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
     torch.testing.assert_close(model.transform(image), preprocess(image), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("tag,activation", [("openai", "QuickGELU"), ("laion2b_s34b_b88k", "GELU")])
 def test_open_clip_openai_weights_get_the_quickgelu_they_were_trained_with(tag, activation):
-    model = build_model("b16", {"backend": "open_clip", "name": "ViT-B-16", "layer": "visual", "weights": "random",
-                                "kwargs": {"pretrained": tag}})
+    model = build_model(
+        "b16",
+        {
+            "backend": "open_clip",
+            "name": "ViT-B-16",
+            "layer": "visual",
+            "weights": "random",
+            "kwargs": {"pretrained": tag},
+        },
+    )
     assert type(model.network.visual.transformer.resblocks[0].mlp.gelu).__name__ == activation
 
 
 def test_huggingface_align_pooler_gives_the_image_embedding():
     from transformers import AlignConfig, AlignModel
 
-    model = build_model("align", {"backend": "huggingface", "name": "kakaobrain/align-base", "layer": "pooler",
-                                  "weights": "random", "kwargs": {"model_type": "align"}})
+    model = build_model(
+        "align",
+        {
+            "backend": "huggingface",
+            "name": "kakaobrain/align-base",
+            "layer": "pooler",
+            "weights": "random",
+            "kwargs": {"model_type": "align"},
+        },
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         align = AlignModel(AlignConfig()).eval()
@@ -277,15 +383,29 @@ def test_huggingface_align_pooler_gives_the_image_embedding():
 
 
 ALIGN_PROCESSOR = {  # resources/huggingface/kakaobrain/align-base: pixels / 127.5 - 1, squash to 346, crop 289
-    "image_processor_type": "EfficientNetImageProcessor", "do_rescale": True, "rescale_factor": 1 / 127.5,
-    "rescale_offset": True, "do_normalize": False, "include_top": False, "do_resize": True,
-    "size": {"height": 346, "width": 346}, "do_center_crop": True, "crop_size": {"height": 289, "width": 289},
+    "image_processor_type": "EfficientNetImageProcessor",
+    "do_rescale": True,
+    "rescale_factor": 1 / 127.5,
+    "rescale_offset": True,
+    "do_normalize": False,
+    "include_top": False,
+    "do_resize": True,
+    "size": {"height": 346, "width": 346},
+    "do_center_crop": True,
+    "crop_size": {"height": 289, "width": 289},
     "resample": 2,
 }
 CLIP_PROCESSOR = {  # pixels / 255, then the CLIP mean and std; resize the short side to 224, crop 224, bicubic
-    "image_processor_type": "CLIPImageProcessor", "do_rescale": True, "rescale_factor": 1 / 255,
-    "do_normalize": True, "image_mean": [0.48, 0.46, 0.41], "image_std": [0.27, 0.26, 0.28], "do_resize": True,
-    "size": {"shortest_edge": 224}, "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
+    "image_processor_type": "CLIPImageProcessor",
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": [0.48, 0.46, 0.41],
+    "image_std": [0.27, 0.26, 0.28],
+    "do_resize": True,
+    "size": {"shortest_edge": 224},
+    "do_center_crop": True,
+    "crop_size": {"height": 224, "width": 224},
     "resample": 3,
 }
 
@@ -306,7 +426,10 @@ def test_huggingface_processor_settings_become_one_mean_and_std(tmp_path, settin
         if settings["do_normalize"]:
             rescaled = (rescaled - settings["image_mean"][c]) / settings["image_std"][c]
         np.testing.assert_allclose((pixels / 255 - pre.mean[c]) / pre.std[c], rescaled, atol=1e-6)
-    crop, resize = settings["crop_size"]["height"], settings["size"].get("shortest_edge", settings["size"].get("height"))
+    crop, resize = (
+        settings["crop_size"]["height"],
+        settings["size"].get("shortest_edge", settings["size"].get("height")),
+    )
     assert (pre.image_size, pre.crop_pct, pre.interpolation) == (crop, crop / resize, interpolation)
     # A square image: the processor's resize and crop are the override's resize and crop at its own size.
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (resize, resize, 3), dtype=np.uint8))
@@ -317,10 +440,17 @@ def test_huggingface_processor_settings_become_one_mean_and_std(tmp_path, settin
 def test_align_transform_is_its_pinned_image_processor(tmp_path):
     from transformers import EfficientNetImageProcessorPil
 
-    spec = {"backend": "huggingface", "name": "kakaobrain/align-base", "layer": "pooler", "weights": "random",
-            "kwargs": {"model_type": "align"}}
+    spec = {
+        "backend": "huggingface",
+        "name": "kakaobrain/align-base",
+        "layer": "pooler",
+        "weights": "random",
+        "kwargs": {"model_type": "align"},
+    }
     pre = own_preprocessing("align", spec)
-    processor = EfficientNetImageProcessorPil(**{k: v for k, v in ALIGN_PROCESSOR.items() if k != "image_processor_type"})
+    processor = EfficientNetImageProcessorPil(
+        **{k: v for k, v in ALIGN_PROCESSOR.items() if k != "image_processor_type"}
+    )
     image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (120, 200, 3), dtype=np.uint8))
     out = pre.transform(image)
     assert out.shape == (3, 289, 289) and -1.0 <= out.min() and out.max() <= 1.0  # squashed, then cropped
@@ -352,8 +482,13 @@ def test_each_model_keeps_its_own_evaluation_transform(spec, own):
 def test_timm_transform_from_metadata_is_the_one_timm_resolves_from_the_model():
     import timm
 
-    spec = {"backend": "timm", "name": "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "layer": "norm", "weights": "random",
-            "kwargs": {"img_size": 32}}
+    spec = {
+        "backend": "timm",
+        "name": "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+        "layer": "norm",
+        "weights": "random",
+        "kwargs": {"img_size": 32},
+    }
     model = build_model("vit", spec)
     reference = timm.data.create_transform(**timm.data.resolve_model_data_config(model.network), is_training=False)
     image = Image.fromarray(np.random.default_rng(4).integers(0, 256, (90, 60, 3), dtype=np.uint8))
@@ -364,9 +499,14 @@ def test_the_override_is_resize_short_side_then_centre_crop_with_the_models_own_
     spec = {"backend": "timm", "name": "convnext_base.fb_in22k_ft_in1k", "layer": "", "weights": "random"}
     model = build_model("convnext", spec)
     image = Image.fromarray(np.random.default_rng(5).integers(0, 256, (150, 100, 3), dtype=np.uint8))
-    reference = transforms.Compose([
-        transforms.Resize(73, transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(64), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    reference = transforms.Compose(
+        [
+            transforms.Resize(73, transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(64),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
     torch.testing.assert_close(model_transform(model, 64, 0.875)(image), reference(image), rtol=0, atol=0)
     # One of the two given: the model's own crop fraction (0.875) or own size (224) for the other.
     assert model_transform(model, 64).transforms[0].size == 73
@@ -375,8 +515,10 @@ def test_the_override_is_resize_short_side_then_centre_crop_with_the_models_own_
 
 def test_an_unknown_transform_is_named():
     with pytest.raises(ModelError, match="model 'm': transform must be 'ssl'.*'thingsvision'"):
-        check_model_spec("m", {"backend": "timm", "name": "resnet18", "layer": "fc", "weights": "random",
-                               "transform": "thingsvision"})
+        check_model_spec(
+            "m",
+            {"backend": "timm", "name": "resnet18", "layer": "fc", "weights": "random", "transform": "thingsvision"},
+        )
 
 
 def _fake_thingsvision(monkeypatch):
@@ -395,8 +537,14 @@ def _fake_thingsvision(monkeypatch):
             return self.model(batch)
 
         def get_transformations(self, resize_dim, crop_dim):
-            return transforms.Compose([transforms.Resize(resize_dim), transforms.CenterCrop(crop_dim),
-                                       transforms.ToTensor(), transforms.Normalize([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])])
+            return transforms.Compose(
+                [
+                    transforms.Resize(resize_dim),
+                    transforms.CenterCrop(crop_dim),
+                    transforms.ToTensor(),
+                    transforms.Normalize([0.1, 0.2, 0.3], [0.4, 0.5, 0.6]),
+                ]
+            )
 
     created = []
     module = types.SimpleNamespace(get_extractor=lambda **kwargs: created.append(Extractor(**kwargs)) or created[-1])
@@ -406,14 +554,20 @@ def _fake_thingsvision(monkeypatch):
 
 def test_thingsvision_backend_hooks_the_extractors_model(monkeypatch):
     created = _fake_thingsvision(monkeypatch)
-    spec = {"backend": "thingsvision", "name": "cornet-s", "layer": "avgpool", "weights": "pretrained",
-            "kwargs": {"source": "custom"}}
+    spec = {
+        "backend": "thingsvision",
+        "name": "cornet-s",
+        "layer": "avgpool",
+        "weights": "pretrained",
+        "kwargs": {"source": "custom"},
+    }
     model = build_model("cornet", spec)
     assert created[0].kwargs == {"model_name": "cornet-s", "source": "custom", "device": "cpu", "pretrained": True}
     assert model.layer is created[0].model.avgpool
     assert model.mean == (0.1, 0.2, 0.3) and model.std == (0.4, 0.5, 0.6)
-    features = extract_features(model, _split(2), np.arange(2), batch_size=2, device=torch.device("cpu"),
-                                progress=False)
+    features = extract_features(
+        model, _split(2), np.arange(2), batch_size=2, device=torch.device("cpu"), progress=False
+    )
     assert features.shape == (2, 512)
 
 
@@ -444,6 +598,10 @@ def test_configured_mean_and_std_replace_the_models_own():
     own = build_model("r", spec).preprocessing
     changed = build_model("r", {**spec, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}).preprocessing
     assert (changed.mean, changed.std) == ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
-    assert (changed.image_size, changed.crop_pct, changed.interpolation) == (own.image_size, own.crop_pct, own.interpolation)
+    assert (changed.image_size, changed.crop_pct, changed.interpolation) == (
+        own.image_size,
+        own.crop_pct,
+        own.interpolation,
+    )
     normalize = changed.transform.transforms[-1]  # the library's own transform, built with the configured values
     assert (tuple(normalize.mean), tuple(normalize.std)) == ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))

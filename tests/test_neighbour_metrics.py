@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from simcon import similarity
 from simcon.metrics import INVARIANCES, get_metric, metric_names
@@ -36,8 +35,7 @@ def ref_neighbours(x: np.ndarray, k: int) -> list[list[int]]:
     """Each sample's k most cosine-similar other samples; ties go to the lower index."""
     cosines = ref_cosines(x)
     n = len(x)
-    return [sorted(sorted((j for j in range(n) if j != i), key=lambda j: (-cosines[i, j], j))[:k])
-            for i in range(n)]
+    return [sorted(sorted((j for j in range(n) if j != i), key=lambda j: (-cosines[i, j], j))[:k]) for i in range(n)]
 
 
 def ref_mutual_knn(x: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -64,8 +62,7 @@ def ref_hsic_song(a: np.ndarray, b: np.ndarray) -> float:
     at, bt = a.copy(), b.copy()
     np.fill_diagonal(at, 0.0)
     np.fill_diagonal(bt, 0.0)
-    value = (np.sum(at * bt.T) + at.sum() * bt.sum() / ((n - 1) * (n - 2))
-             - 2 * np.sum(at @ bt) / (n - 2))
+    value = np.sum(at * bt.T) + at.sum() * bt.sum() / ((n - 1) * (n - 2)) - 2 * np.sum(at @ bt) / (n - 2)
     return float(value / (n * (n - 3)))
 
 
@@ -75,7 +72,8 @@ def ref_cknna_one_order(x: np.ndarray, y: np.ndarray, k: int) -> float:
     mx, my = ref_neighbour_mask(x, k), ref_neighbour_mask(y, k)
     mask = mx * my
     return ref_hsic_song(mask * kx, mask * ky) / math.sqrt(
-        ref_hsic_song(mx * kx, mx * kx) * ref_hsic_song(my * ky, my * ky))
+        ref_hsic_song(mx * kx, mx * kx) * ref_hsic_song(my * ky, my * ky)
+    )
 
 
 def ref_cknna(x: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -102,10 +100,9 @@ def ref_procrustes(x: np.ndarray, y: np.ndarray) -> float:
 def reference(name: str, x: np.ndarray, y: np.ndarray) -> float:
     if name == "procrustes":
         return ref_procrustes(x, y)
-    for prefix, function in (("mutual_knn", ref_mutual_knn), ("jaccard_knn", ref_jaccard_knn),
-                             ("cknna", ref_cknna)):
+    for prefix, function in (("mutual_knn", ref_mutual_knn), ("jaccard_knn", ref_jaccard_knn), ("cknna", ref_cknna)):
         if name.startswith(prefix):
-            return function(x, y, int(name[len(prefix):]))
+            return function(x, y, int(name[len(prefix) :]))
     raise AssertionError(name)
 
 
@@ -115,11 +112,9 @@ def reference(name: str, x: np.ndarray, y: np.ndarray) -> float:
 def dataset(case: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(zlib.crc32(case.encode()))
     if case == "random_d_lt_n":
-        return {m: rng.standard_normal((37, d)).astype(np.float32)
-                for m, d in [("a", 5), ("b", 12), ("c", 3)]}
+        return {m: rng.standard_normal((37, d)).astype(np.float32) for m, d in [("a", 5), ("b", 12), ("c", 3)]}
     if case == "random_d_gt_n":
-        return {m: rng.standard_normal((23, d)).astype(np.float32)
-                for m, d in [("a", 40), ("b", 64), ("c", 29)]}
+        return {m: rng.standard_normal((23, d)).astype(np.float32) for m, d in [("a", 40), ("b", 64), ("c", 29)]}
     if case == "structured":
         # Shared low-rank signal, ReLU features, a duplicated sample (tied cosines) and a
         # model that is a noisy linear map of another.
@@ -130,8 +125,7 @@ def dataset(case: str) -> dict[str, np.ndarray]:
         c = a @ rng.standard_normal((16, 7)) + 0.05 * rng.standard_normal((n, 7))
         for z in (a, b, c):
             z[5] = z[4]
-        return {"relu": a.astype(np.float32), "lowrank": b.astype(np.float32),
-                "mapped": c.astype(np.float32)}
+        return {"relu": a.astype(np.float32), "lowrank": b.astype(np.float32), "mapped": c.astype(np.float32)}
     if case == "binary_ties":
         # Every sample has exactly 4 of 12 (or 3 of 9) features on: cosines are shared/4, so
         # many neighbours tie at the k-th cosine and the lower index must win.
@@ -140,22 +134,26 @@ def dataset(case: str) -> dict[str, np.ndarray]:
             for row in rows:
                 row[rng.choice(d, on, replace=False)] = 1.0
             return rows
+
         return {"b12": binary(30, 12, 4), "b9": binary(30, 9, 3), "b20": binary(30, 20, 4)}
     if case == "zero_samples":
         # ReLU features can be all zero for some inputs (seen in the tiny workflow's lite0).
-        features = {m: np.maximum(rng.standard_normal((32, d)) - 0.5, 0).astype(np.float32)
-                    for m, d in [("a", 8), ("b", 5), ("c", 20)]}
+        features = {
+            m: np.maximum(rng.standard_normal((32, d)) - 0.5, 0).astype(np.float32)
+            for m, d in [("a", 8), ("b", 5), ("c", 20)]
+        }
         features["a"][[3, 17]] = 0.0
         features["b"][3] = 0.0
         return features
     if case == "unnormalised":
-        return {m: (s * rng.standard_normal((30, d)) + 1.0).astype(np.float32)
-                for m, d, s in [("a", 6, 0.1), ("b", 9, 20.0)]}
+        return {
+            m: (s * rng.standard_normal((30, d)) + 1.0).astype(np.float32)
+            for m, d, s in [("a", 6, 0.1), ("b", 9, 20.0)]
+        }
     raise AssertionError(case)
 
 
-CASES = ["random_d_lt_n", "random_d_gt_n", "structured", "binary_ties", "zero_samples",
-         "unnormalised"]
+CASES = ["random_d_lt_n", "random_d_gt_n", "structured", "binary_ties", "zero_samples", "unnormalised"]
 
 
 def assert_matches_reference(name: str, features: dict[str, np.ndarray], **kwargs) -> None:
@@ -179,8 +177,11 @@ def test_prh_cknna_depends_on_the_order_of_the_models() -> None:
     features = dataset("random_d_lt_n")
     x, y = features["a"], features["b"]
     assert abs(ref_cknna_one_order(x, y, 10) - ref_cknna_one_order(y, x, 10)) > 1e-4
-    assert min(ref_cknna_one_order(x, y, 10), ref_cknna_one_order(y, x, 10)) <= ref_cknna(
-        x, y, 10) <= max(ref_cknna_one_order(x, y, 10), ref_cknna_one_order(y, x, 10))
+    assert (
+        min(ref_cknna_one_order(x, y, 10), ref_cknna_one_order(y, x, 10))
+        <= ref_cknna(x, y, 10)
+        <= max(ref_cknna_one_order(x, y, 10), ref_cknna_one_order(y, x, 10))
+    )
 
 
 # --- registry and names ------------------------------------------------------------------------
@@ -203,19 +204,16 @@ def test_new_metrics_are_registered_with_their_properties() -> None:
 
 def test_names_spell_out_k() -> None:
     spec = get_metric("mutual_knn25")
-    assert (spec.name, spec.neighbours, spec.knn_statistic, spec.min_samples) == (
-        "mutual_knn25", 25, "mutual", 26)
+    assert (spec.name, spec.neighbours, spec.knn_statistic, spec.min_samples) == ("mutual_knn25", 25, "mutual", 26)
     assert get_metric("cknna2").min_samples == 4
     assert get_metric("jaccard_knn1").neighbours == 1
-    for bad in ("mutual_knn", "mutual_knn0", "mutual_knn010", "cknna1", "knn10", "mutual_knn-3",
-                "procrustes10"):
+    for bad in ("mutual_knn", "mutual_knn0", "mutual_knn010", "cknna1", "knn10", "mutual_knn-3", "procrustes10"):
         with pytest.raises(ValueError, match="mutual_knn<k>"):
             get_metric(bad)
 
 
 def test_angular_shape_distance() -> None:
-    np.testing.assert_allclose(angular_shape_distance(np.array([1.0, 0.5, 0.0])),
-                               [0.0, math.pi / 3, math.pi / 2])
+    np.testing.assert_allclose(angular_shape_distance(np.array([1.0, 0.5, 0.0])), [0.0, math.pi / 3, math.pi / 2])
     assert angular_shape_distance(1.0 + 1e-12) == 0.0
 
 
@@ -310,8 +308,9 @@ def transformed(x: np.ndarray, transform: str, rng: np.random.Generator) -> np.n
 def test_claimed_invariances_hold_and_no_others(name: str, transform: str) -> None:
     rng = np.random.default_rng(zlib.crc32(f"{name}/{transform}".encode()))
     # Small spread, so that the RBF kernels (σ ≥ 0.2) stay far from the identity.
-    features = {m: 0.05 * (rng.standard_normal((36, d)) + rng.standard_normal(d))
-                for m, d in [("a", 6), ("b", 9), ("c", 4)]}
+    features = {
+        m: 0.05 * (rng.standard_normal((36, d)) + rng.standard_normal(d)) for m, d in [("a", 6), ("b", 9), ("c", 4)]
+    }
     before = compute_similarity(features, name).matrix.to_numpy()
     moved = {m: transformed(x, transform, rng) for m, x in features.items()}
     after = compute_similarity(moved, name).matrix.to_numpy()
@@ -324,8 +323,9 @@ def test_claimed_invariances_hold_and_no_others(name: str, transform: str) -> No
 # --- invalid input ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, minimum", [("mutual_knn10", 11), ("jaccard_knn3", 4), ("cknna10", 11),
-                                           ("cknna2", 4), ("procrustes", 2)])
+@pytest.mark.parametrize(
+    "name, minimum", [("mutual_knn10", 11), ("jaccard_knn3", 4), ("cknna10", 11), ("cknna2", 4), ("procrustes", 2)]
+)
 def test_too_few_samples(name: str, minimum: int) -> None:
     rng = np.random.default_rng(0)
     features = {m: rng.standard_normal((minimum - 1, 3)).astype(np.float32) for m in "ab"}

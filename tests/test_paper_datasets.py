@@ -18,8 +18,18 @@ from simcon.config import check_config, resolve_paths
 from simcon.datasets import breeds_task
 
 TABLE_3 = {
-    "natural_multi_domain": {"caltech101", "cifar10", "cifar100", "country211", "imagenet1k", "stl10", "voc2007",
-                             "entity30", "living17", "nonliving26"},
+    "natural_multi_domain": {
+        "caltech101",
+        "cifar10",
+        "cifar100",
+        "country211",
+        "imagenet1k",
+        "stl10",
+        "voc2007",
+        "entity30",
+        "living17",
+        "nonliving26",
+    },
     "natural_single_domain": {"cars", "fgvc_aircraft", "flowers", "gtsrb", "pets", "svhn"},
     "specialized": {"diabetic_retinopathy", "eurosat", "pcam", "resisc45"},
     "structured": {"fer2013", "dmlab", "dtd"},
@@ -54,7 +64,9 @@ def test_paper_datasets_pass_the_checks_without_any_data():
     datasets = config["datasets"]
     assert all(spec["max_samples"] == 10000 for spec in datasets.values())
     wds = {d: Path(spec["path"]) for d, spec in datasets.items() if spec["source"] == "wds"}
-    assert len(wds) == 20 and all(path.name.startswith("wds_") and path.parent == Path("data/wds") for path in wds.values())
+    assert len(wds) == 20 and all(
+        path.name.startswith("wds_") and path.parent == Path("data/wds") for path in wds.values()
+    )
     breeds = {d: spec for d, spec in datasets.items() if spec["source"] == "breeds"}
     assert {spec["task"] for spec in breeds.values()} == {"entity30", "living17", "nonliving26"}
     assert all(spec["imagenet"]["path"] == datasets["imagenet1k"]["path"] for spec in breeds.values())
@@ -87,24 +99,41 @@ def test_paper_datasets_plan_offline_without_any_data(tmp_path):
 def test_workflow_runs_on_wds_shards_and_a_breeds_task(tmp_path):
     """Similarity matrices of a webdataset-shard dataset and of a BREEDS task built from ImageNet-like shards."""
     root = tmp_path / "data"
-    make_wds(root / "wds_toy", "train", [c for c in range(3) for _ in range(8)], per_shard=10, classnames=["a", "b", "c"])
+    make_wds(
+        root / "wds_toy", "train", [c for c in range(3) for _ in range(8)], per_shard=10, classnames=["a", "b", "c"]
+    )
     make_wds(root / "wds_toy", "test", [c for c in range(3) for _ in range(3)], per_shard=10)
     leaves = [f"n0{5000000 + i:07d}" for i in range(8)]
-    edges = [("n00001740", "n00004258"), ("n00004258", "n01000001"), ("n01000001", "n01000002"),
-             ("n01000002", "n01000003"), ("n01000003", "n02000001"), ("n01000003", "n02000002")]
+    edges = [
+        ("n00001740", "n00004258"),
+        ("n00004258", "n01000001"),
+        ("n01000001", "n01000002"),
+        ("n01000002", "n01000003"),
+        ("n01000003", "n02000001"),
+        ("n01000003", "n02000002"),
+    ]
     edges += [("n02000001", w) for w in leaves[:4]] + [("n02000002", w) for w in leaves[4:]]
     write_hierarchy(root / "breeds", edges, leaves, {"n02000001": "cats", "n02000002": "dogs"})
     per_leaf = [label for label in range(8) for _ in range(5)]
     make_wds(root / "wds_imagenet1k", "train", per_leaf, per_shard=16, classnames=[str(i) for i in range(8)])
     make_wds(root / "wds_imagenet1k", "test", per_leaf, per_shard=16)
     config = {
-        "data_root": str(root), "image_size": 32, "batch_size": 16, "device": "cpu",
-        "metrics": ["cka_linear_unbiased"], "models": TWO_MODELS,
+        "data_root": str(root),
+        "image_size": 32,
+        "batch_size": 16,
+        "device": "cpu",
+        "metrics": ["cka_linear_unbiased"],
+        "models": TWO_MODELS,
         "datasets": {
             "toy": {"source": "wds", "path": "wds_toy", "category": "structured"},
-            "living": {"source": "breeds", "task": "living17", "hierarchy": "breeds",
-                       "imagenet": {"source": "wds", "path": "wds_imagenet1k"}, "category": "natural_multi_domain",
-                       "max_samples": 16},
+            "living": {
+                "source": "breeds",
+                "task": "living17",
+                "hierarchy": "breeds",
+                "imagenet": {"source": "wds", "path": "wds_imagenet1k"},
+                "category": "natural_multi_domain",
+                "max_samples": 16,
+            },
         },
     }
     targets = ["results/similarity/toy/cka_linear_unbiased.csv", "results/similarity/living/cka_linear_unbiased.csv"]

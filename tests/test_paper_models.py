@@ -21,7 +21,15 @@ from torchvision import transforms
 from conftest import REPO, job_counts, snakemake
 from simcon.datasets import Split
 from simcon.extract import extract_features
-from simcon.models import IMAGENET_MEAN, IMAGENET_STD, PINNED_PROCESSORS, Model, build_model, model_transform, own_preprocessing
+from simcon.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PINNED_PROCESSORS,
+    Model,
+    build_model,
+    model_transform,
+    own_preprocessing,
+)
 
 PAPER = REPO / "config" / "paper.yaml"
 TABLE = pd.read_csv(REPO / "resources" / "paper_models.csv", dtype={"parameters": str}).set_index("model")
@@ -36,8 +44,18 @@ def _parameters(count: str) -> float:
 
 def test_table_has_the_codes_64_models_with_every_column():
     assert TABLE.index.is_unique and len(TABLE) == 64
-    assert list(TABLE.columns) == ["layer", "objective", "training_data", "data_class", "architecture",
-                                   "architecture_class", "parameters", "size_class", "embedding_dim", "note"]
+    assert list(TABLE.columns) == [
+        "layer",
+        "objective",
+        "training_data",
+        "data_class",
+        "architecture",
+        "architecture_class",
+        "parameters",
+        "size_class",
+        "embedding_dim",
+        "note",
+    ]
     assert TABLE["objective"].value_counts().to_dict() == {"Sup": 30, "SSL": 20, "Img-Txt": 14}
     assert TABLE["architecture_class"].value_counts().to_dict() == {"TX": 40, "CNN": 24}
     assert TABLE.loc["OpenCLIP-ViT-B-16-SigLIP-webli", ["parameters", "size_class"]].tolist() == ["203.2M", "medium"]
@@ -50,8 +68,10 @@ def test_table_has_the_codes_64_models_with_every_column():
 
 def test_table_1_counts_from_the_paper_config():
     metadata = [spec["metadata"] for spec in CONFIG["models"].values()]
-    counts = {key: dict(Counter(m[key] for m in metadata))
-              for key in ("objective", "architecture_class", "data_class", "size_class")}
+    counts = {
+        key: dict(Counter(m[key] for m in metadata))
+        for key in ("objective", "architecture_class", "data_class", "size_class")
+    }
     assert counts == {
         "objective": {"Img-Txt": 14, "SSL": 20, "Sup": 30},
         "architecture_class": {"CNN": 24, "TX": 40},
@@ -60,11 +80,14 @@ def test_table_1_counts_from_the_paper_config():
     }
 
 
-@pytest.mark.parametrize("model_id,name", [
-    ("convnext-base", "convnext_base.fb_in22k_ft_in1k"),
-    ("convnext-large", "convnext_large.fb_in22k_ft_in1k"),
-    ("vit-base-patch16-224", "vit_base_patch16_224.augreg2_in21k_ft_in1k"),
-])
+@pytest.mark.parametrize(
+    "model_id,name",
+    [
+        ("convnext-base", "convnext_base.fb_in22k_ft_in1k"),
+        ("convnext-large", "convnext_large.fb_in22k_ft_in1k"),
+        ("vit-base-patch16-224", "vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+    ],
+)
 def test_untagged_timm_names_of_the_code_load_timms_default_weights(model_id, name):
     import timm
 
@@ -77,8 +100,14 @@ def test_untagged_timm_names_of_the_code_load_timms_default_weights(model_id, na
 def test_appendix_f_anchors_are_the_codes():
     # notebooks/app_F_validating_infl_train_obj_with_anchor_modles.ipynb: OpenCLIP_RN50_openai, simclr-rn50,
     # resnet50, OpenCLIP_ViT-L-14_openai, dinov2-vit-large-p14, vit_large_patch16_224
-    assert CONFIG["anchors"] == ["OpenCLIP-RN50-openai", "OpenCLIP-ViT-L-14-openai", "simclr-rn50",
-                                 "dinov2-vit-large-p14", "resnet50", "vit-large-patch16-224"]
+    assert CONFIG["anchors"] == [
+        "OpenCLIP-RN50-openai",
+        "OpenCLIP-ViT-L-14-openai",
+        "simclr-rn50",
+        "dinov2-vit-large-p14",
+        "resnet50",
+        "vit-large-patch16-224",
+    ]
     assert CONFIG["models"]["OpenCLIP-ViT-L-14-openai"]["kwargs"] == {"pretrained": "openai"}
     assert CONFIG["models"]["vit-large-patch16-224"]["name"] == "vit_large_patch16_224.augreg_in21k_ft_in1k"
 
@@ -88,9 +117,12 @@ def test_paper_config_has_every_table_model_with_its_metadata():
     for model, row in TABLE.iterrows():
         spec = CONFIG["models"][model]
         assert spec["metadata"] == {
-            "objective": row.objective, "architecture": row.architecture,
-            "architecture_class": row.architecture_class, "training_data": row.training_data,
-            "data_class": row.data_class, "parameters": pytest.approx(_parameters(row.parameters)),
+            "objective": row.objective,
+            "architecture": row.architecture,
+            "architecture_class": row.architecture_class,
+            "training_data": row.training_data,
+            "data_class": row.data_class,
+            "parameters": pytest.approx(_parameters(row.parameters)),
             "size_class": row.size_class,
         }, model
         assert spec["layer"] == row.layer or spec["layer"].endswith(f".{row.layer}"), model
@@ -110,18 +142,32 @@ def _two_images() -> Split:
 def test_paper_model_builds_offline_and_gives_its_embedding(model_id):
     model = build_model(model_id, {**CONFIG["models"][model_id], "weights": "random"})
     features = extract_features(
-        model, _two_images(), np.arange(2), image_size=CONFIG["image_size"], crop_pct=CONFIG["crop_pct"],
-        batch_size=2, device=torch.device("cpu"), progress=False,
+        model,
+        _two_images(),
+        np.arange(2),
+        image_size=CONFIG["image_size"],
+        crop_pct=CONFIG["crop_pct"],
+        batch_size=2,
+        device=torch.device("cpu"),
+        progress=False,
     )
     assert features.shape == (2, TABLE.loc[model_id, "embedding_dim"])  # (0, 0) if the layer never ran
 
 
 # Images of several shapes and sizes: portrait, landscape, tiny, large.
-IMAGES = [Image.fromarray(np.random.default_rng(size[0]).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
-          for size in [(300, 500), (640, 360), (20, 13), (1200, 900)]]
+IMAGES = [
+    Image.fromarray(np.random.default_rng(size[0]).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
+    for size in [(300, 500), (640, 360), (20, 13), (1200, 900)]
+]
 # thingsvision 2.7's PyTorchExtractor.get_default_transformation(mean, std, 256, 224): its `ssl` source's transform.
-THINGSVISION_SSL = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                                       transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+THINGSVISION_SSL = transforms.Compose(
+    [
+        transforms.Resize(256),
+        transforms.CenterCrop(224),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
+)
 
 
 def _library_transform(spec):
@@ -146,7 +192,8 @@ def _library_transform(spec):
 
         with mock.patch("open_clip.factory.download_pretrained", return_value=""), torch.device("meta"):
             _, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=spec["kwargs"]["pretrained"], load_weights=False, device="meta")
+                name, pretrained=spec["kwargs"]["pretrained"], load_weights=False, device="meta"
+            )
         return preprocess
     if backend == "huggingface":  # thingsvision's Kakaobrain_Align: the processor's pixel_values, squeezed
         from transformers import EfficientNetImageProcessorPil
@@ -163,8 +210,11 @@ def test_paper_model_preprocessing_is_its_librarys_own_evaluation_transform(mode
     # transform from the network, in its own environment).
     spec = CONFIG["models"][model_id]
     assert spec["backend"] != "thingsvision"
-    ours = model_transform(Model(torch.nn.Identity(), torch.nn.Identity(), own_preprocessing(model_id, spec)),
-                           CONFIG["image_size"], CONFIG["crop_pct"])
+    ours = model_transform(
+        Model(torch.nn.Identity(), torch.nn.Identity(), own_preprocessing(model_id, spec)),
+        CONFIG["image_size"],
+        CONFIG["crop_pct"],
+    )
     theirs = _library_transform(spec)
     for image in IMAGES:
         expected = theirs(image)
@@ -174,7 +224,9 @@ def test_paper_model_preprocessing_is_its_librarys_own_evaluation_transform(mode
 
 
 def test_the_code_loaded_through_thingsvisions_ssl_source_gets_its_transform():
-    ssl = {m for m, spec in CONFIG["models"].items() if spec["backend"] == "ssl_resnet50" or spec.get("transform") == "ssl"}
+    ssl = {
+        m for m, spec in CONFIG["models"].items() if spec["backend"] == "ssl_resnet50" or spec.get("transform") == "ssl"
+    }
     assert ssl == set(TABLE.index[TABLE["objective"] == "SSL"])  # the code's 20 `ssl`-source models
 
 
@@ -204,7 +256,7 @@ def test_appendix_c_datasets_replace_the_papers_when_given_after_it(tmp_path: Pa
     assert counts["subset"] == 6 and counts["features"] == 64 * 6 and counts["similarity"] == 6 * 5
 
 
-FAKE_THINGSVISION = '''
+FAKE_THINGSVISION = """
 import torchvision
 from torchvision import transforms
 
@@ -223,7 +275,7 @@ class Extractor:
 
 def get_extractor(**kwargs):
     return Extractor(**kwargs)
-'''
+"""
 
 
 @pytest.mark.workflow
@@ -234,18 +286,44 @@ def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_on
     python = tmp_path / "tv-python"
     python.write_text(f'#!/bin/sh\nPYTHONPATH="$PYTHONPATH:{tmp_path / "tv"}" exec {sys.executable} "$@"\n')
     python.chmod(0o755)
-    metadata = {"objective": "Sup", "architecture": "ResNet", "architecture_class": "CNN", "training_data": "IN1k",
-                "data_class": "IN1k", "parameters": 11.7e6}
+    metadata = {
+        "objective": "Sup",
+        "architecture": "ResNet",
+        "architecture_class": "CNN",
+        "training_data": "IN1k",
+        "data_class": "IN1k",
+        "parameters": 11.7e6,
+    }
     config = {
-        "image_size": 32, "device": "cpu", "thingsvision_python": str(python),
+        "image_size": 32,
+        "device": "cpu",
+        "thingsvision_python": str(python),
         "models": {
-            "tv_resnet18": {"backend": "thingsvision", "name": "resnet18", "layer": "avgpool",
-                            "kwargs": {"source": "torchvision"}, "metadata": metadata},
-            "timm_resnet18": {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random",
-                              "metadata": metadata},
+            "tv_resnet18": {
+                "backend": "thingsvision",
+                "name": "resnet18",
+                "layer": "avgpool",
+                "kwargs": {"source": "torchvision"},
+                "metadata": metadata,
+            },
+            "timm_resnet18": {
+                "backend": "timm",
+                "name": "resnet18",
+                "layer": "global_pool",
+                "weights": "random",
+                "metadata": metadata,
+            },
         },
-        "datasets": {"shapes": {"source": "generated", "domain": "shapes", "category": "structured",
-                                "train_per_class": 3, "test_per_class": 2, "resolution": 32}},
+        "datasets": {
+            "shapes": {
+                "source": "generated",
+                "domain": "shapes",
+                "category": "structured",
+                "train_per_class": 3,
+                "test_per_class": 2,
+                "resolution": 32,
+            }
+        },
     }
     dry = snakemake(tmp_path, config, "-n", "-p", "--quiet", "rules", timeout=300)
     assert dry.returncode == 0, dry.stderr

@@ -24,7 +24,9 @@ def test_performance_table_averages_seeds():
 def test_performance_table_has_one_row_per_dataset_and_model():
     records = [
         {"model": m, "dataset": d, "seed": s, "top1": 0.1 * s, "top5": 0.5, "balanced_accuracy": 0.2}
-        for m in ("a", "b") for d in ("x", "y") for s in (0, 1, 2)
+        for m in ("a", "b")
+        for d in ("x", "y")
+        for s in (0, 1, 2)
     ]
     table = performance_table(records)
     assert table[["dataset", "model"]].values.tolist() == [["x", "a"], ["x", "b"], ["y", "a"], ["y", "b"]]
@@ -50,7 +52,12 @@ def test_gap_correlation_is_nan_without_variation():
 def test_top1_table_has_a_row_per_model_and_mean_and_std_in_percent():
     records = [
         {"model": m, "dataset": d, "seed": s, "top1": t, "top5": None, "balanced_accuracy": t}
-        for m, d, tops in [("b", "y", [0.5, 0.7]), ("b", "x", [0.25, 0.25]), ("a", "y", [0.9, 0.9]), ("a", "x", [0.1, 0.2])]
+        for m, d, tops in [
+            ("b", "y", [0.5, 0.7]),
+            ("b", "x", [0.25, 0.25]),
+            ("a", "y", [0.9, 0.9]),
+            ("a", "x", [0.1, 0.2]),
+        ]
         for s, t in enumerate(tops)
     ]
     wide = top1_by_model(performance_table(records))

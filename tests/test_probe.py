@@ -143,7 +143,10 @@ def test_batched_protocol_matches_reference_protocol() -> None:
     data = split(*clusters(600, 16, 8, noise=2.0), 400)
     batched = train_probe(*data, seed=1)
     reference = train_probe(*data, seed=1, fit=fit_linear_reference)
-    assert (batched["learning_rate"], batched["weight_decay"]) == (reference["learning_rate"], reference["weight_decay"])
+    assert (batched["learning_rate"], batched["weight_decay"]) == (
+        reference["learning_rate"],
+        reference["weight_decay"],
+    )
     assert batched["validation"] == reference["validation"]
     assert batched["top1"] == reference["top1"]
 
@@ -275,7 +278,7 @@ def test_code_search_refinement_moves_only_on_a_strict_gain() -> None:
 
 
 def test_search_takes_the_first_of_equally_good_learning_rates() -> None:
-    peak_at = lambda p, top: (lambda i: top - abs(i - p) / 100)  # noqa: E731
+    peak_at = lambda p, top: lambda i: top - abs(i - p) / 100  # noqa: E731
     for search in ("code", "text"):
         settings = ProbeSettings(search=search)
         result, _ = run_search(settings, [peak_at(20, 0.5), peak_at(40, 0.9), peak_at(50, 0.9)])
@@ -296,7 +299,7 @@ TEXT = ProbeSettings(search="text")
 def test_search_finds_optimum_of_unimodal_curves(search: str, steps: int) -> None:
     settings = ProbeSettings(search=search, weight_decay_steps=steps)
     n_points = steps + 1
-    curves = [(lambda i, p=p: -abs(i - p) ** 1.5 + 0.1 * np.sin(p)) for p in range(n_points)]
+    curves = [(lambda i, p=p: -(abs(i - p) ** 1.5) + 0.1 * np.sin(p)) for p in range(n_points)]
     result, _ = run_search(settings, curves)
     assert result.peaks == list(range(n_points))
     evaluated = [pair for call in result.rounds for pair in call]

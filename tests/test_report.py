@@ -33,7 +33,9 @@ WHEN_READY = """<script>
 """
 # Asks the app to show every image result in turn, waits for the <img> it renders, records its decoded and
 # displayed size in <pre id="render-check">.
-RENDER_CHECK = WHEN_READY % """
+RENDER_CHECK = (
+    WHEN_READY
+    % """
   (async () => {
     const wait = ms => new Promise(resolve => setTimeout(resolve, ms));
     const sizes = {};
@@ -56,11 +58,15 @@ RENDER_CHECK = WHEN_READY % """
     document.body.appendChild(out);
   })();
 """
+)
 # Shows Fig. 2 of the first metric, for the screenshot.
-SHOW_FIGURE_2 = WHEN_READY % """
+SHOW_FIGURE_2 = (
+    WHEN_READY
+    % """
   const [path, entry] = Object.entries(results).find(([path]) => path.endsWith("similarity_matrices.png"));
   app.setView({content: "img", contentPath: entry.data_uri, resultPath: path});
 """
+)
 
 
 def chromium() -> str:
@@ -74,8 +80,16 @@ def chromium() -> str:
 
 
 def headless(browser: str, *args: str) -> subprocess.CompletedProcess:
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1000",
-               "--virtual-time-budget=60000", *args]
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1400,1000",
+        "--virtual-time-budget=60000",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
@@ -135,8 +149,14 @@ def test_tables_are_browsable_and_categories_follow_the_paper(report_run):
     assert "<table" in table_1 and "Untrained" in table_1 and "Training objective" in table_1
     fig_5 = decoded(results["results/figures/cka_linear_unbiased/dataset_pairs_r.html"]["data_uri"]).decode()
     assert "<table" in fig_5 and "Untrained" in fig_5
-    for category in ("4.1 Setup", "4.2 Similarity across datasets", "4.3 Clusters by model category",
-                     "4.4 Consistency across datasets", "Appendix", "Configuration"):
+    for category in (
+        "4.1 Setup",
+        "4.2 Similarity across datasets",
+        "4.3 Clusters by model category",
+        "4.4 Consistency across datasets",
+        "Appendix",
+        "Configuration",
+    ):
         assert category in categories
     with zipfile.ZipFile(report_run / "report.zip") as archive:
         names = archive.namelist()

@@ -59,8 +59,12 @@ def random_matrices(models: list[str], datasets: int, seed: int) -> dict[str, pd
 
 def metadata_of(objective: list[str], architecture: list[str], models: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
-        {"objective": objective, "architecture_class": architecture, "data_class": ["IN1k"] * len(models),
-         "size_class": ["small"] * len(models)},
+        {
+            "objective": objective,
+            "architecture_class": architecture,
+            "data_class": ["IN1k"] * len(models),
+            "size_class": ["small"] * len(models),
+        },
         index=models,
     )
 

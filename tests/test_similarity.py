@@ -53,8 +53,7 @@ def ref_u_centre(k: np.ndarray) -> np.ndarray:
     for i in range(n):
         for j in range(n):
             if i != j:
-                u[i, j] = (a[i, j] - a[i].sum() / (n - 2) - a[:, j].sum() / (n - 2)
-                           + total / ((n - 1) * (n - 2)))
+                u[i, j] = a[i, j] - a[i].sum() / (n - 2) - a[:, j].sum() / (n - 2) + total / ((n - 1) * (n - 2))
     return u
 
 
@@ -70,13 +69,15 @@ def ref_hsic_song(k: np.ndarray, l: np.ndarray) -> float:
     np.fill_diagonal(kt, 0.0)
     np.fill_diagonal(lt, 0.0)
     one = np.ones(n)
-    value = (np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-             - 2 / (n - 2) * one @ kt @ lt @ one)
+    value = (
+        np.trace(kt @ lt)
+        + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ kt @ lt @ one
+    )
     return float(value / (n * (n - 3)))
 
 
-def ref_cka(x: np.ndarray, y: np.ndarray, kernel: str, sigma: float | None,
-            unbiased: bool) -> float:
+def ref_cka(x: np.ndarray, y: np.ndarray, kernel: str, sigma: float | None, unbiased: bool) -> float:
     k, l = ref_gram(x, kernel, sigma), ref_gram(y, kernel, sigma)
     hsic = ref_hsic_unbiased if unbiased else ref_hsic_biased
     return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
@@ -109,11 +110,9 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 def dataset(case: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(zlib.crc32(case.encode()))
     if case == "random_d_lt_n":
-        return {m: unit_rows(rng.standard_normal((37, d))) for m, d in [("a", 5), ("b", 12),
-                                                                       ("c", 3)]}
+        return {m: unit_rows(rng.standard_normal((37, d))) for m, d in [("a", 5), ("b", 12), ("c", 3)]}
     if case == "random_d_gt_n":
-        return {m: unit_rows(rng.standard_normal((23, d))) for m, d in [("a", 40), ("b", 64),
-                                                                       ("c", 29)]}
+        return {m: unit_rows(rng.standard_normal((23, d))) for m, d in [("a", 40), ("b", 64), ("c", 29)]}
     if case == "structured":
         # Shared low-rank signal, non-negative (ReLU-like) features, duplicated samples
         # (tied RDM entries) and a model that is a noisy linear map of another.
@@ -127,8 +126,9 @@ def dataset(case: str) -> dict[str, np.ndarray]:
         c[5] = c[4]
         return {"relu": unit_rows(a), "lowrank": unit_rows(b), "mapped": unit_rows(c)}
     if case == "unnormalised":
-        return {m: (s * rng.standard_normal((30, d)) + 1.0).astype(np.float32)
-                for m, d, s in [("a", 6, 0.1), ("b", 9, 0.2)]}
+        return {
+            m: (s * rng.standard_normal((30, d)) + 1.0).astype(np.float32) for m, d, s in [("a", 6, 0.1), ("b", 9, 0.2)]
+        }
     if case == "minimum_n":
         return {m: unit_rows(rng.standard_normal((4, d))) for m, d in [("a", 3), ("b", 5)]}
     raise AssertionError(case)
@@ -142,8 +142,7 @@ def assert_matches_reference(name: str, features: dict[str, np.ndarray], **kwarg
     ids = list(features)
     for a, b in combinations(ids, 2):
         expected = reference(name, features[a], features[b])
-        assert abs(matrix.loc[a, b] - expected) < TOLERANCE, (name, a, b, matrix.loc[a, b],
-                                                              expected)
+        assert abs(matrix.loc[a, b] - expected) < TOLERANCE, (name, a, b, matrix.loc[a, b], expected)
         assert matrix.loc[b, a] == matrix.loc[a, b]
 
 
@@ -197,8 +196,7 @@ def test_matches_float64_reference(name: str, case: str) -> None:
 @pytest.mark.parametrize("strategy", ["features", "tiles"])
 @pytest.mark.parametrize("name", ["cka_linear_unbiased", "cka_linear_biased"])
 @pytest.mark.parametrize("case", ["random_d_lt_n", "random_d_gt_n", "structured"])
-def test_linear_strategies_match_reference(monkeypatch, name: str, case: str,
-                                           strategy: str) -> None:
+def test_linear_strategies_match_reference(monkeypatch, name: str, case: str, strategy: str) -> None:
     monkeypatch.setattr(similarity, "_linear_strategy", lambda *args: strategy)
     assert_matches_reference(name, dataset(case))
 
@@ -242,8 +240,7 @@ def test_accumulates_large_sums_in_float64(monkeypatch, strategy: str) -> None:
     x = rng.standard_normal(n)
     y = 0.05 * x + rng.standard_normal(n)
     features = {"x": x[:, None].astype(np.float32), "y": y[:, None].astype(np.float32)}
-    r = scipy.stats.pearsonr(features["x"][:, 0].astype(np.float64),
-                             features["y"][:, 0].astype(np.float64))[0]
+    r = scipy.stats.pearsonr(features["x"][:, 0].astype(np.float64), features["y"][:, 0].astype(np.float64))[0]
     monkeypatch.setattr(similarity, "_linear_strategy", lambda *args: strategy)
     value = compute_similarity(features, "cka_linear_biased").matrix.loc["x", "y"]
     assert abs(value - r**2) < 1e-8
@@ -262,8 +259,7 @@ def test_cka_invariant_to_orthogonal_transform(name: str) -> None:
     rng = np.random.default_rng(11)
     features = dataset("random_d_lt_n")
     before = compute_similarity(features, name).matrix
-    rotated = {m: (x @ random_orthogonal(x.shape[1], rng)).astype(np.float32)
-               for m, x in features.items()}
+    rotated = {m: (x @ random_orthogonal(x.shape[1], rng)).astype(np.float32) for m, x in features.items()}
     after = compute_similarity(rotated, name).matrix
     np.testing.assert_allclose(after.to_numpy(), before.to_numpy(), atol=TOLERANCE)
 
@@ -307,8 +303,9 @@ def test_matrix_symmetric_unit_diagonal_input_order(name: str) -> None:
 
 
 def test_to_long() -> None:
-    matrix = pd.DataFrame([[1.0, 0.2, 0.3], [0.2, 1.0, 0.4], [0.3, 0.4, 1.0]],
-                          index=["c", "a", "b"], columns=["c", "a", "b"])
+    matrix = pd.DataFrame(
+        [[1.0, 0.2, 0.3], [0.2, 1.0, 0.4], [0.3, 0.4, 1.0]], index=["c", "a", "b"], columns=["c", "a", "b"]
+    )
     table = to_long(matrix)
     assert list(table.columns) == ["model_a", "model_b", "similarity"]
     assert table.values.tolist() == [["c", "a", 0.2], ["c", "b", 0.3], ["a", "b", 0.4]]
@@ -371,8 +368,10 @@ def test_mismatched_sample_counts_name_the_models() -> None:
     assert "'short': 30" in str(error.value) and "'a': 37" in str(error.value)
 
 
-@pytest.mark.parametrize("name, minimum", [("cka_linear_unbiased", 4), ("cka_rbf0.2_unbiased", 4),
-                                           ("cka_linear_biased", 2), ("rsa_correlation_pearson", 3)])
+@pytest.mark.parametrize(
+    "name, minimum",
+    [("cka_linear_unbiased", 4), ("cka_rbf0.2_unbiased", 4), ("cka_linear_biased", 2), ("rsa_correlation_pearson", 3)],
+)
 def test_too_few_samples(name: str, minimum: int) -> None:
     rng = np.random.default_rng(0)
     features = {m: unit_rows(rng.standard_normal((minimum - 1, 3))) for m in "ab"}
@@ -392,8 +391,7 @@ def cache_files(root: Path) -> list[Path]:
     return sorted(root.rglob("*.json"))
 
 
-@pytest.mark.parametrize("name", ["cka_linear_unbiased", "cka_rbf0.4_biased",
-                                  "rsa_correlation_spearman"])
+@pytest.mark.parametrize("name", ["cka_linear_unbiased", "cka_rbf0.4_biased", "rsa_correlation_spearman"])
 def test_cache_adding_a_model_computes_only_its_pairs(tmp_path: Path, name: str) -> None:
     features = cached_models(5)
     first = compute_similarity(features, name, cache_dir=tmp_path, context_key="idx")
@@ -423,16 +421,14 @@ def test_cache_changed_features_recompute_their_row(tmp_path: Path) -> None:
 def test_cache_key_covers_context_metric_and_dtype(tmp_path: Path) -> None:
     features = cached_models(3)
     compute_similarity(features, "cka_linear_unbiased", cache_dir=tmp_path, context_key="k1")
-    assert compute_similarity(features, "cka_linear_unbiased", cache_dir=tmp_path,
-                              context_key="k2").computed_pairs == 3
-    assert compute_similarity(features, "cka_linear_biased", cache_dir=tmp_path,
-                              context_key="k1").computed_pairs == 3
+    assert compute_similarity(features, "cka_linear_unbiased", cache_dir=tmp_path, context_key="k2").computed_pairs == 3
+    assert compute_similarity(features, "cka_linear_biased", cache_dir=tmp_path, context_key="k1").computed_pairs == 3
     as_float64 = {m: x.astype(np.float64) for m, x in features.items()}
-    assert compute_similarity(as_float64, "cka_linear_unbiased", cache_dir=tmp_path,
-                              context_key="k1").computed_pairs == 3
+    assert (
+        compute_similarity(as_float64, "cka_linear_unbiased", cache_dir=tmp_path, context_key="k1").computed_pairs == 3
+    )
     renamed = {f"other{i}": x for i, x in enumerate(features.values())}
-    assert compute_similarity(renamed, "cka_linear_unbiased", cache_dir=tmp_path,
-                              context_key="k1").computed_pairs == 0
+    assert compute_similarity(renamed, "cka_linear_unbiased", cache_dir=tmp_path, context_key="k1").computed_pairs == 0
 
 
 @pytest.mark.parametrize("damage", [b"", b"{not json", b'{"value": 0.5}', b"\x00\xff" * 10])
@@ -455,8 +451,7 @@ def test_cache_wrong_value_for_key_is_not_trusted(tmp_path: Path) -> None:
     record = json.loads(victim.read_text())
     record["context_key"] = "something else"
     victim.write_text(json.dumps(record))
-    assert compute_similarity(features, "cka_linear_unbiased",
-                              cache_dir=tmp_path).computed_pairs == 1
+    assert compute_similarity(features, "cka_linear_unbiased", cache_dir=tmp_path).computed_pairs == 1
 
 
 def test_cache_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch) -> None:

@@ -27,10 +27,14 @@ from test_slurm_profile import GROUP, assert_one_group_per_model_and_dataset
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 TEST_CLUSTER_ARGS = [
-    "--slurm-status-command", "squeue",               # no slurmdbd: sacct knows no jobs
-    "--slurm-init-seconds-before-status-checks", "2",
-    "--max-threads", "1",                             # two 1-CPU jobs at once on a 2-CPU node
-    "--seconds-between-status-checks", "2",           # short jobs: notice finished ones sooner
+    "--slurm-status-command",
+    "squeue",  # no slurmdbd: sacct knows no jobs
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--max-threads",
+    "1",  # two 1-CPU jobs at once on a 2-CPU node
+    "--seconds-between-status-checks",
+    "2",  # short jobs: notice finished ones sooner
 ]
 FLAKY_SNAKEFILE = """
 rule all:
@@ -66,9 +70,24 @@ def slurm_cluster() -> None:
 
 def slurm_command(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
     """docs/cluster.md's `snakemake --cores 8 --profile slurm`, run in `workdir`, keeping every SLURM job's log."""
-    return [sys.executable, "-m", "snakemake", "--cores", "8", "--profile", "slurm", "-s", str(snakefile),
-            "-d", str(workdir), *TEST_CLUSTER_ARGS, "--slurm-logdir", str(workdir / "slurm_logs"),
-            "--slurm-keep-successful-logs", *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "8",
+        "--profile",
+        "slurm",
+        "-s",
+        str(snakefile),
+        "-d",
+        str(workdir),
+        *TEST_CLUSTER_ARGS,
+        "--slurm-logdir",
+        str(workdir / "slurm_logs"),
+        "--slurm-keep-successful-logs",
+        *args,
+    ]
 
 
 def slurm_env() -> dict[str, str]:
@@ -76,11 +95,18 @@ def slurm_env() -> dict[str, str]:
     return {"SIMCON_SLURM_GPUS": "0", **os.environ}
 
 
-def run_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
-              timeout: int = 1200) -> subprocess.CompletedProcess:
+def run_slurm(
+    workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile", timeout: int = 1200
+) -> subprocess.CompletedProcess:
     """Run Snakemake through the slurm profile from the repository root, where `slurm` is the profile."""
-    return subprocess.run(slurm_command(workdir, *args, snakefile=snakefile), cwd=REPO, env=slurm_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        slurm_command(workdir, *args, snakefile=snakefile),
+        cwd=REPO,
+        env=slurm_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def sbatch_jobs(workdir: Path) -> dict[str, int]:
@@ -100,14 +126,21 @@ def jobs_run_by(log: Path) -> list[tuple[str, str]]:
 
 def queued_jobs(workdir: Path) -> list[str]:
     """Ids of the jobs of `workdir` that SLURM still has pending or running."""
-    listing = subprocess.run(["squeue", "-h", "-t", "PD,R,CG", "-o", "%i %Z"], check=True,
-                             capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["squeue", "-h", "-t", "PD,R,CG", "-o", "%i %Z"], check=True, capture_output=True, text=True
+    ).stdout
     return [line.split()[0] for line in listing.splitlines() if line.split()[1] == str(workdir)]
 
 
 def test_profile_resolves_from_the_repository_root():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "8", "--profile", "slurm"],
-                            cwd=REPO, env=slurm_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "8", "--profile", "slurm"],
+        cwd=REPO,
+        env=slurm_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Using profiles slurm and workflow specific profile profiles/default" in result.stderr
 
@@ -121,11 +154,20 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
 
     config = cluster / "config.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    features = [cluster / f"results/features/{dataset}/{model}/info.json" for dataset in TINY["datasets"] for model in TINY["models"]]
+    features = [
+        cluster / f"results/features/{dataset}/{model}/info.json"
+        for dataset in TINY["datasets"]
+        for model in TINY["models"]
+    ]
     first_log = tmp_path / "first_run.log"
     with first_log.open("w") as log:
-        first = subprocess.Popen(slurm_command(cluster, "--configfile", str(config)), cwd=REPO, env=slurm_env(),
-                                 stdout=log, stderr=subprocess.STDOUT)
+        first = subprocess.Popen(
+            slurm_command(cluster, "--configfile", str(config)),
+            cwd=REPO,
+            env=slurm_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 600
     while first_log.read_text().count("(Rule: features)") < 2 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(1)  # until Snakemake has seen two feature jobs finish: it deletes the outputs of running ones
@@ -190,8 +232,10 @@ def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
         expected = pd.read_csv(expected_path, index_col=0)
         actual = pd.read_csv(cluster / expected_path.relative_to(local), index_col=0)
         pd.testing.assert_frame_equal(actual.loc[expected.index, expected.columns], expected, rtol=0, atol=1e-6)
-    performance = [pd.read_csv(folder / "results/performance.csv").sort_values(["dataset", "model"], ignore_index=True)
-                   for folder in (local, cluster)]
+    performance = [
+        pd.read_csv(folder / "results/performance.csv").sort_values(["dataset", "model"], ignore_index=True)
+        for folder in (local, cluster)
+    ]
     assert len(performance[0]) == len(default["models"]) * len(default["datasets"])
     pd.testing.assert_frame_equal(performance[1], performance[0], rtol=0, atol=1e-9)
     for figure in (local / "results/figures").rglob("*.png"):

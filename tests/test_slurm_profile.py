@@ -106,9 +106,26 @@ def test_grouped_jobs_run_one_at_a_time_in_their_group(monkeypatch):
 
 def dry_run(workdir: Path, configfile: Path) -> str:
     """`snakemake -n --profile slurm` (README's cluster command, dry) in the repository root; its output."""
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "8", "--profile", "slurm",
-                             "-d", str(workdir), "--configfile", str(configfile)],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "8",
+            "--profile",
+            "slurm",
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(configfile),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -187,9 +204,26 @@ def test_a_group_job_requests_one_gpu_and_the_sum_of_its_runtimes(tmp_path):
     job's memory and CPUs, and the feature job's 60 minutes plus 30 for each of the three probes."""
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(TINY_SEEDS))
-    subsets = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-s", str(REPO / "Snakefile"),
-                              "-d", str(tmp_path), "--configfile", str(config), "--until", "subset"],
-                             capture_output=True, text=True, timeout=600)
+    subsets = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(config),
+            "--until",
+            "subset",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert subsets.returncode == 0, subsets.stderr[-3000:]  # the groups' inputs, made locally
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
@@ -198,12 +232,33 @@ def test_a_group_job_requests_one_gpu_and_the_sum_of_its_runtimes(tmp_path):
     (fake_bin / "sacct").write_text("#!/bin/sh\nexit 1\n")  # no account to guess
     for tool in fake_bin.iterdir():
         tool.chmod(0o755)
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "8", "--profile", "slurm",
-                             "-d", str(tmp_path), "--configfile", str(config), "--retries", "0", "--keep-going",
-                             "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"],
-                            cwd=REPO, env={**os.environ, "SIMCON_SLURM_GPUS": "1",
-                                           "PATH": f"{fake_bin}:{os.environ['PATH']}"},
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "8",
+            "--profile",
+            "slurm",
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(config),
+            "--retries",
+            "0",
+            "--keep-going",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--seconds-between-status-checks",
+            "1",
+        ],
+        cwd=REPO,
+        env={**os.environ, "SIMCON_SLURM_GPUS": "1", "PATH": f"{fake_bin}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode != 0  # every submission refused
     submitted = calls.read_text().splitlines()
     assert_one_group_per_model_and_dataset([group_jobs(call) for call in submitted], [0, 1, 2])

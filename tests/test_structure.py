@@ -99,7 +99,9 @@ def test_dataset_pair_scatter_table_and_r():
     ]
     # All pairs: r 0.5 (as rho(d1, d3)); Sup has the one pair a-b and SSL none: no r (fewer than 3 pairs).
     assert correlations[["dataset_a", "dataset_b", "group", "n_pairs"]].values.tolist() == [
-        ["d1", "d3", "All", 3], ["d1", "d3", "SSL", 0], ["d1", "d3", "Sup", 1],
+        ["d1", "d3", "All", 3],
+        ["d1", "d3", "SSL", 0],
+        ["d1", "d3", "Sup", 1],
     ]
     assert correlations.loc[0, "r"] == pytest.approx(0.5) and correlations.loc[1:, "r"].isna().all()
     with pytest.raises(ValueError, match="'d9'"):
@@ -152,8 +154,12 @@ def test_one_dataset_gives_no_pair_and_a_figure_that_says_so():
 
 def test_chosen_dataset_pairs_are_most_median_and_least_consistent():
     rho = pd.DataFrame(
-        {"dataset_a": ["p", "p", "p", "q", "q", "r"], "dataset_b": ["q", "r", "s", "r", "s", "s"],
-         "n_pairs": 3, "rho": [0.2, 0.9, 0.5, 0.1, 0.7, 0.4]}
+        {
+            "dataset_a": ["p", "p", "p", "q", "q", "r"],
+            "dataset_b": ["q", "r", "s", "r", "s", "s"],
+            "n_pairs": 3,
+            "rho": [0.2, 0.9, 0.5, 0.1, 0.7, 0.4],
+        }
     )
     # Sorted: p-r .9, q-s .7, p-s .5, r-s .4, p-q .2, q-r .1: positions 0, (6 - 1) // 2 = 2 and 5.
     assert structure.choose_dataset_pairs(rho) == [("p", "r"), ("p", "s"), ("q", "r")]
@@ -182,8 +188,14 @@ def test_matrices_with_other_models_are_named():
 
 
 def test_sample_size_differences_between_consecutive_k():
-    rows = [("m", 5, "a", "b", 0.5), ("m", 1, "a", "b", 0.2), ("m", 10, "a", "b", 0.45),
-            ("m", 1, "a", "c", 0.0), ("m", 5, "a", "c", 0.1), ("m", 10, "a", "c", 0.1)]
+    rows = [
+        ("m", 5, "a", "b", 0.5),
+        ("m", 1, "a", "b", 0.2),
+        ("m", 10, "a", "b", 0.45),
+        ("m", 1, "a", "c", 0.0),
+        ("m", 5, "a", "c", 0.1),
+        ("m", 10, "a", "c", 0.1),
+    ]
     table = pd.DataFrame(rows, columns=["metric", "samples_per_class", "model_a", "model_b", "similarity"])
     differences = structure.sample_size_differences(table).set_index(["k_from", "k_to", "model_a", "model_b"])
     assert differences["abs_difference"].to_dict() == pytest.approx(
@@ -215,8 +227,10 @@ def test_similarity_by_sample_size_at_full_size_equals_the_full_similarity():
 
 
 def test_similarity_figure_data_holds_clustered_panels_with_mean_and_std():
-    metadata = pd.DataFrame({"objective": ["Sup", "Sup", "SSL"], "architecture_class": "CNN",
-                             "data_class": "IN1k", "size_class": "small"}, index=MODELS)
+    metadata = pd.DataFrame(
+        {"objective": ["Sup", "Sup", "SSL"], "architecture_class": "CNN", "data_class": "IN1k", "size_class": "small"},
+        index=MODELS,
+    )
     figure, data = plots.similarity_matrices(MATRICES, "m", metadata)
     plots.plt.close(figure)
     assert list(dict.fromkeys(data["panel"])) == ["d1", "d2", "d3", "mean over datasets", "std over datasets"]

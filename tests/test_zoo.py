@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,8 +78,18 @@ def test_scenes_are_reproducible_and_round_trip_through_arrays():
 
 
 def test_scenes_dataset_is_labelled_by_shape():
-    split = load_split("scenes", {"source": "generated", "domain": "scenes", "train_per_class": 3,
-                                  "test_per_class": 2, "resolution": 24, "seed": 0}, "test")
+    split = load_split(
+        "scenes",
+        {
+            "source": "generated",
+            "domain": "scenes",
+            "train_per_class": 3,
+            "test_per_class": 2,
+            "resolution": 24,
+            "seed": 0,
+        },
+        "test",
+    )
     assert split.class_names == ["circle", "square", "triangle", "cross", "ring"]
     assert split.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert split.load_image(0).size == (24, 24)
@@ -198,7 +207,9 @@ def test_zoo_models_ids_weights_and_metadata():
     assert spec["weights"] == "results/zoo/cnn_imgtxt_seed2.pt" and spec["layer"] == "global_pool"
     assert spec["metadata"]["objective"] == "Img-Txt" and spec["metadata"]["architecture_class"] == "CNN"
     assert spec["metadata"]["parameters"] == ZOO_CONFIG["models"]["cnn_random"]["metadata"]["parameters"]
-    assert specs["vit_ssl_seed0"]["metadata"]["parameters"] == ZOO_CONFIG["models"]["vit_random"]["metadata"]["parameters"]
+    assert (
+        specs["vit_ssl_seed0"]["metadata"]["parameters"] == ZOO_CONFIG["models"]["vit_random"]["metadata"]["parameters"]
+    )
     assert zoo_members(ZOO)["vit_ssl_seed1"] == ("vit", "SSL", 1)
 
 
@@ -207,10 +218,17 @@ def test_zoo_models_ids_weights_and_metadata():
     [
         (lambda c: c["models"].pop("vit_random"), "twin 'vit_random' is not in models"),
         (lambda c: c["models"]["cnn_random"].update(std=[0.2, 0.2, 0.2]), r"twin 'cnn_random' .* differs in \['std'\]"),
-        (lambda c: c["models"]["cnn_random"].update(kwargs={**c["models"]["cnn_random"]["kwargs"], "stem_width": 16}),
-         r"differs in \['kwargs'\]"),
+        (
+            lambda c: c["models"]["cnn_random"].update(
+                kwargs={**c["models"]["cnn_random"]["kwargs"], "stem_width": 16}
+            ),
+            r"differs in \['kwargs'\]",
+        ),
         (lambda c: c["datasets"]["scenes"].update(domain="shapes"), "in_domain 'scenes' must be"),
-        (lambda c: c["models"].update(cnn_sup_seed0=c["models"]["cnn_random"]), r"\['cnn_sup_seed0'\] are already in models"),
+        (
+            lambda c: c["models"].update(cnn_sup_seed0=c["models"]["cnn_random"]),
+            r"\['cnn_sup_seed0'\] are already in models",
+        ),
     ],
 )
 def test_zoo_config_errors_name_the_culprit(change, message):
@@ -221,8 +239,12 @@ def test_zoo_config_errors_name_the_culprit(change, message):
 
 
 def test_objective_similarity_known_answer():
-    members = {"a_sup_seed0": ("a", "Sup", 0), "a_sup_seed1": ("a", "Sup", 1), "a_ssl_seed0": ("a", "SSL", 0),
-               "b_sup_seed0": ("b", "Sup", 0)}
+    members = {
+        "a_sup_seed0": ("a", "Sup", 0),
+        "a_sup_seed1": ("a", "Sup", 1),
+        "a_ssl_seed0": ("a", "SSL", 0),
+        "b_sup_seed0": ("b", "Sup", 0),
+    }
     ids = [*members, "a_random"]
     matrix = pd.DataFrame(np.eye(5), index=ids, columns=ids)
     matrix.loc["a_sup_seed0", "a_sup_seed1"] = matrix.loc["a_sup_seed1", "a_sup_seed0"] = 0.9

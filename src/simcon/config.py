@@ -161,7 +161,9 @@ def check_structure(settings: Mapping[str, Any], datasets: Sequence[str]) -> Non
     for option, names in named.items():
         unknown = [name for name in names if name not in datasets]
         if unknown:
-            raise ConfigError(f"{option} names dataset(s) {unknown} that are not configured; datasets: {list(datasets)}")
+            raise ConfigError(
+                f"{option} names dataset(s) {unknown} that are not configured; datasets: {list(datasets)}"
+            )
     for a, b in settings["dataset_pairs"]:
         if a == b:
             raise ConfigError(f"structure.dataset_pairs: the pair [{a}, {b}] compares a dataset with itself")
@@ -195,7 +197,13 @@ def check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mappi
         twin = models.get(spec["twin"])
         if twin is None:
             raise ConfigError(f"zoo architecture '{architecture}': twin {spec['twin']!r} is not in models")
-        expected = {"weights": "random", "name": spec["name"], "layer": spec["layer"], "mean": list(ZOO_MEAN), "std": list(ZOO_STD)}
+        expected = {
+            "weights": "random",
+            "name": spec["name"],
+            "layer": spec["layer"],
+            "mean": list(ZOO_MEAN),
+            "std": list(ZOO_STD),
+        }
         differing = [key for key, value in expected.items() if _plain(twin.get(key)) != value]
         twin_kwargs = {k: v for k, v in twin.get("kwargs", {}).items() if k != "num_classes"}
         if twin_kwargs != {k: v for k, v in spec["kwargs"].items() if k != "num_classes"}:
@@ -209,7 +217,9 @@ def check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mappi
     if in_domain is not None:
         spec = datasets.get(in_domain, {})
         if spec.get("source") != "generated" or spec.get("domain") != "scenes":
-            raise ConfigError(f"zoo: in_domain {in_domain!r} must be a dataset with source 'generated' and domain 'scenes'")
+            raise ConfigError(
+                f"zoo: in_domain {in_domain!r} must be a dataset with source 'generated' and domain 'scenes'"
+            )
     taken = [model_id for model_id in zoo_members(zoo) if model_id in models]
     if taken:
         raise ConfigError(f"zoo model id(s) {taken} are already in models; rename them")

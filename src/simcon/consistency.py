@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
 from simcon.vocabulary import CATEGORY_TITLES, DATASET_CATEGORIES, MODEL_CATEGORIES, SIZE_CLASSES
 
 # Sets listed in this order where a category has one (the paper's Table 1); otherwise alphabetically.
@@ -47,16 +48,16 @@ def category_counts(metadata: pd.DataFrame) -> pd.DataFrame:
         counts = metadata[column].astype(str).value_counts()
         order = SET_ORDER.get(category, ())
         for name in sorted(counts.index, key=lambda n: (order.index(n) if n in order else len(order), n)):
-            rows.append({"category": category, "title": CATEGORY_TITLES[category], "set": name, "n_models": int(counts[name])})
+            rows.append(
+                {"category": category, "title": CATEGORY_TITLES[category], "set": name, "n_models": int(counts[name])}
+            )
     return pd.DataFrame(rows, columns=["category", "title", "set", "n_models"])
 
 
 def model_pairs(order: Sequence[str], set_a: Sequence[str], set_b: Sequence[str]) -> list[tuple[str, str]]:
     """Unordered pairs {a, b} with a in set_a, b in set_b, a != b, each once, sorted by position in `order`."""
     position = {model: i for i, model in enumerate(order)}
-    pairs = {
-        tuple(sorted((a, b), key=position.__getitem__)) for a in set_a for b in set_b if a != b
-    }
+    pairs = {tuple(sorted((a, b), key=position.__getitem__)) for a in set_a for b in set_b if a != b}
     return sorted(pairs, key=lambda pair: (position[pair[0]], position[pair[1]]))
 
 
@@ -116,9 +117,7 @@ def check_same_models(matrices: Mapping[str, pd.DataFrame]) -> list[str]:
     return order
 
 
-def consistency(
-    matrices: Mapping[str, pd.DataFrame], sets: Mapping[str, Mapping[str, Sequence[str]]]
-) -> pd.DataFrame:
+def consistency(matrices: Mapping[str, pd.DataFrame], sets: Mapping[str, Mapping[str, Sequence[str]]]) -> pd.DataFrame:
     """Pearson rho between the similarity vectors of every dataset pair, for every compared pair of model sets.
 
     Columns: category, set_a, set_b, dataset_a, dataset_b, n_pairs, rho. Set pairs with fewer than

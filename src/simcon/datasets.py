@@ -26,7 +26,6 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from simcon.io import atomic_path
-
 from simcon.scenes import SHAPES, draw_scene_of_shape
 
 SPLITS = ("train", "test")
@@ -371,7 +370,7 @@ def _torchvision_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> 
         if downloads:
             fetch_arguments = arguments.replace("download=False", "download=True")
             how = (
-                "get it on a machine with network: python -c \"import torchvision; "
+                'get it on a machine with network: python -c "import torchvision; '
                 f"torchvision.datasets.{name}('{root}', {fetch_arguments})\""
             )
         else:
@@ -517,7 +516,9 @@ def _imagenet_wnids(dataset_id: str, split: Split, class_info: list[list[Any]]) 
 
 def _breeds_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
     if spec["task"] not in BREEDS_TASKS:
-        raise DatasetError(f"dataset '{dataset_id}': unknown BREEDS task {spec['task']!r}; known: {sorted(BREEDS_TASKS)}")
+        raise DatasetError(
+            f"dataset '{dataset_id}': unknown BREEDS task {spec['task']!r}; known: {sorted(BREEDS_TASKS)}"
+        )
     folder = Path(spec["hierarchy"])
     missing = [name for name in BREEDS_FILES if not (folder / name).is_file()]
     if missing:

@@ -50,9 +50,7 @@ class SplitImages(Dataset):
         return self.transform(self.split.load_image(int(self.indices[j])))
 
 
-def image_loader(
-    images: SplitImages, *, batch_size: int, workers: int, pin_memory: bool = False
-) -> DataLoader:
+def image_loader(images: SplitImages, *, batch_size: int, workers: int, pin_memory: bool = False) -> DataLoader:
     """Batches of `images` in order (batch k holds items k*batch_size ...), decoded and transformed by `workers`
     worker processes (none: in this process). Workers take whole batches in turn, so each reads consecutive
     images: consecutive files of a folder, a consecutive byte range of a webdataset shard. Workers are forked,
@@ -101,7 +99,9 @@ def feature_batches(
     captured: list[torch.Tensor] = []
     hook = model.layer.register_forward_hook(lambda _m, _i, out: captured.append(_to_vectors(out)))
     network = model.network.to(device)
-    loader = image_loader(SplitImages(split, indices, transform), batch_size=batch_size, workers=workers, pin_memory=cuda)
+    loader = image_loader(
+        SplitImages(split, indices, transform), batch_size=batch_size, workers=workers, pin_memory=cuda
+    )
     autocast = torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "float32")
     try:
         with tqdm(total=len(indices), desc=f"features {name}", unit="img", disable=not progress) as bar:
@@ -110,7 +110,9 @@ def feature_batches(
                 with autocast:
                     network(batch.to(device, non_blocking=cuda))
                 if len(captured) != 1 or len(captured[0]) != len(batch):
-                    raise FeatureError(f"{name}: the layer gave {len(captured)} outputs for a batch, not one vector per image")
+                    raise FeatureError(
+                        f"{name}: the layer gave {len(captured)} outputs for a batch, not one vector per image"
+                    )
                 features = captured[0].float()
                 if normalize:
                     features = torch.nn.functional.normalize(features, dim=1)
@@ -141,8 +143,17 @@ def extract_features(
     feature_batches). Images go through the model's own preprocessing; `image_size` and `crop_pct`, when
     given, replace its own."""
     batches = feature_batches(
-        model, split, indices, image_transform(model, image_size, crop_pct), batch_size=batch_size, device=device,
-        normalize=normalize, precision=precision, workers=workers, name=name, progress=progress,
+        model,
+        split,
+        indices,
+        image_transform(model, image_size, crop_pct),
+        batch_size=batch_size,
+        device=device,
+        normalize=normalize,
+        precision=precision,
+        workers=workers,
+        name=name,
+        progress=progress,
     )
     return np.concatenate(list(batches)) if len(indices) else np.empty((0, 0), dtype=np.float32)
 
@@ -199,8 +210,16 @@ def model_dataset_features(
             data = load_split(dataset_id, dataset_spec, split)
             label = f"{model_id} on {dataset_id} ({split})"
             batches = feature_batches(
-                model, data, np.arange(len(data)), transform, batch_size=batch_size, device=torch_device,
-                normalize=normalize, precision=precision, workers=workers, name=label,
+                model,
+                data,
+                np.arange(len(data)),
+                transform,
+                batch_size=batch_size,
+                device=torch_device,
+                normalize=normalize,
+                precision=precision,
+                workers=workers,
+                name=label,
             )
             info["d"] = write_split_features(outputs[split], batches, len(data), label)
             info[f"n_{split}"] = len(data)

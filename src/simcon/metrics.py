@@ -58,24 +58,48 @@ def _registry() -> dict[str, MetricSpec]:
         value_range = (-1.0, 1.0) if unbiased else (0.0, 1.0)
         min_samples = 4 if unbiased else 2
         specs.append(
-            MetricSpec(f"cka_linear_{estimator}", True, value_range, True, "cka", min_samples,
-                       frozenset(INVARIANCES), kernel="linear", unbiased=unbiased)
+            MetricSpec(
+                f"cka_linear_{estimator}",
+                True,
+                value_range,
+                True,
+                "cka",
+                min_samples,
+                frozenset(INVARIANCES),
+                kernel="linear",
+                unbiased=unbiased,
+            )
         )
         for sigma in RBF_SIGMAS:
             specs.append(
-                MetricSpec(f"cka_rbf{sigma}_{estimator}", True, value_range, True, "cka",
-                           min_samples, frozenset({"translation", "orthogonal"}), kernel="rbf",
-                           sigma=sigma, unbiased=unbiased)
+                MetricSpec(
+                    f"cka_rbf{sigma}_{estimator}",
+                    True,
+                    value_range,
+                    True,
+                    "cka",
+                    min_samples,
+                    frozenset({"translation", "orthogonal"}),
+                    kernel="rbf",
+                    sigma=sigma,
+                    unbiased=unbiased,
+                )
             )
     for comparison in ("spearman", "pearson"):
         specs.append(
-            MetricSpec(f"rsa_correlation_{comparison}", True, (-1.0, 1.0), True, "rsa", 3,
-                       frozenset({"isotropic_scaling"}), rdm_comparison=comparison)
+            MetricSpec(
+                f"rsa_correlation_{comparison}",
+                True,
+                (-1.0, 1.0),
+                True,
+                "rsa",
+                3,
+                frozenset({"isotropic_scaling"}),
+                rdm_comparison=comparison,
+            )
         )
     specs.extend(_parsed_spec(f"{prefix}{DEFAULT_NEIGHBOURS}") for prefix in NAME_PATTERNS)
-    specs.append(
-        MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, frozenset(INVARIANCES))
-    )
+    specs.append(MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, frozenset(INVARIANCES)))
     return {spec.name: spec for spec in specs}
 
 
@@ -87,11 +111,13 @@ def _registry() -> dict[str, MetricSpec]:
 DEFAULT_NEIGHBOURS: int = 10
 """k of the registered neighbourhood metrics, the Platonic Representation Hypothesis's default."""
 
-NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna"]] = MappingProxyType({
-    "mutual_knn": "mutual",
-    "jaccard_knn": "jaccard",
-    "cknna": "cknna",
-})
+NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna"]] = MappingProxyType(
+    {
+        "mutual_knn": "mutual",
+        "jaccard_knn": "jaccard",
+        "cknna": "cknna",
+    }
+)
 """Each neighbourhood metric's name prefix (followed by k >= 1) and its statistic."""
 
 
@@ -103,17 +129,33 @@ def _parsed_spec(name: str) -> MetricSpec | None:
     statistic = NAME_PATTERNS[match.group(1)]
     k = int(match.group(2))
     if statistic != "cknna":
-        return MetricSpec(name, True, (0.0, 1.0), True, "knn", k + 1,
-                          frozenset({"isotropic_scaling", "orthogonal"}), neighbours=k,
-                          knn_statistic=statistic)
+        return MetricSpec(
+            name,
+            True,
+            (0.0, 1.0),
+            True,
+            "knn",
+            k + 1,
+            frozenset({"isotropic_scaling", "orthogonal"}),
+            neighbours=k,
+            knn_statistic=statistic,
+        )
     if k < 2:
         return None
     # CKNNA is a ratio of HSIC estimates of neighbour-masked kernels whose masks differ between
     # numerator and denominator, so Cauchy–Schwarz does not bound it as it bounds CKA: no range
     # is claimed beyond the real line.
-    return MetricSpec(name, True, (-math.inf, math.inf), True, "knn", max(k + 1, 4),
-                      frozenset({"isotropic_scaling", "orthogonal"}), neighbours=k,
-                      knn_statistic=statistic)
+    return MetricSpec(
+        name,
+        True,
+        (-math.inf, math.inf),
+        True,
+        "knn",
+        max(k + 1, 4),
+        frozenset({"isotropic_scaling", "orthogonal"}),
+        neighbours=k,
+        knn_statistic=statistic,
+    )
 
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(_registry())
@@ -130,8 +172,10 @@ def get_metric(name: str) -> MetricSpec:
     spec = METRICS.get(name) or _parsed_spec(name)
     if spec is None:
         patterns = ", ".join(f"{prefix}<k>" for prefix in NAME_PATTERNS)
-        raise ValueError(f"unknown similarity metric {name!r}; known metrics: "
-                         f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2)")
+        raise ValueError(
+            f"unknown similarity metric {name!r}; known metrics: "
+            f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2)"
+        )
     return spec
 
 

@@ -97,8 +97,9 @@ def model_transform(
 def ssl_preprocessing(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Preprocessing:
     """The transform the paper's code gave self-supervised checkpoints (thingsvision 2.7's `ssl` source, its
     PyTorch default): resize the short side to 256, centre-crop 224, bilinear, ImageNet mean and std."""
-    return Preprocessing(centre_crop_transform(224, 224 / 256, mean, std), 224, 224 / 256, "bilinear", tuple(mean),
-                         tuple(std))
+    return Preprocessing(
+        centre_crop_transform(224, 224 / 256, mean, std), 224, 224 / 256, "bilinear", tuple(mean), tuple(std)
+    )
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,9 @@ def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
         raise ModelError(f"model '{model_id}': backend {backend!r} has no model named {name!r}")
     _check_weights_kind(model_id, backend, weights)
     if spec.get("transform", "ssl") != "ssl":
-        raise ModelError(f"model '{model_id}': transform must be 'ssl' (or absent: the model's own), not {spec['transform']!r}")
+        raise ModelError(
+            f"model '{model_id}': transform must be 'ssl' (or absent: the model's own), not {spec['transform']!r}"
+        )
     if weights.startswith("pypi:"):
         _package_weights_path(model_id, weights.removeprefix("pypi:"))
     elif weights not in ("random", "pretrained") and not _is_url(weights) and not Path(weights).is_file():
@@ -239,7 +242,9 @@ def _check_weights_kind(model_id: str, backend: str, weights: str) -> None:
             f"weights), not {weights!r}"
         )
     if backend == "ssl_resnet50" and weights.startswith("pypi:"):
-        raise ModelError(f"model '{model_id}': backend 'ssl_resnet50' takes a checkpoint file or address, not {weights!r}")
+        raise ModelError(
+            f"model '{model_id}': backend 'ssl_resnet50' takes a checkpoint file or address, not {weights!r}"
+        )
 
 
 def _unwrap_checkpoint(checkpoint: Any) -> dict[str, torch.Tensor]:
@@ -341,7 +346,10 @@ def build_model(model_id: str, spec: Mapping[str, Any]) -> Model:
         if backend == "thingsvision":
             network, preprocessing = _thingsvision(model_id, name, weights == "pretrained", spec)
         else:
-            network, preprocessing = _construct(model_id, backend, name, weights, kwargs), own_preprocessing(model_id, spec)
+            network, preprocessing = (
+                _construct(model_id, backend, name, weights, kwargs),
+                own_preprocessing(model_id, spec),
+            )
     if backend in ("timm", "torchvision") and weights not in ("random", "pretrained"):
         _load_weights(model_id, backend, network, weights)
     network.eval()
@@ -436,8 +444,7 @@ def _replacements(mean: Sequence[float] | None, std: Sequence[float] | None) -> 
 
 
 def _timm_preprocessing(
-    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
-    std: Sequence[float] | None
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> Preprocessing:
     """timm's `resolve_data_config` of the name's pretrained config (what `resolve_model_data_config(model)` reads
     from the model) through `create_transform(**config, is_training=False)`."""
@@ -459,8 +466,7 @@ def _timm_preprocessing(
 
 
 def _torchvision_preprocessing(
-    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
-    std: Sequence[float] | None
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> Preprocessing:
     """torchvision's `weights.transforms()` of the architecture's DEFAULT weights (a weights enum: metadata)."""
     import torchvision
@@ -481,8 +487,7 @@ def _torchvision_preprocessing(
 
 
 def _open_clip_preprocessing(
-    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
-    std: Sequence[float] | None
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> Preprocessing:
     """open_clip's validation preprocess as `create_model_and_transforms(name, pretrained=tag)` builds it: the
     pretrained tag's preprocess config over the defaults, at the image size of the model's vision config."""
@@ -494,12 +499,18 @@ def _open_clip_preprocessing(
     if tag and not tag_cfg:
         raise ModelError(f"model '{model_id}': open_clip has no pretrained tag {tag!r} for {name!r}")
     size = open_clip.get_model_config(name)["vision_cfg"]["image_size"]
-    config = PreprocessCfg(**merge_preprocess_dict(
-        merge_preprocess_dict(PreprocessCfg(), tag_cfg), {"size": size, **_replacements(mean, std)}
-    ))
+    config = PreprocessCfg(
+        **merge_preprocess_dict(
+            merge_preprocess_dict(PreprocessCfg(), tag_cfg), {"size": size, **_replacements(mean, std)}
+        )
+    )
     edge = config.size if isinstance(config.size, int) else config.size[-1]
     return Preprocessing(
-        image_transform_v2(config, is_train=False), edge, 1.0, config.interpolation, tuple(config.mean),
+        image_transform_v2(config, is_train=False),
+        edge,
+        1.0,
+        config.interpolation,
+        tuple(config.mean),
         tuple(config.std),
     )
 
@@ -516,16 +527,17 @@ class HuggingfaceTransform:
 
 
 def _huggingface_preprocessing(
-    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None,
-    std: Sequence[float] | None
+    model_id: str, name: str, kwargs: Mapping[str, Any], mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> Preprocessing:
     """The model's image processor (its PIL backend, the processor of the transformers the paper's code ran), from
     the settings pinned under resources/huggingface/<hub id>/ where present, else from the hub."""
     from transformers import AutoImageProcessor
 
     if mean or std:
-        raise ModelError(f"model '{model_id}': a Hugging Face model's normalisation is its image processor's; "
-                         "it takes no mean or std")
+        raise ModelError(
+            f"model '{model_id}': a Hugging Face model's normalisation is its image processor's; "
+            "it takes no mean or std"
+        )
     pinned = PINNED_PROCESSORS / name
     processor = AutoImageProcessor.from_pretrained(str(pinned) if pinned.is_dir() else name, backend="pil")
     return huggingface_preprocessing(processor)
@@ -568,7 +580,9 @@ class ThingsvisionNetwork(nn.Module):
         return self._forward(batch)
 
 
-def _thingsvision(model_id: str, name: str, pretrained: bool, spec: Mapping[str, Any]) -> tuple[nn.Module, Preprocessing]:
+def _thingsvision(
+    model_id: str, name: str, pretrained: bool, spec: Mapping[str, Any]
+) -> tuple[nn.Module, Preprocessing]:
     """A model by thingsvision's name and `kwargs.source`, with the transform thingsvision gives it (as the paper's
     code asked for it: `get_transformations(resize_dim=256, crop_dim=224)`); only in the thingsvision environment
     (envs/thingsvision.yaml)."""
@@ -580,8 +594,10 @@ def _thingsvision(model_id: str, name: str, pretrained: bool, spec: Mapping[str,
             "(envs/thingsvision.yaml under --sdm conda, or config thingsvision_python)"
         ) from error
     if spec.get("mean") or spec.get("std") or spec.get("transform"):
-        raise ModelError(f"model '{model_id}': thingsvision builds a thingsvision model's transform; "
-                         "it takes no mean, std or transform")
+        raise ModelError(
+            f"model '{model_id}': thingsvision builds a thingsvision model's transform; "
+            "it takes no mean, std or transform"
+        )
     kwargs = dict(spec.get("kwargs", {}))
     source = kwargs.pop("source", "torchvision")
     extractor = get_extractor(model_name=name, source=source, device="cpu", pretrained=pretrained, **kwargs)
@@ -602,7 +618,18 @@ def _read_preprocessing(transform: Callable[[Image.Image], torch.Tensor]) -> Pre
         elif isinstance(step, transforms.Normalize):
             found["mean"], found["std"] = tuple(step.mean), tuple(step.std)
         elif hasattr(step, "crop_size") and hasattr(step, "resize_size"):
-            found.update(resize=step.resize_size[0], crop=step.crop_size[0], interpolation=step.interpolation.value,
-                         mean=tuple(step.mean), std=tuple(step.std))
-    return Preprocessing(transform, found["crop"], found["crop"] / found["resize"], found["interpolation"],
-                         tuple(found["mean"]), tuple(found["std"]))
+            found.update(
+                resize=step.resize_size[0],
+                crop=step.crop_size[0],
+                interpolation=step.interpolation.value,
+                mean=tuple(step.mean),
+                std=tuple(step.std),
+            )
+    return Preprocessing(
+        transform,
+        found["crop"],
+        found["crop"] / found["resize"],
+        found["interpolation"],
+        tuple(found["mean"]),
+        tuple(found["std"]),
+    )

@@ -16,8 +16,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from simcon.vocabulary import ARCHITECTURE_CLASSES, DATA_CLASSES, CATEGORY_TITLES, MODEL_CATEGORIES, OBJECTIVES, SIZE_CLASSES  # noqa: E402
 from simcon.io import atomic_path  # noqa: E402
+from simcon.vocabulary import (
+    ARCHITECTURE_CLASSES,
+    CATEGORY_TITLES,
+    DATA_CLASSES,
+    MODEL_CATEGORIES,
+    OBJECTIVES,
+    SIZE_CLASSES,
+)  # noqa: E402
 
 GRID_COLUMNS = 4  # panels per row of multi-panel figures
 
@@ -127,15 +134,19 @@ def similarity_matrices(
         fontsize = max(4.0, min(7.0, 220 / max(len(order), 1)))
         axis.set_xticks(ticks, order if labelled else [], rotation=90, fontsize=fontsize)
         axis.set_yticks(ticks, order if labelled else [], fontsize=fontsize)
-        _category_strips(axis, order, metadata.loc[order] if metadata is not None else None, named=index % GRID_COLUMNS == 0)
+        _category_strips(
+            axis, order, metadata.loc[order] if metadata is not None else None, named=index % GRID_COLUMNS == 0
+        )
         if is_std or name == "mean over datasets" or axis is axes[0]:
             figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="std" if is_std else metric)
     if metadata is not None:
         _metadata_legend(figure, metadata)
     figure.suptitle(f"Pairwise model similarity ({metric}), models ordered by clustering of the mean")
     data = pd.concat(
-        [m.rename_axis(index="model_a", columns="model_b").stack().rename("value").reset_index().assign(panel=name)
-         for name, m in panels.items()],
+        [
+            m.rename_axis(index="model_a", columns="model_b").stack().rename("value").reset_index().assign(panel=name)
+            for name, m in panels.items()
+        ],
         ignore_index=True,
     )[["panel", "model_a", "model_b", "value"]]
     return figure, data
@@ -182,8 +193,11 @@ def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> F
     datasets = list(dict.fromkeys(embedding["dataset"]))
     columns = [c for c in METADATA_COLUMNS if c in metadata.columns]
     figure, axes = plt.subplots(
-        len(datasets), len(columns), figsize=(2.6 * len(columns), 2.4 * len(datasets) + 1.0),
-        squeeze=False, layout="constrained",
+        len(datasets),
+        len(columns),
+        figsize=(2.6 * len(columns), 2.4 * len(datasets) + 1.0),
+        squeeze=False,
+        layout="constrained",
     )
     for j, column in enumerate(columns):
         colours = label_colours(_ordered_labels(metadata[column].astype(str)))
@@ -193,7 +207,9 @@ def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> F
             labels = metadata.loc[rows["model"], column].astype(str).to_numpy()
             for label, colour in colours.items():
                 chosen = labels == label
-                axis.scatter(rows["x"][chosen], rows["y"][chosen], s=22, color=colour, label=label, alpha=0.85, linewidths=0)
+                axis.scatter(
+                    rows["x"][chosen], rows["y"][chosen], s=22, color=colour, label=label, alpha=0.85, linewidths=0
+                )
             axis.set_xticks([])
             axis.set_yticks([])
             if j == 0:
@@ -229,18 +245,29 @@ def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metri
     colours = label_colours(_ordered_labels([g for g in correlations["group"] if g != "All"]))
     for j, row in enumerate(overall.itertuples()):
         rows = points[(points["dataset_a"] == row.dataset_a) & (points["dataset_b"] == row.dataset_b)]
-        panel = correlations[(correlations["dataset_a"] == row.dataset_a) & (correlations["dataset_b"] == row.dataset_b)]
+        panel = correlations[
+            (correlations["dataset_a"] == row.dataset_a) & (correlations["dataset_b"] == row.dataset_b)
+        ]
         r_of = panel.set_index("group")["r"]
         top, bottom = axes[0, j], axes[1, j]
         top.scatter(rows["similarity_a"], rows["similarity_b"], s=14, alpha=0.7, color="#1f77b4", linewidths=0)
         _fit_line(top, rows["similarity_a"], rows["similarity_b"], "0.3")
         top.set_title(f"{row.dataset_a} vs {row.dataset_b}\n(r = {_r_text(row.r)})", fontsize=9)
         between = rows[rows["group"] == "between objectives"]
-        bottom.scatter(between["similarity_a"], between["similarity_b"], s=12, color="0.8", label="between objectives", linewidths=0)
+        bottom.scatter(
+            between["similarity_a"],
+            between["similarity_b"],
+            s=12,
+            color="0.8",
+            label="between objectives",
+            linewidths=0,
+        )
         for group, colour in colours.items():
             within = rows[rows["group"] == group]
             label = f"within {group}: r = {_r_text(r_of[group])}"
-            bottom.scatter(within["similarity_a"], within["similarity_b"], s=16, color=colour, label=label, linewidths=0)
+            bottom.scatter(
+                within["similarity_a"], within["similarity_b"], s=16, color=colour, label=label, linewidths=0
+            )
             _fit_line(bottom, within["similarity_a"], within["similarity_b"], colour)
         bottom.legend(fontsize=7, frameon=False)
         for axis in (top, bottom):
@@ -264,13 +291,18 @@ def sample_size_differences(differences: pd.DataFrame, dataset: str, note: str =
         axes[0].set_axis_off()
     for axis, metric in zip(axes, metrics):
         rows = differences[differences["metric"] == metric]
-        steps = {f"{a}→{b}": g["abs_difference"].to_numpy() for (a, b), g in rows.groupby(["k_from", "k_to"], sort=True)}
+        steps = {
+            f"{a}→{b}": g["abs_difference"].to_numpy() for (a, b), g in rows.groupby(["k_from", "k_to"], sort=True)
+        }
         axis.boxplot(list(steps.values()), tick_labels=list(steps))
         axis.set_title(metric, fontsize=10)
         axis.set_xlabel("samples per class", fontsize=8)
         axis.set_ylabel("|Δ similarity|", fontsize=8)
         axis.tick_params(labelsize=8)
-    figure.suptitle(f"Change of model-pair similarity with samples per class ({dataset})" + (f"\n{note}" if note and metrics else ""))
+    figure.suptitle(
+        f"Change of model-pair similarity with samples per class ({dataset})"
+        + (f"\n{note}" if note and metrics else "")
+    )
     return figure
 
 
@@ -295,7 +327,9 @@ def similarity_vs_gap(pairs: Mapping[str, pd.DataFrame], correlations: Mapping[s
     """Per dataset: similarity vs absolute top-1 gap of each model pair, coloured by the better model's top-1."""
     figure, axes = _grid(len(pairs), 3.6, 3.2)
     for axis, (dataset, frame) in zip(axes, pairs.items()):
-        points = axis.scatter(frame["similarity"], frame["gap"], c=frame["better_top1"], cmap="plasma", s=18, vmin=0, vmax=1)
+        points = axis.scatter(
+            frame["similarity"], frame["gap"], c=frame["better_top1"], cmap="plasma", s=18, vmin=0, vmax=1
+        )
         axis.set_title(f"{dataset}  (r = {correlations[dataset]:.2f})", fontsize=10)
         axis.set_xlabel(metric, fontsize=8)
         axis.set_ylabel("|top-1 gap|", fontsize=8)
@@ -317,7 +351,9 @@ def _colour_squares(axis, positions: Sequence[float], colour_pairs: Sequence[tup
         shift = matplotlib.transforms.ScaledTranslation(offset, 0, axis.figure.dpi_scale_trans)
         transform = matplotlib.transforms.blended_transform_factory(axis.transAxes, axis.transData) + shift
         colours = [pair[column] for pair in colour_pairs]
-        axis.scatter(np.zeros(len(positions)), positions, c=colours, marker="s", s=45, transform=transform, clip_on=False)
+        axis.scatter(
+            np.zeros(len(positions)), positions, c=colours, marker="s", s=45, transform=transform, clip_on=False
+        )
     axis.tick_params(axis="y", pad=26)
 
 
@@ -337,7 +373,10 @@ def _overall_band(axis, overall: pd.Series) -> None:
 
 
 def set_pair_boxes(
-    axis, groups: Mapping[tuple[str, str], np.ndarray], overall: pd.Series, colours: Mapping[str, str],
+    axis,
+    groups: Mapping[tuple[str, str], np.ndarray],
+    overall: pd.Series,
+    colours: Mapping[str, str],
     limits: tuple[float, float],
 ) -> None:
     """Horizontal box plots of rho per set pair, highest median on top, with colour squares per set and the
@@ -346,8 +385,14 @@ def set_pair_boxes(
     positions = np.arange(len(keys), 0, -1)
     _overall_band(axis, overall)
     axis.boxplot(
-        [groups[k] for k in keys], positions=positions, orientation="horizontal", widths=0.6, patch_artist=True,
-        boxprops={"facecolor": "white"}, medianprops={"color": "black"}, flierprops={"markersize": 3},
+        [groups[k] for k in keys],
+        positions=positions,
+        orientation="horizontal",
+        widths=0.6,
+        patch_artist=True,
+        boxprops={"facecolor": "white"},
+        medianprops={"color": "black"},
+        flierprops={"markersize": 3},
     )
     axis.set_yticks(positions, [f"{a} × {b}" for a, b in keys], fontsize=8)
     _colour_squares(axis, positions, [(colours[a], colours[b]) for a, b in keys])
@@ -385,8 +430,15 @@ def consistency_matrices(
         axis.set_yticks(range(len(datasets)), datasets, fontsize=7)
         above = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
         above += matplotlib.transforms.ScaledTranslation(0, 0.08, figure.dpi_scale_trans)
-        axis.scatter(range(len(datasets)), np.ones(len(datasets)), c=[colours[categories[d]] for d in datasets],
-                     marker="s", s=30, clip_on=False, transform=above)
+        axis.scatter(
+            range(len(datasets)),
+            np.ones(len(datasets)),
+            c=[colours[categories[d]] for d in datasets],
+            marker="s",
+            s=30,
+            clip_on=False,
+            transform=above,
+        )
         axis.set_xlim(-0.5, len(datasets) - 0.5)
         axis.set_ylim(len(datasets) - 0.5, -0.5)
         for k in range(1, len(datasets)):
@@ -396,7 +448,9 @@ def consistency_matrices(
         if len(datasets) <= 10:
             for (i, j), value in np.ndenumerate(matrix.to_numpy()):
                 colour = "white" if norm(value) < 0.6 else "black"
-                axis.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+                axis.text(
+                    j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour
+                )
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="Pearson ρ")
     handles = [matplotlib.patches.Patch(color=c, label=name) for name, c in colours.items()]
     if handles:
@@ -416,8 +470,11 @@ def anchor_consistency(table: pd.DataFrame, metric: str) -> Figure:
     colours = label_colours(sorted(set(table["set_a"]) | set(table["set_b"])))
     figure, axes = _grid(max(len(anchors), 1), 5.0, 0.32 * max(len(set(table["set_b"])), 1) + 1.6, columns=3)
     if not anchors:
-        _note(axes[0], "No anchor model has at least 3 model pairs with an objective set:\n"
-                       "list model ids under 'anchors' in the config (paper Appendix F).")
+        _note(
+            axes[0],
+            "No anchor model has at least 3 model pairs with an objective set:\n"
+            "list model ids under 'anchors' in the config (paper Appendix F).",
+        )
     for axis, anchor in zip(axes, anchors):
         rows = table[(table["category"] == "anchor") & (table["set_a"] == anchor)]
         groups = {(anchor, b): g["rho"].to_numpy() for b, g in rows.groupby("set_b", sort=False)}
@@ -506,14 +563,22 @@ def gap_correlations_by_category(correlations: pd.DataFrame, metric: str, order:
     figure, axis = plt.subplots(figsize=(6.5, 0.9 * max(len(categories), 1) + 1.4), layout="constrained")
     positions = np.arange(len(categories), 0, -1)
     groups = [correlations.loc[correlations["category"] == c, "pearson_r"].dropna().to_numpy() for c in categories]
-    axis.boxplot(groups, positions=positions, orientation="horizontal", widths=0.5, showfliers=False,
-                 medianprops={"color": "black"})
+    axis.boxplot(
+        groups,
+        positions=positions,
+        orientation="horizontal",
+        widths=0.5,
+        showfliers=False,
+        medianprops={"color": "black"},
+    )
     for position, category in zip(positions, categories):
         rows = correlations[correlations["category"] == category].sort_values("pearson_r")
         offsets = np.linspace(-0.2, 0.2, len(rows)) if len(rows) > 1 else np.zeros(1)
         axis.scatter(rows["pearson_r"], position + offsets, color=colours[category], s=25, zorder=3)
         for (dataset, r), offset in zip(zip(rows["dataset"], rows["pearson_r"]), offsets):
-            axis.annotate(dataset, (r, position + offset), xytext=(4, 0), textcoords="offset points", fontsize=6, va="center")
+            axis.annotate(
+                dataset, (r, position + offset), xytext=(4, 0), textcoords="offset points", fontsize=6, va="center"
+            )
     axis.set_yticks(positions, [c.replace("_", " ") for c in categories], fontsize=8)
     axis.axvline(0, color="0.5", linewidth=1)
     axis.set_xlim(-1.05, 1.05)

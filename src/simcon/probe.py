@@ -286,7 +286,7 @@ def train_probe(
     test_y: np.ndarray,
     *,
     seed: int,
-    settings: ProbeSettings = ProbeSettings(),
+    settings: ProbeSettings = ProbeSettings(),  # noqa: B008 (frozen: one immutable default)
     device: str = "cpu",
     name: str = "",
     progress: bool = False,
@@ -329,7 +329,10 @@ def train_probe(
     search_precision = settings.search_precision
     budget = int(MEMORY_HEADROOM * available_memory(dev)) if memory_budget is None else memory_budget
     per_candidate = candidate_bytes(
-        x.shape[1], n_classes, batch_size=settings.batch_size, precision=search_precision,
+        x.shape[1],
+        n_classes,
+        batch_size=settings.batch_size,
+        precision=search_precision,
         steps=settings.epochs * math.ceil(len(train_y) / settings.batch_size),
     )
     rounds = 1 + len(settings.spans()) + 1  # scan, refinements, retrain
@@ -341,8 +344,14 @@ def train_probe(
             for start in range(0, len(candidates), size):
                 chunk = candidates[start : start + size]
                 weights, biases = fit(
-                    x, y, n_classes, [lrs[c] for c, _ in chunk], [float(grid[i]) for _, i in chunk],
-                    precision=search_precision, rows=fit_rows, **train_args,
+                    x,
+                    y,
+                    n_classes,
+                    [lrs[c] for c, _ in chunk],
+                    [float(grid[i]) for _, i in chunk],
+                    precision=search_precision,
+                    rows=fit_rows,
+                    **train_args,
                 )
                 correct = sum(
                     (_logits(x[rows], weights, biases).argmax(2) == y[rows, None]).sum(0)
@@ -486,7 +495,6 @@ def _logits(x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor) -> tor
     """Logits (n, K, C) of K linear probes."""
     k, d, c = weights.shape
     return torch.addmm(biases.reshape(-1), x, weights.permute(1, 0, 2).reshape(d, k * c)).view(len(x), k, c)
-
 
 
 def _to_device(features: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -64,7 +64,9 @@ class ProbeSettings:
         if not all(0.0 < lr < math.inf for lr in self.learning_rates):
             raise ValueError(f"learning_rates must be positive and finite, got {self.learning_rates}")
         if self.search_precision not in SEARCH_PRECISIONS:
-            raise ValueError(f"search_precision must be one of {sorted(SEARCH_PRECISIONS)}, got {self.search_precision!r}")
+            raise ValueError(
+                f"search_precision must be one of {sorted(SEARCH_PRECISIONS)}, got {self.search_precision!r}"
+            )
         if self.search == "code":
             low, high = (math.log10(value) for value in (self.weight_decay_min, self.weight_decay_max))
             if low != round(low) or high != round(high):

@@ -55,7 +55,11 @@ class Scenes:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Scenes:
         """The scenes `to_arrays` wrote; KeyError names a missing array."""
-        return cls(np.asarray(arrays["images"]), {name: np.asarray(arrays[name]) for name in ATTRIBUTES}, np.asarray(arrays["tokens"]))
+        return cls(
+            np.asarray(arrays["images"]),
+            {name: np.asarray(arrays[name]) for name in ATTRIBUTES},
+            np.asarray(arrays["tokens"]),
+        )
 
 
 def caption(attributes: dict[str, int]) -> str:
@@ -112,7 +116,9 @@ def draw_scene(rng: np.random.Generator, attributes: dict[str, int], size: int) 
         half = radius * 0.85
         draw.rectangle((cx - half, cy - half, cx + half, cy + half), fill=colour)
     elif shape == "triangle":
-        draw.polygon([(cx, cy - radius), (cx - radius, cy + radius * 0.8), (cx + radius, cy + radius * 0.8)], fill=colour)
+        draw.polygon(
+            [(cx, cy - radius), (cx - radius, cy + radius * 0.8), (cx + radius, cy + radius * 0.8)], fill=colour
+        )
     elif shape == "cross":
         bar = radius / 3
         draw.rectangle((cx - radius, cy - bar, cx + radius, cy + bar), fill=colour)

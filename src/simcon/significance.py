@@ -55,9 +55,21 @@ def bootstrap_medians(
         rho = dataset_matrix(table, category, set_a, set_b, datasets).to_numpy()
         medians = resampled_medians(rho, samples)
         medians = medians[~np.isnan(medians)]
-        low, high = np.quantile(medians, [(1 - confidence) / 2, (1 + confidence) / 2]) if len(medians) else (np.nan, np.nan)
+        low, high = (
+            np.quantile(medians, [(1 - confidence) / 2, (1 + confidence) / 2]) if len(medians) else (np.nan, np.nan)
+        )
         rows.append((category, set_a, set_b, len(group), group["rho"].median(), low, high, confidence, len(medians)))
-    columns = ["category", "set_a", "set_b", "n_dataset_pairs", "median", "ci_low", "ci_high", "confidence", "n_resamples"]
+    columns = [
+        "category",
+        "set_a",
+        "set_b",
+        "n_dataset_pairs",
+        "median",
+        "ci_low",
+        "ci_high",
+        "confidence",
+        "n_resamples",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -132,17 +144,25 @@ def permutation_test(
         )
         row = {"category": category, "statistic": SPREAD, "n_labels": len(names), "n_set_pairs": len(codes)}
         if len(codes) < 2:
-            tests.append(row | {"note": f"fewer than two set pairs with at least {MIN_PAIRS} model pairs: nothing to compare"})
+            tests.append(
+                row | {"note": f"fewer than two set pairs with at least {MIN_PAIRS} model pairs: nothing to compare"}
+            )
             continue
 
-        def statistic(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        def statistic(x: np.ndarray, axis: int = -1) -> np.ndarray:  # called within this iteration only
             x = np.asarray(x, dtype=int)
             flat = x.reshape(-1, x.shape[-1])
-            return spread(set_pair_medians(similarities, flat, codes, len(names))).reshape(x.shape[:-1])
+            return spread(set_pair_medians(similarities, flat, codes, len(names))).reshape(x.shape[:-1])  # noqa: B023
 
         result = stats.permutation_test(
-            (labels,), statistic, permutation_type="pairings", vectorized=True, n_resamples=permutations,
-            batch=batch, alternative="greater", rng=np.random.default_rng(seed),
+            (labels,),
+            statistic,
+            permutation_type="pairings",
+            vectorized=True,
+            n_resamples=permutations,
+            batch=batch,
+            alternative="greater",
+            rng=np.random.default_rng(seed),
         )
         null = np.asarray(result.null_distribution)
         tests.append(
@@ -157,7 +177,18 @@ def permutation_test(
             }
         )
         nulls.append(pd.DataFrame({"category": category, "permutation": np.arange(len(null)), "spread": null}))
-    columns = ["category", "statistic", "n_labels", "n_set_pairs", "observed", "null_mean", "p_value", "n_permutations", "exact", "note"]
+    columns = [
+        "category",
+        "statistic",
+        "n_labels",
+        "n_set_pairs",
+        "observed",
+        "null_mean",
+        "p_value",
+        "n_permutations",
+        "exact",
+        "note",
+    ]
     null_columns = ["category", "permutation", "spread"]
     return (
         pd.DataFrame(tests).reindex(columns=columns),

@@ -72,7 +72,6 @@ DEGENERATE_TOLERANCE: float = 1e-12
 """A model whose centred self-similarity is below this fraction of its raw one is degenerate."""
 
 
-
 def angular_shape_distance(similarity: np.ndarray | float) -> np.ndarray | float:
     """The angular shape distance arccos(s) (radians, in [0, π/2]) of Procrustes similarities s.
 
@@ -150,8 +149,7 @@ def _validated(features: Mapping[str, np.ndarray], spec: MetricSpec) -> list[np.
         if not np.issubdtype(array.dtype, np.floating):
             array = array.astype(np.float64)
         if array.ndim != 2 or array.shape[1] == 0:
-            raise ValueError(f"features of model {model!r} must be (n, d) with d >= 1, "
-                             f"got shape {array.shape}")
+            raise ValueError(f"features of model {model!r} must be (n, d) with d >= 1, got shape {array.shape}")
         if not np.isfinite(array).all():
             raise ValueError(f"features of model {model!r} contain NaN or Inf")
         arrays[model] = array
@@ -163,15 +161,18 @@ def _validated(features: Mapping[str, np.ndarray], spec: MetricSpec) -> list[np.
         raise ValueError(f"{spec.name} needs at least {spec.min_samples} samples, got {n}")
     for model, array in arrays.items():
         if np.ptp(array, axis=0).max() == 0:
-            raise ValueError(f"features of model {model!r} are constant across samples "
-                             "(zero variance); its similarity is undefined")
+            raise ValueError(
+                f"features of model {model!r} are constant across samples (zero variance); its similarity is undefined"
+            )
         if spec.family != "rsa":
             continue
         constant_samples = np.flatnonzero(np.ptp(array, axis=1) == 0)
         if constant_samples.size:
-            raise ValueError(f"features of model {model!r} are constant within sample "
-                             f"{constant_samples[0]}; the correlation distance of its RDM "
-                             "is undefined")
+            raise ValueError(
+                f"features of model {model!r} are constant within sample "
+                f"{constant_samples[0]}; the correlation distance of its RDM "
+                "is undefined"
+            )
     return list(arrays.values())
 
 
@@ -199,9 +200,7 @@ def _score_pairs(
     rows = _covering_models(pairs)
     order = rows + sorted({m for pair in pairs for m in pair} - set(rows))
     local = {model: k for k, model in enumerate(order)}
-    local_pairs = [
-        (local[a], local[b]) if local[a] < len(rows) else (local[b], local[a]) for a, b in pairs
-    ]
+    local_pairs = [(local[a], local[b]) if local[a] < len(rows) else (local[b], local[a]) for a, b in pairs]
     xs = [arrays[m] for m in order]
     if spec.rdm_comparison == "spearman":
         products = _rank_products(xs, len(rows), device, progress)
@@ -211,12 +210,13 @@ def _score_pairs(
         products = _tile_products(spec, xs, len(rows), device, progress)
     for k, model in enumerate(order):
         if not products.centred_self[k] > DEGENERATE_TOLERANCE * abs(products.raw_self[k]):
-            raise ValueError(f"model {ids[model]!r} is degenerate under {spec.name}: its "
-                             "centred kernel/RDM is zero, so the similarity is undefined")
+            raise ValueError(
+                f"model {ids[model]!r} is degenerate under {spec.name}: its "
+                "centred kernel/RDM is zero, so the similarity is undefined"
+            )
     low, high = spec.value_range
     return [
-        float(np.clip(products.cross[a, b] / math.sqrt(products.centred_self[a]
-                                                       * products.centred_self[b]), low, high))
+        float(np.clip(products.cross[a, b] / math.sqrt(products.centred_self[a] * products.centred_self[b]), low, high))
         for a, b in local_pairs
     ]
 
@@ -249,8 +249,7 @@ def _linear_strategy(
 
 def _progress(iterable: Iterable[T], total: int, desc: str, enabled: bool) -> Iterable[T]:
     """The iterable, with a tqdm progress bar on stderr when enabled."""
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, file=sys.stderr,
-                leave=False)
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False)
 
 
 def _linear_feature_products(
@@ -282,8 +281,7 @@ def _linear_feature_products(
     # the U-statistic terms of Song et al. (2012) reduce to these per-model vectors.
     norms = np.stack([torch.sum(c.double() ** 2, dim=1).cpu().numpy() for c in centred])
     totals = norms.sum(1)
-    correction = (-(1 + 2 / (n - 2)) * (norms @ norms.T)
-                  + np.outer(totals, totals) / ((n - 1) * (n - 2)))
+    correction = -(1 + 2 / (n - 2)) * (norms @ norms.T) + np.outer(totals, totals) / ((n - 1) * (n - 2))
     return _Products(raw_cross + correction, raw_self + np.diag(correction), raw_self)
 
 
@@ -344,8 +342,7 @@ def _tile_products(
             row_sums -= shift[:, None] * (n - 1 if zero_diagonal else n)
     for rs, cs in _progress(tiles, len(tiles), f"{spec.name} tiles", progress):
         diagonal = rs == cs
-        tile = buffer[: m * (rs.stop - rs.start) * (cs.stop - cs.start)].view(
-            m, rs.stop - rs.start, cs.stop - cs.start)
+        tile = buffer[: m * (rs.stop - rs.start) * (cs.stop - cs.start)].view(m, rs.stop - rs.start, cs.stop - cs.start)
         _kernel_tile(spec, rows, squared_norms, rs, cs, tile)
         if diagonal and zero_diagonal:
             tile.diagonal(dim1=1, dim2=2).zero_()
@@ -377,15 +374,13 @@ def _tile_products(
         centred_self = raw_self - totals**2 / (n * (n - 1))
     elif spec.unbiased:
         # U-centred HSIC of Song et al. (2012), times n(n-3), with zero-diagonal kernels.
-        centred_cross = (raw_cross + torch.outer(totals[:n_rows], totals) / ((n - 1) * (n - 2))
-                         - 2 / (n - 2) * sum_dots)
+        centred_cross = raw_cross + torch.outer(totals[:n_rows], totals) / ((n - 1) * (n - 2)) - 2 / (n - 2) * sum_dots
         centred_self = raw_self + totals**2 / ((n - 1) * (n - 2)) - 2 / (n - 2) * sum_self
     else:
         # tr(KHLH) = tr(KL) - 2/n (K1)ᵀ(L1) + (1ᵀK1)(1ᵀL1)/n², times (n-1)².
         centred_cross = raw_cross - 2 / n * sum_dots + torch.outer(totals[:n_rows], totals) / n**2
         centred_self = raw_self - 2 / n * sum_self + totals**2 / n**2
-    return _Products(centred_cross.cpu().numpy(), centred_self.cpu().numpy(),
-                     unshifted_self.cpu().numpy())
+    return _Products(centred_cross.cpu().numpy(), centred_self.cpu().numpy(), unshifted_self.cpu().numpy())
 
 
 def _diagonal_block_tiles(rows: slice) -> list[tuple[slice, slice]]:
@@ -422,8 +417,7 @@ def _tile_statistics(
     (m, n, d) when all widths agree, and their squared norms (m, n) for the RBF kernel."""
     prepare = _standardised_samples if spec.family == "rsa" else _centred_features
     if len({x.shape[1] for x in xs}) == 1:
-        rows: torch.Tensor | list[torch.Tensor] = torch.empty(
-            len(xs), *xs[0].shape, dtype=torch.float32, device=device)
+        rows: torch.Tensor | list[torch.Tensor] = torch.empty(len(xs), *xs[0].shape, dtype=torch.float32, device=device)
         for k, x in enumerate(xs):
             rows[k] = prepare(x)
     else:
@@ -471,9 +465,7 @@ def _kernel_tile(
     torch.exp_(distances.mul_(-0.5 / spec.sigma**2))
 
 
-def _rank_products(
-    xs: Sequence[np.ndarray], n_rows: int, device: torch.device, progress: bool
-) -> _Products:
+def _rank_products(xs: Sequence[np.ndarray], n_rows: int, device: torch.device, progress: bool) -> _Products:
     """Inner products of the centred ranks of all models' RDM upper triangles."""
     n = xs[0].shape[0]
     m = len(xs)
@@ -483,11 +475,9 @@ def _rank_products(
     with tempfile.TemporaryDirectory(prefix="simcon-ranks-") as folder:
         store = _RankStore(m, length, folder)
         for k, x in enumerate(_progress(xs, m, "RDM ranks", progress)):
-            store.write(k, _centred_ranks(_upper_correlations(
-                _standardised_samples(x).to(device))).cpu().numpy())
+            store.write(k, _centred_ranks(_upper_correlations(_standardised_samples(x).to(device))).cpu().numpy())
         chunk = max(1, BLOCK_BYTES // (8 * m))
-        for start in _progress(range(0, length, chunk), math.ceil(length / chunk),
-                               "rank products", progress):
+        for start in _progress(range(0, length, chunk), math.ceil(length / chunk), "rank products", progress):
             ranks = torch.from_numpy(store.read(start, start + chunk)).to(device, torch.float64)
             raw_cross.addmm_(ranks[:n_rows], ranks.T)
             raw_self[n_rows:] += torch.linalg.vector_norm(ranks[n_rows:], dim=1) ** 2
@@ -537,11 +527,12 @@ class _RankStore:
         stop = min(stop, self.length)
         if self.array is not None:
             return self.array[:, start:stop]
-        return np.stack([
-            np.fromfile(self.path, dtype=np.int32, count=stop - start,
-                        offset=(k * self.length + start) * 4)
-            for k in range(self.m)
-        ])
+        return np.stack(
+            [
+                np.fromfile(self.path, dtype=np.int32, count=stop - start, offset=(k * self.length + start) * 4)
+                for k in range(self.m)
+            ]
+        )
 
 
 def _centred_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -630,8 +621,10 @@ def _neighbour_scores(
     k = spec.neighbours
     assert k is not None
     models = sorted({m for pair in pairs for m in pair})
-    graphs = {m: _neighbour_graph(arrays[m], k, device)
-              for m in _progress(models, len(models), f"{spec.name} graphs", progress)}
+    graphs = {
+        m: _neighbour_graph(arrays[m], k, device)
+        for m in _progress(models, len(models), f"{spec.name} graphs", progress)
+    }
     scored = _progress(pairs, len(pairs), f"{spec.name} pairs", progress)
     if spec.knn_statistic != "cknna":
         values = []
@@ -643,11 +636,12 @@ def _neighbour_scores(
     self_hsic = {m: _masked_hsic(graphs[m], graphs[m]) for m in models}
     for m, value in self_hsic.items():
         if not value > 0:
-            raise ValueError(f"model {ids[m]!r} is degenerate under {spec.name}: the HSIC of its "
-                             "neighbour-masked kernel with itself is not positive, so the "
-                             "similarity is undefined")
-    return [_masked_hsic(graphs[a], graphs[b]) / math.sqrt(self_hsic[a] * self_hsic[b])
-            for a, b in scored]
+            raise ValueError(
+                f"model {ids[m]!r} is degenerate under {spec.name}: the HSIC of its "
+                "neighbour-masked kernel with itself is not positive, so the "
+                "similarity is undefined"
+            )
+    return [_masked_hsic(graphs[a], graphs[b]) / math.sqrt(self_hsic[a] * self_hsic[b]) for a, b in scored]
 
 
 def _matched(first: _NeighbourGraph, second: _NeighbourGraph) -> torch.Tensor:
@@ -683,9 +677,9 @@ def _masked_hsic(first: _NeighbourGraph, second: _NeighbourGraph) -> float:
     b_transposed = torch.where(keys[found] == transposed, b.flatten()[found], 0.0)
     trace = torch.sum(a.flatten() * b_transposed)
     column_sums = torch.zeros(2, n, dtype=torch.float64, device=a.device).index_add_(
-        1, first.indices.flatten(), torch.stack([a.flatten(), b.flatten()]))
-    cross_sums = (torch.dot(column_sums[0], b.sum(dim=1))
-                  + torch.dot(column_sums[1], a.sum(dim=1))) / 2
+        1, first.indices.flatten(), torch.stack([a.flatten(), b.flatten()])
+    )
+    cross_sums = (torch.dot(column_sums[0], b.sum(dim=1)) + torch.dot(column_sums[1], a.sum(dim=1))) / 2
     value = trace + a.sum() * b.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * cross_sums
     return float(value)
 

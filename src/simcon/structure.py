@@ -49,9 +49,9 @@ def mean_std(matrices: Mapping[str, pd.DataFrame], transforms: Sequence[str] = (
     for name in transforms:
         transformed = TRANSFORMS[name](values)
         frames.append(
-            pairs[["model_a", "model_b"]].assign(
-                mean=transformed.mean(axis=1), std=transformed.std(axis=1, ddof=0)
-            ).assign(transform=name)
+            pairs[["model_a", "model_b"]]
+            .assign(mean=transformed.mean(axis=1), std=transformed.std(axis=1, ddof=0))
+            .assign(transform=name)
         )
     return pd.concat(frames, ignore_index=True)[["transform", "model_a", "model_b", "mean", "std"]]
 
@@ -137,7 +137,9 @@ def dataset_pair_scatter(
     """
     for dataset in {d for pair in dataset_pairs for d in pair}:
         if dataset not in matrices:
-            raise ValueError(f"dataset pair names '{dataset}', which has no similarity matrix; datasets: {list(matrices)}")
+            raise ValueError(
+                f"dataset pair names '{dataset}', which has no similarity matrix; datasets: {list(matrices)}"
+            )
     pairs = pair_similarities(matrices)
     models = check_same_models(matrices)
     missing = [model for model in models if model not in objective]
@@ -193,7 +195,9 @@ def tsne_embedding(matrices: Mapping[str, pd.DataFrame], seed: int = TSNE_SEED) 
         np.fill_diagonal(distance, 0.0)
         tsne = TSNE(n_components=2, perplexity=perplexity, metric="precomputed", init="random", random_state=seed)
         xy = tsne.fit_transform(distance)
-        frames.append(pd.DataFrame({"dataset": dataset, "model": order, "x": xy[:, 0], "y": xy[:, 1], "perplexity": perplexity}))
+        frames.append(
+            pd.DataFrame({"dataset": dataset, "model": order, "x": xy[:, 0], "y": xy[:, 1], "perplexity": perplexity})
+        )
     return pd.concat(frames, ignore_index=True)
 
 

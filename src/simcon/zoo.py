@@ -130,7 +130,9 @@ class SupervisedHead(nn.Module):
         super().__init__()
         self.classifier = nn.Linear(feature_dim, len(SHAPES))
 
-    def forward(self, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
         return (F.cross_entropy(self.classifier(first), labels) + F.cross_entropy(self.classifier(second), labels)) / 2
 
 
@@ -144,7 +146,9 @@ class SimCLRHead(nn.Module):
         )
         self.temperature = settings.temperature
 
-    def forward(self, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
         return nt_xent(self.projector(first), self.projector(second), self.temperature)
 
 
@@ -157,7 +161,9 @@ class CLIPHead(nn.Module):
         self.text = TextEncoder(settings.projection_dim)
         self.temperature = settings.temperature
 
-    def forward(self, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
         text = self.text(tokens)
         return (
             info_nce(self.projector(first), text, self.temperature)
