@@ -134,7 +134,7 @@ def test_config_errors_name_the_culprit(tmp_path, change, message):
 
 
 def test_unknown_metric_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match="known metrics: .*'rsa_correlation_spearman'"):
+    with pytest.raises(ConfigError, match="known metrics: .*rsa_correlation_spearman"):
         check_config({**_config(metrics=["cka_cosine"]), "anchors": []})
 
 

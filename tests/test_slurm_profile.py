@@ -94,7 +94,11 @@ def test_grouped_jobs_run_one_at_a_time_in_their_group(monkeypatch):
     """Each job of a group takes the group job's one local `group_slot`, so a group job asks for its largest
     job's CPUs, memory and GPU (not their sum) whatever --cores is."""
     settings = profile(monkeypatch)
-    assert set(settings["groups"]) == CLUSTER_GPU_RULES and set(settings["groups"].values()) == {GROUP}
+    groups = settings["groups"]
+    assert {rule for rule, group in groups.items() if group == GROUP} == CLUSTER_GPU_RULES
+    assert {rule for rule, group in groups.items() if group != GROUP} == {"check_model", "check_dataset"}
+    assert {groups["check_model"], groups["check_dataset"]} == {"checks"}
+    assert settings["group-components"] == {"checks": 16}
     assert settings["resources"] == {"group_slot": 1}
     assert settings["set-resource-scopes"] == {"group_slot": "local"}
     for rule in settings["groups"]:

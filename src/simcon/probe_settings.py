@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 SEARCHES = {"code": (1e-6, 1e1, 63), "text": (1e-6, 1e2, 96)}
 """Weight-decay searches and their default grid: (smallest, largest value, log steps between)."""
@@ -82,6 +85,8 @@ class ProbeSettings:
 
     def weight_decay_grid(self) -> np.ndarray:
         """The weight decays the search may evaluate, ascending."""
+        import numpy as np  # not when the workflow parses a config
+
         return np.logspace(
             math.log10(self.weight_decay_min),
             math.log10(self.weight_decay_max),
