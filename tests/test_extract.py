@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, make_image_folder, make_wds, snakemake
+from conftest import REPO, TINY, make_image_folder, make_wds, snakemake
 from simcon.datasets import DatasetError, Split, load_split, stratified_subset, subset_rows
 from simcon.extract import FEATURE_FILES, extract_features, image_transform, model_dataset_features
 from simcon.io import read_json
@@ -228,34 +228,7 @@ def test_a_killed_extraction_leaves_no_partial_file(tmp_path):
 @pytest.mark.slow
 @pytest.mark.workflow
 def test_probes_train_on_the_full_split_and_similarities_use_the_subset(tmp_path):
-    models = {
-        "resnet": {
-            **RESNET,
-            "metadata": {
-                "objective": "Untrained",
-                "architecture": "ResNet",
-                "architecture_class": "CNN",
-                "training_data": "none",
-                "data_class": "None",
-                "parameters": 11700000,
-            },
-        },
-        "vit": {
-            "backend": "timm",
-            "name": "vit_tiny_patch16_224",
-            "layer": "norm",
-            "weights": "random",
-            "kwargs": {"img_size": 32},
-            "metadata": {
-                "objective": "Untrained",
-                "architecture": "ViT",
-                "architecture_class": "TX",
-                "training_data": "none",
-                "data_class": "None",
-                "parameters": 5500000,
-            },
-        },
-    }
+    models = {"resnet": TINY["models"]["resnet18_random"], "vit": TINY["models"]["vit_random"]}
     config = {
         "image_size": 32,
         "crop_pct": 1.0,
