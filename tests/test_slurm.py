@@ -190,7 +190,14 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in done.items())
 
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {"subset", f"group_{GROUP}", "similarity", "sample_size"}  # aggregates: localrules
+    assert set(jobs) == {
+        "check_model",
+        "check_dataset",
+        "subset",
+        f"group_{GROUP}",
+        "similarity",
+        "sample_size",
+    }  # aggregates: localrules
     assert jobs[f"group_{GROUP}"] >= 6 and jobs["similarity"] >= 2  # cancelled jobs left logs too
     for dataset in TINY["datasets"]:
         expected = pd.read_csv(local / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
@@ -219,7 +226,14 @@ def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
     result = run_slurm(cluster, "--configfile", str(REPO / "config/config.yaml"), timeout=2700)
     assert result.returncode == 0, result.stderr[-5000:]
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {"subset", f"group_{GROUP}", "similarity", "sample_size"}  # aggregates: localrules
+    assert set(jobs) == {
+        "check_model",
+        "check_dataset",
+        "subset",
+        f"group_{GROUP}",
+        "similarity",
+        "sample_size",
+    }  # aggregates: localrules
     planned[f"group_{GROUP}"] = planned["features"]  # one group job per (model, dataset)
     assert all(jobs[rule] >= planned[rule] for rule in jobs), (jobs, planned)  # retries add logs, never remove
     logs = sorted((cluster / "slurm_logs").glob(f"group_{GROUP}_*/**/*.log"))
