@@ -26,6 +26,9 @@ from test_slurm_profile import GROUP, assert_one_group_per_model_and_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
+# What goes through sbatch: the check jobs, subsets, (model, dataset) groups, similarities; the aggregates are localrules
+SBATCH_RULES = {"check_model", "check_dataset", "subset", f"group_{GROUP}", "similarity", "sample_size"}
+
 TEST_CLUSTER_ARGS = [
     "--slurm-status-command",
     "squeue",  # no slurmdbd: sacct knows no jobs
@@ -190,14 +193,7 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in done.items())
 
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {
-        "check_model",
-        "check_dataset",
-        "subset",
-        f"group_{GROUP}",
-        "similarity",
-        "sample_size",
-    }  # aggregates: localrules
+    assert set(jobs) == SBATCH_RULES
     assert jobs[f"group_{GROUP}"] >= 6 and jobs["similarity"] >= 2  # cancelled jobs left logs too
     for dataset in TINY["datasets"]:
         expected = pd.read_csv(local / f"results/similarity/{dataset}/cka_linear_unbiased.csv", index_col=0)
@@ -226,14 +222,7 @@ def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
     result = run_slurm(cluster, "--configfile", str(REPO / "config/config.yaml"), timeout=2700)
     assert result.returncode == 0, result.stderr[-5000:]
     jobs = sbatch_jobs(cluster)
-    assert set(jobs) == {
-        "check_model",
-        "check_dataset",
-        "subset",
-        f"group_{GROUP}",
-        "similarity",
-        "sample_size",
-    }  # aggregates: localrules
+    assert set(jobs) == SBATCH_RULES
     planned[f"group_{GROUP}"] = planned["features"]  # one group job per (model, dataset)
     assert all(jobs[rule] >= planned[rule] for rule in jobs), (jobs, planned)  # retries add logs, never remove
     logs = sorted((cluster / "slurm_logs").glob(f"group_{GROUP}_*/**/*.log"))
