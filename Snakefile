@@ -16,8 +16,10 @@ include: "workflow/rules/checks.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/similarity.smk"
 include: "workflow/rules/probe.smk"
-include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/structure.smk"
+include: "workflow/rules/sample_size.smk"
+include: "workflow/rules/consistency.smk"
+include: "workflow/rules/performance.smk"
 include: "workflow/rules/report.smk"
 
 
