@@ -49,7 +49,7 @@ rule consistency:
 
 rule consistency_anchors:
     input:
-        "results/consistency/{metric}/consistency.csv",
+        consistency="results/consistency/{metric}/consistency.csv",
     output:
         table=report(
             "results/figures/{metric}/consistency_anchors.csv",
@@ -75,7 +75,7 @@ rule consistency_anchors:
 
 rule consistency_matrices:
     input:
-        "results/consistency/{metric}/consistency.csv",
+        consistency="results/consistency/{metric}/consistency.csv",
     output:
         table=report(
             "results/figures/{metric}/consistency_matrices.csv",
@@ -105,7 +105,7 @@ rule consistency_matrices:
 
 rule consistency_bootstrap:
     input:
-        "results/consistency/{metric}/consistency.csv",
+        consistency="results/consistency/{metric}/consistency.csv",
     output:
         table=report(
             "results/figures/{metric}/consistency_bootstrap.csv",
