@@ -125,7 +125,7 @@ BLOCKS = {  # what 'blocks' resolves to, by backend and architecture
         [f"encoder.blocks.{i}" for i in range(55)],
     ),
 }
-SLOW_BLOCKS = ("open_clip ViT-B-32", "huggingface align")  # about 10 s each to build on a CPU
+SLOW_BLOCKS = ("torchvision vgg11", "open_clip RN50", "open_clip ViT-B-32", "huggingface align")  # 5-10 s each
 
 
 @pytest.mark.parametrize(
