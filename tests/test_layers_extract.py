@@ -213,6 +213,11 @@ def test_mean_pooling_is_the_mean_over_tokens():
     np.testing.assert_array_equal(cls[0].features["blocks.3"], tokens[:, 0])
 
 
+def test_unknown_token_pooling_is_refused():
+    with pytest.raises(ValueError, match=r"token_pooling must be one of \['cls', 'mean'\], got 'max'"):
+        _batches(RESNET, ["layer1"], load_split("shapes", SHAPES, "test"), np.arange(2), token_pooling="max")
+
+
 def test_leaf_calls_count_each_call_of_a_leaf_and_the_layers_own():
     relu = nn.ReLU()
     network = nn.Sequential(nn.Linear(2, 2), relu, nn.Sequential(nn.Linear(2, 2), relu), nn.Linear(2, 2))

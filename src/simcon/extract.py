@@ -75,16 +75,11 @@ def image_loader(images: SplitImages, *, batch_size: int, workers: int, pin_memo
     )
 
 
-def to_vectors(output: Any, token_pooling: str = "cls", channels_last: bool = False) -> torch.Tensor:
-    """One vector per image of a module's output (of a tuple or list, its first element, as Hugging Face blocks
-    return): (B, D) as is, (B, T, D) by `token_pooling` ('cls' its first token, 'mean' the mean over its tokens),
-    (B, C, H, W) averaged over space ((B, H, W, C) if `channels_last`), any other shape flattened after the batch
-    axis."""
-    if isinstance(output, (tuple, list)):
-        output = output[0]
+def to_vectors(output: torch.Tensor, token_pooling: str = "cls", channels_last: bool = False) -> torch.Tensor:
+    """One vector per image of a module's output: (B, D) as is, (B, T, D) by `token_pooling` ('cls' its first
+    token, 'mean' the mean over its tokens), (B, C, H, W) averaged over space ((B, H, W, C) if `channels_last`),
+    any other shape flattened after the batch axis."""
     if output.ndim == 3:
-        if token_pooling not in TOKEN_POOLINGS:
-            raise ValueError(f"token_pooling must be one of {list(TOKEN_POOLINGS)}, got {token_pooling!r}")
         return output[:, 0] if token_pooling == "cls" else output.mean(dim=1)
     if output.ndim == 4:
         return output.mean(dim=(1, 2) if channels_last else (2, 3))
@@ -114,7 +109,7 @@ class LayerCapture:
         self.leaf_calls += 1
 
     def _capturer(self, name: str, last: bool) -> Callable[[nn.Module, Any, Any], None]:
-        def capture(_module: nn.Module, _input: Any, output: Any) -> None:
+        def capture(_module: nn.Module, _input: Any, output: torch.Tensor) -> None:
             self.outputs[name].append(to_vectors(output, self.token_pooling, last))
             self.leaf_calls_at[name] = self.leaf_calls
 
@@ -171,6 +166,8 @@ def layer_batches(
     vector per image."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if token_pooling not in TOKEN_POOLINGS:
+        raise ValueError(f"token_pooling must be one of {list(TOKEN_POOLINGS)}, got {token_pooling!r}")
     cuda = device.type == "cuda"
     network = network.to(device)
     loader = image_loader(
