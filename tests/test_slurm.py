@@ -22,12 +22,13 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY, job_counts, snakemake
-from test_slurm_profile import GROUP, assert_one_group_per_model_and_dataset
+from test_slurm_profile import CHECKS, CHECKS_PER_JOB, GROUP, assert_one_group_per_model_and_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
-# What goes through sbatch: the check jobs, subsets, (model, dataset) groups, similarities; the aggregates are localrules
-SBATCH_RULES = {"check_model", "check_dataset", "subset", f"group_{GROUP}", "similarity", "sample_size"}
+# What goes through sbatch: the check jobs' groups, subsets, (model, dataset) groups, similarities; the aggregates
+# are localrules
+SBATCH_RULES = {f"group_{CHECKS}", "subset", f"group_{GROUP}", "similarity", "sample_size"}
 
 TEST_CLUSTER_ARGS = [
     "--slurm-status-command",
@@ -118,7 +119,8 @@ def sbatch_jobs(workdir: Path) -> dict[str, int]:
     counts: Counter = Counter()
     for folder in (workdir / "slurm_logs").iterdir():
         name = folder.name.removeprefix("rule_")
-        counts[f"group_{GROUP}" if name.startswith(f"group_{GROUP}_") else name] += len(list(folder.rglob("*.log")))
+        group = next((f"group_{group}" for group in (GROUP, CHECKS) if name.startswith(f"group_{group}_")), name)
+        counts[group] += len(list(folder.rglob("*.log")))
     return dict(counts)
 
 
@@ -224,6 +226,7 @@ def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
     jobs = sbatch_jobs(cluster)
     assert set(jobs) == SBATCH_RULES
     planned[f"group_{GROUP}"] = planned["features"]  # one group job per (model, dataset)
+    planned[f"group_{CHECKS}"] = -(-(planned["check_model"] + planned["check_dataset"]) // CHECKS_PER_JOB)
     assert all(jobs[rule] >= planned[rule] for rule in jobs), (jobs, planned)  # retries add logs, never remove
     logs = sorted((cluster / "slurm_logs").glob(f"group_{GROUP}_*/**/*.log"))
     assert_one_group_per_model_and_dataset([jobs_run_by(log) for log in logs], default["probe"]["seeds"])
