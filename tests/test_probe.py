@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,10 +19,12 @@ from simcon.probe import (
     ProbeSettings,
     SearchResult,
     available_memory,
+    balanced_accuracy,
     candidate_bytes,
     fit_linear,
     fit_linear_reference,
     hyperparameter_search,
+    stratified_split,
     train_probe,
 )
 
@@ -457,6 +460,47 @@ def test_class_with_one_sample() -> None:
 def test_validation_split_too_small_for_all_classes() -> None:
     x, y = clusters(40, 8, 20, noise=1.0)  # 2 per class: 8 validation samples for 20 classes
     bad_call(x, y, x, y, match="no stratified validation split")
+
+
+def random_labels(rng: np.random.Generator) -> np.ndarray:
+    """Labels of 2 to 30 classes (arbitrary ids) of 2 to 60 samples each, equal class sizes now and then."""
+    n_classes = int(rng.integers(2, 31))
+    counts = rng.integers(2, 61, size=n_classes) if rng.random() < 0.5 else np.full(n_classes, rng.integers(2, 61))
+    ids = rng.choice(np.arange(-50, 1000), size=n_classes, replace=False)
+    return rng.permutation(np.repeat(ids, counts))
+
+
+def test_stratified_split_equals_scikit_learns() -> None:
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        labels = random_labels(rng)
+        fraction, seed = float(rng.uniform(0.05, 0.7)), int(rng.integers(0, 2**32))
+        try:
+            expected = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
+        except ValueError:
+            with pytest.raises(ValueError, match="cannot both hold all"):
+                stratified_split(labels, fraction, seed)
+            continue
+        train, test = stratified_split(labels, fraction, seed)
+        assert train.dtype == expected[0].dtype and test.dtype == expected[1].dtype
+        assert np.array_equal(train, expected[0]) and np.array_equal(test, expected[1])
+
+
+def test_balanced_accuracy_equals_scikit_learns() -> None:
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        true = random_labels(rng)
+        predicted = np.where(rng.random(len(true)) < rng.random(), true, rng.choice(np.unique(true), size=len(true)))
+        if rng.random() < 0.2:  # a predicted class absent from the true labels
+            predicted[0] = true.max() + 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scikit-learn warns of the predicted class absent from the true labels
+            expected = balanced_accuracy_score(true, predicted)
+        assert balanced_accuracy(true, predicted) == expected
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 from simcon.probe_settings import SEARCH_PRECISIONS, ProbeSettings
@@ -373,7 +371,7 @@ def train_probe(
     return {
         "top1": float(np.mean(predicted == test_y)),
         "top5": top5,
-        "balanced_accuracy": float(balanced_accuracy_score(test_y, predicted)),
+        "balanced_accuracy": balanced_accuracy(test_y, predicted),
         "learning_rate": float(lr),
         "weight_decay": wd,
         "validation_accuracy": found.scores[found.learning_rate, found.weight_decay],
@@ -438,12 +436,60 @@ def _validate(
             "the stratified validation split needs at least two per class"
         )
     try:
-        split = train_test_split(
-            np.arange(len(train_y)), test_size=settings.val_fraction, stratify=train_y, random_state=seed
-        )
+        split = stratified_split(train_y, settings.val_fraction, seed)
     except ValueError as error:
         raise ValueError(f"{label}: no stratified validation split of the train split: {error}") from error
-    return classes, (split[0], split[1])
+    return classes, split
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices of a stratified random split with ``ceil(test_fraction * len(labels))`` test samples:
+    those of scikit-learn's ``train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=labels,
+    random_state=seed)``, drawn with the same random numbers. Every class needs at least two samples; ValueError when
+    either part has fewer samples than there are classes."""
+    n_test = math.ceil(test_fraction * len(labels))
+    n_train = len(labels) - n_test
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if min(n_train, n_test) < len(classes):
+        raise ValueError(
+            f"{n_train} train and {n_test} test samples cannot both hold all {len(classes)} classes; "
+            "every class needs a sample in each"
+        )
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    rng = np.random.RandomState(seed)
+    train_counts = _approximate_mode(counts, n_train, rng)
+    test_counts = _approximate_mode(counts - train_counts, n_test, rng)
+    train, test = [], []
+    for indices, n_train_class, n_test_class in zip(members, train_counts, test_counts, strict=True):
+        shuffled = indices[rng.permutation(len(indices))]
+        train.append(shuffled[:n_train_class])
+        test.append(shuffled[n_train_class : n_train_class + n_test_class])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """Samples per class of ``draws`` draws without replacement from classes of ``counts`` samples: the floor of
+    each class's share, then one more for the classes of the largest remainders, ties broken by ``rng`` (as
+    scikit-learn's ``_approximate_mode``)."""
+    continuous = counts / counts.sum() * draws
+    drawn = np.floor(continuous)
+    missing = int(draws - drawn.sum())
+    remainder = continuous - drawn
+    for value in np.unique(remainder)[::-1]:
+        if missing == 0:
+            break
+        (tied,) = np.where(remainder == value)
+        added = min(len(tied), missing)
+        drawn[rng.choice(tied, size=added, replace=False)] += 1
+        missing -= added
+    return drawn.astype(int)
+
+
+def balanced_accuracy(true: np.ndarray, predicted: np.ndarray) -> float:
+    """The mean recall of the classes in ``true`` (scikit-learn's ``balanced_accuracy_score``)."""
+    classes, inverse = np.unique(true, return_inverse=True)
+    correct = np.bincount(inverse[predicted == true], minlength=len(classes))
+    return float(np.mean(correct / np.bincount(inverse)))
 
 
 def _initial_parameters(d: int, n_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,58 @@
+"""Each job script imports only what its job needs: a fresh Python runs a script's module-level imports and reports
+the packages loaded (tests/test_config.py checks the same of the workflow's parse)."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPTS = REPO / "scripts"
+MODEL_BACKENDS = ("timm", "open_clip", "transformers", "torchvision")
+# The scripts that build or load models, or run outside the workflow (a command-line tool, thingsvision's environment)
+BACKEND_SCRIPTS = {"features.py", "check_model.py", "prefetch.py", "thingsvision_features.py"}
+# The jobs that run most often (one per model, dataset and seed; per dataset and metric), and what they never load
+LEAN_JOBS = {
+    "probe.py": (*MODEL_BACKENDS, "sklearn", "scipy", "pandas", "matplotlib", "PIL"),
+    "similarity.py": (*MODEL_BACKENDS, "sklearn", "scipy", "matplotlib"),
+}
+
+
+def loaded_packages(script: str) -> tuple[set[str], str | None]:
+    """The top-level packages a fresh Python holds after the script's module-level imports, and matplotlib's
+    backend (None when matplotlib is not loaded)."""
+    tree = ast.parse((SCRIPTS / script).read_text())
+    imports = "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom))
+    code = (
+        f"{imports}\nimport json, sys\n"
+        "backend = sys.modules['matplotlib'].get_backend() if 'matplotlib' in sys.modules else None\n"
+        "print(json.dumps([sorted({name.split('.')[0] for name in sys.modules}), backend]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    packages, backend = json.loads(result.stdout.splitlines()[-1])
+    return set(packages), backend
+
+
+@pytest.mark.parametrize("script", sorted(LEAN_JOBS))
+def test_probe_and_similarity_jobs_load_no_backend_scikit_learn_or_matplotlib(script):
+    packages, _ = loaded_packages(script)
+    assert "torch" in packages
+    assert packages.isdisjoint(LEAN_JOBS[script]), sorted(packages.intersection(LEAN_JOBS[script]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script", sorted(path.name for path in SCRIPTS.glob("*.py") if path.name not in {*BACKEND_SCRIPTS, *LEAN_JOBS})
+)
+def test_scripts_load_matplotlib_only_to_draw_and_no_model_backend(script):
+    packages, backend = loaded_packages(script)
+    assert packages.isdisjoint({*MODEL_BACKENDS, "sklearn"}), sorted(packages.intersection(MODEL_BACKENDS))
+    draws = "plots" in (SCRIPTS / script).read_text()
+    assert ("matplotlib" in packages) == draws
+    assert backend is None or backend.lower() == "agg"
