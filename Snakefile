@@ -18,6 +18,7 @@ include: "workflow/rules/similarity.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/structure.smk"
+include: "workflow/rules/layers.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -25,4 +26,5 @@ rule all:
     input:
         final_outputs(),
         zoo_outputs(),
+        layer_outputs(),
     default_target: True

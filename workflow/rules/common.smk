@@ -22,6 +22,7 @@ resolve_config(
 ZOO = config.get("zoo")
 ZOO_MEMBERS = zoo_members(ZOO) if ZOO else {}
 MODELS = list(config["models"])
+LAYER_MODELS = [model for model in MODELS if config["models"][model].get("layers")]
 DATASETS = list(config["datasets"])
 METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
