@@ -1,51 +1,10 @@
-from simcon.config import layer_grid_pairs
-
 # Similarity over every (model, layer) of the models with `layers` and its analyses (docs/layers.md). The layer
-# folders results/layers/{dataset}/{model} are the layer_features rule's outputs (features.smk).
+# folders results/layers/{dataset}/{model} are the layer_features rule's outputs; the helpers are in common.smk.
 
 localrules:
     layer_grids,
     layer_best_pairs,
     layer_consistency,
-
-
-LAYER_TABLE = "results/layers/similarity/{dataset}/{metric}.csv"
-LAYER_GRID_PAIRS = layer_grid_pairs(
-    config["layer_analysis"]["grid_pairs"],
-    LAYER_MODELS,
-    {model: config["models"][model]["metadata"]["objective"] for model in LAYER_MODELS},
-)
-
-
-def layer_folders(wildcards):
-    """The layer folder of every model with layers on one dataset, named by model id."""
-    return {model: f"results/layers/{wildcards.dataset}/{model}" for model in LAYER_MODELS}
-
-
-def layer_tables(wildcards):
-    """The long layer-similarity table of every dataset for one metric, named by dataset."""
-    return {dataset: LAYER_TABLE.format(dataset=dataset, metric=wildcards.metric) for dataset in DATASETS}
-
-
-def layer_features_mb(wildcards, input):
-    """MB of every layer's features of one dataset, from the layers.json files (0 while they do not exist yet)."""
-    paths = [Path(getattr(input, model)) / "layers.json" for model in LAYER_MODELS]
-    if not all(path.exists() for path in paths):
-        return 0
-    infos = [json.loads(path.read_text()) for path in paths]
-    return sum(info["n"] * layer["d"] * 4 for info in infos for layer in info["layers"]) / 1e6
-
-
-def layer_outputs():
-    """The layer similarity tables and the layer analyses' figures; none without models with layers."""
-    if not LAYER_MODELS:
-        return []
-    return [
-        *expand(LAYER_TABLE, dataset=DATASETS, metric=METRICS),
-        *expand("results/figures/{metric}/layer_grids/{dataset}.png", metric=METRICS, dataset=DATASETS),
-        *expand("results/figures/{metric}/layer_best_pairs.png", metric=METRICS),
-        *expand("results/figures/{metric}/consistency_by_depth.png", metric=METRICS),
-    ]
 
 
 rule layer_similarity:
