@@ -222,11 +222,15 @@ def test_consistency_by_depth_needs_the_same_representations_on_every_dataset():
 
 
 def test_consistency_by_depth_figure(tmp_path):
-    table, _ = consistency_by_depth(five_layer_tables(), model_sets(METADATA), depth_bins(3))
+    tables = five_layer_tables()
+    table, _ = consistency_by_depth(tables, model_sets(METADATA), depth_bins(3))
     summary = summarise_by_depth(table)
     plotted = summary[(summary["category"] == "all") | (summary["set_a"] == summary["set_b"])]
     plots.save_png(plots.consistency_by_depth(plotted, "cka"), str(tmp_path / "depth.png"))
-    plots.save_png(plots.consistency_by_depth(plotted.iloc[:0], "cka"), str(tmp_path / "empty.png"))
+    two_models = {d: t[t["model_a"].isin(["a", "b"]) & t["model_b"].isin(["a", "b"])] for d, t in tables.items()}
+    empty, _ = consistency_by_depth(two_models, model_sets(METADATA.loc[["a", "b"]]), depth_bins(3))
+    assert empty.empty and summarise_by_depth(empty).columns.equals(summary.columns)  # one model pair: no set
+    plots.save_png(plots.consistency_by_depth(summarise_by_depth(empty), "cka"), str(tmp_path / "empty.png"))
     assert (tmp_path / "depth.png").stat().st_size > 0 and (tmp_path / "empty.png").stat().st_size > 0
 
 

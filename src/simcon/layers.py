@@ -228,8 +228,8 @@ def consistency_by_depth(
 
 def summarise_by_depth(table: pd.DataFrame) -> pd.DataFrame:
     """simcon.consistency.summarise of a consistency_by_depth table, per bin (bin, low, high, centre in front)."""
-    parts = [summarise(rows).assign(bin=b) for b, rows in table.groupby("bin", sort=True)]
-    bins = table[["bin", "low", "high", "centre"]].drop_duplicates()
-    return pd.concat(parts, ignore_index=True).merge(bins, on="bin")[
-        ["bin", "low", "high", "centre", *parts[0].columns.drop("bin")]
-    ]
+    keys = ["bin", "low", "high", "centre"]
+    parts = [summarise(table.iloc[:0]).assign(**{key: pd.Series(dtype=table[key].dtype) for key in keys})]
+    parts += [summarise(rows).assign(**dict(zip(keys, values))) for values, rows in table.groupby(keys, sort=True)]
+    summary = pd.concat(parts, ignore_index=True)
+    return summary[[*keys, *summary.columns.drop(keys)]]
