@@ -3,6 +3,7 @@ cache when a layer is added, grids, best-matching layer pairs and consistency by
 
 from __future__ import annotations
 
+import copy
 import json
 from itertools import combinations
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
-from conftest import FIVE, METADATA, five_matrices
+from conftest import FIVE, METADATA, TINY, five_matrices, job_counts, snakemake
 from simcon import plots
 from simcon.config import ConfigError, layer_grid_pairs
 from simcon.consistency import consistency, model_sets, summarise
@@ -28,6 +29,7 @@ from simcon.layers import (
     layer_similarity,
     nearest_layers,
     read_layer_folder,
+    read_layer_table,
     representations_of,
     summarise_by_depth,
 )
@@ -247,3 +249,62 @@ def test_grid_pairs_default_to_one_model_per_objective():
     assert layer_grid_pairs([["s2", "x1"]], list(objectives), objectives) == [("s2", "x1")]
     with pytest.raises(ConfigError, match=r"grid_pairs names model\(s\) \['nope'\] without layers"):
         layer_grid_pairs([["s1", "nope"]], list(objectives), objectives)
+
+
+# --------------------------------------------------------------------------- Snakemake
+
+METRIC = TINY["metrics"][0]
+LAYERED = copy.deepcopy(TINY)
+for model, layers in {"lite0": ["blocks.3"], "resnet18_random": ["layer2"], "vit_random": ["blocks.1"]}.items():
+    LAYERED["models"][model]["layers"] = layers
+LAYER_TARGETS = [
+    f"results/figures/{METRIC}/consistency_by_depth.png",
+    f"results/figures/{METRIC}/layer_best_pairs.png",
+    *(f"results/figures/{METRIC}/layer_grids/{dataset}.png" for dataset in TINY["datasets"]),
+]
+
+
+@pytest.mark.workflow
+def test_no_layer_job_without_layers(tmp_path):
+    result = snakemake(tmp_path, TINY, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [rule for rule in job_counts(result.stdout + result.stderr) if rule.startswith("layer")]
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_layer_run_and_one_more_layer_computes_only_its_pairs(tmp_path):
+    result = snakemake(tmp_path, LAYERED, *LAYER_TARGETS)
+    assert result.returncode == 0, result.stderr[-5000:]
+    table = read_layer_table(tmp_path / f"results/layers/similarity/shapes/{METRIC}.csv")
+    assert len(representations_of(table)) == 6 and len(table) == 6 * 5 // 2  # two layers of each of 3 models
+    assert representations_of(table)["layer"].tolist() == [
+        "blocks.3",
+        "global_pool",
+        "layer2",
+        "global_pool",
+        "blocks.1",
+        "norm",
+    ]
+    log = (tmp_path / f"logs/layer_similarity/shapes/{METRIC}.log").read_text()
+    assert "6 representations, computed 15 pairs" in log
+    summary = pd.read_csv(tmp_path / f"results/figures/{METRIC}/consistency_by_depth.csv")
+    assert set(summary["set_a"]) == {"All"} and summary["n_dataset_pairs"].eq(1).all()  # 3 models, 2 datasets
+    grids = pd.read_csv(tmp_path / f"results/figures/{METRIC}/layer_grids/shapes.csv")
+    assert set(zip(grids["model_a"], grids["model_b"])) == {
+        ("lite0", "lite0"),
+        ("lite0", "resnet18_random"),
+        ("resnet18_random", "resnet18_random"),
+    }
+
+    config = copy.deepcopy(LAYERED)
+    config["models"]["vit_random"]["layers"] = ["blocks.1", "blocks.2"]
+    result = snakemake(tmp_path, config, *LAYER_TARGETS)
+    assert result.returncode == 0, result.stderr[-5000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.pop("layer_features") == 2 and counts.pop("layer_similarity") == 2  # vit_random's, per dataset
+    for dataset in TINY["datasets"]:
+        log = (tmp_path / f"logs/layer_similarity/{dataset}/{METRIC}.log").read_text()
+        assert "7 representations, computed 6 pairs" in log  # the new layer against the 6 there were
+    table = read_layer_table(tmp_path / f"results/layers/similarity/shapes/{METRIC}.csv")
+    assert len(table) == 7 * 6 // 2 and "blocks.2" in set(table["layer_b"])
