@@ -18,7 +18,7 @@ import yaml
 
 from simcon.metrics import get_metric
 from simcon.probe_settings import ProbeSettings
-from simcon.vocabulary import size_class
+from simcon.vocabulary import LAYER_PRESETS, size_class
 
 LISTED_KEYS = ("models", "datasets")
 """Options a --configfile gives whole (the last one that lists them), instead of merging them over the default."""
@@ -35,6 +35,11 @@ ZOO_CHECKPOINT = "results/zoo/{model}.pt"
 
 ZOO_OBJECTIVE_SLUGS = {"Sup": "sup", "SSL": "ssl", "Img-Txt": "imgtxt"}
 """The objective's part of a zoo model id."""
+
+INHERITED_MODEL_OPTIONS = ("layers", "token_pooling")
+"""Top-level options every model takes unless it sets its own (thingsvision models take no `layers`). Absent at
+the top level they mean no layer analysis and CLS pooling; a model spec holds them only where the model or the top
+level sets them, so a config without them resolves to the model specs, and runs the jobs, it did before."""
 
 
 class ConfigError(ValueError):
@@ -79,7 +84,8 @@ def resolve_config(
     The models and datasets come whole from the last of `command_line_files` (the --configfile options) that
     lists them, not merged over the default config's; then the schema's defaults are filled in, relative dataset
     paths are taken under data_root, derived metadata (size_class) is filled in, the config is checked, and
-    the zoo's models, if any, are added to the models.
+    the top-level `layers` and `token_pooling` are passed to the models that do not set their own, and the zoo's
+    models, if any, are added to the models.
     """
     check_unique_keys(config_files)
     given = [read_config_file(path) for path in command_line_files]
@@ -90,6 +96,7 @@ def resolve_config(
     validate_schema(config, schema)
     config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
     check_config(config)
+    inherit_model_options(config)
     if config.get("zoo"):
         config["models"].update(zoo_models(config["zoo"], config["models"], config["datasets"], ZOO_CHECKPOINT))
 
@@ -147,6 +154,32 @@ def check_config(config: MutableMapping[str, Any]) -> None:
     for spec in config["models"].values():
         spec["metadata"].setdefault("size_class", size_class(spec["metadata"]["parameters"]))
     check_structure(config["structure"], list(config["datasets"]))
+    check_layers("layers", config.get("layers"))
+    for model_id, spec in config["models"].items():
+        check_layers(f"models.{model_id}.layers", spec.get("layers"))
+        if spec.get("layers") and spec["backend"] == "thingsvision":
+            raise ConfigError(
+                f"models.{model_id}.layers: the layer analysis runs in the main environment; "
+                f"thingsvision model '{model_id}' takes no layers"
+            )
+    for architecture, spec in (config.get("zoo") or {}).get("architectures", {}).items():
+        check_layers(f"zoo.architectures.{architecture}.layers", spec.get("layers"))
+
+
+def check_layers(option: str, layers: Any) -> None:
+    """Raise ConfigError naming `option` if `layers` (null, a preset name or a list of module names, as the schema
+    checked) names no preset."""
+    if isinstance(layers, str) and layers not in LAYER_PRESETS:
+        raise ConfigError(f"{option}: {layers!r} is neither a preset {list(LAYER_PRESETS)} nor a list of module names")
+
+
+def inherit_model_options(config: MutableMapping[str, Any]) -> None:
+    """Give every model the top-level options of INHERITED_MODEL_OPTIONS that it does not set itself, where the
+    top level sets them (`layers` not to thingsvision models)."""
+    for spec in config["models"].values():
+        for key in INHERITED_MODEL_OPTIONS:
+            if key in config and not (key == "layers" and spec["backend"] == "thingsvision"):
+                spec.setdefault(key, config[key])
 
 
 def check_structure(settings: Mapping[str, Any], datasets: Sequence[str]) -> None:
@@ -191,8 +224,9 @@ def zoo_members(zoo: Mapping[str, Any]) -> dict[str, tuple[str, str, int]]:
 
 
 def check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the culprit if a twin or the in-domain dataset does not fit the zoo, or a zoo
-    model id is already a configured model's."""
+    """Raise ConfigError naming the culprit if a twin or the in-domain dataset does not fit the zoo (a twin is the
+    same untrained network, with the architecture's `layers` where it sets them), or a zoo model id is already a
+    configured model's."""
     for architecture, spec in zoo["architectures"].items():
         twin = models.get(spec["twin"])
         if twin is None:
@@ -204,6 +238,8 @@ def check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mappi
             "mean": list(ZOO_MEAN),
             "std": list(ZOO_STD),
         }
+        if "layers" in spec:
+            expected["layers"] = spec["layers"]
         differing = [key for key, value in expected.items() if _plain(twin.get(key)) != value]
         twin_kwargs = {k: v for k, v in twin.get("kwargs", {}).items() if k != "num_classes"}
         if twin_kwargs != {k: v for k, v in spec["kwargs"].items() if k != "num_classes"}:
@@ -235,7 +271,8 @@ def zoo_models(
 ) -> dict[str, dict[str, Any]]:
     """Model specs of every (architecture, objective, seed) of the zoo config, loading the checkpoint
     `checkpoint.format(model=<id>)` through the timm backend, with their metadata. A zoo model's parameter
-    count is its untrained twin's (the same network; the check job of the twin builds it).
+    count is its untrained twin's (the same network; the check job of the twin builds it), and so are its
+    `layers` and `token_pooling` where the twin has them (the architecture's `layers` must be the twin's).
 
     ConfigError names the culprit if an id is already in `models`, or a twin or the in-domain dataset does not fit.
     """
@@ -243,8 +280,10 @@ def zoo_models(
     specs = {}
     for model_id, (architecture, objective, _) in zoo_members(zoo).items():
         spec = zoo["architectures"][architecture]
-        parameters = models[spec["twin"]]["metadata"]["parameters"]
+        twin = models[spec["twin"]]
+        parameters = twin["metadata"]["parameters"]
         specs[model_id] = {
+            **{key: twin[key] for key in INHERITED_MODEL_OPTIONS if key in twin},
             "backend": "timm",
             "name": spec["name"],
             "layer": spec["layer"],

@@ -1,29 +1,39 @@
-"""Representations of a model's layer for the images of a dataset split, and the feature files of a
+"""Representations of a model's layers for the images of a dataset split, and the feature files of a
 (model, dataset) job: every train and every test image, extracted once through a DataLoader.
 
 Feature files (one folder per model and dataset): `train.npy` and `test.npy`, float32 (n, d), row i the
 features of image i of the full split, memory-mappable; `train_labels.npy` and `test_labels.npy`, int64;
-`info.json`, what produced them."""
+`info.json`, what produced them. Layer features (one folder per model and dataset): one float32 (n, d) file per
+layer for the train images of the similarity subset, all captured in one forward pass per batch, and
+`layers.json`, which names each file's layer and its relative depth (docs/features.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from simcon.datasets import SPLITS, Split, load_split
+from simcon.datasets import SPLITS, Split, check_subset, load_split
 from simcon.device import acquire_device
-from simcon.io import atomic_path, write_json
-from simcon.models import Model, build_model, model_transform
+from simcon.io import atomic_directory, atomic_path, write_json
+from simcon.models import Model, build_model, model_transform, resolve_layers
+from simcon.vocabulary import TOKEN_POOLINGS
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 FEATURE_FILES = ("train", "test", "train_labels", "test_labels", "info")
+LAYER_INDEX = "layers.json"
+"""The file of a layer-features folder that names its layers, their files and relative depths."""
+REPRESENTATION = "representation"
+"""The layer name under which feature_batches captures a model's representation layer."""
 
 
 class FeatureError(ValueError):
@@ -65,16 +75,127 @@ def image_loader(images: SplitImages, *, batch_size: int, workers: int, pin_memo
     )
 
 
-def _to_vectors(output: torch.Tensor) -> torch.Tensor:
-    """One vector per image: (B, D) as is, (B, T, D) its first (CLS) token, (B, C, H, W) averaged over space."""
+def to_vectors(output: Any, token_pooling: str = "cls") -> torch.Tensor:
+    """One vector per image of a module's output (of a tuple or list, its first element, as Hugging Face blocks
+    return): (B, D) as is, (B, T, D) by `token_pooling` ('cls' its first token, 'mean' the mean over its tokens),
+    (B, C, H, W) averaged over space, any other shape flattened after the batch axis."""
+    if isinstance(output, (tuple, list)):
+        output = output[0]
     if output.ndim == 3:
-        return output[:, 0]
+        if token_pooling not in TOKEN_POOLINGS:
+            raise ValueError(f"token_pooling must be one of {list(TOKEN_POOLINGS)}, got {token_pooling!r}")
+        return output[:, 0] if token_pooling == "cls" else output.mean(dim=1)
     if output.ndim == 4:
         return output.mean(dim=(2, 3))
     return output.flatten(1)
 
 
+class LayerCapture:
+    """Forward hooks on `network`: each forward pass captures the output of every module of `layers` (name ->
+    module) as one vector per image (to_vectors), and the number of leaf-module (no children) forward calls
+    completed when it appeared, the module's own included. Remove the hooks with `remove` (or use it in a `with`)."""
+
+    def __init__(self, network: nn.Module, layers: Mapping[str, nn.Module], token_pooling: str = "cls") -> None:
+        self.token_pooling = token_pooling
+        self.outputs: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+        self.leaf_calls_at: dict[str, int] = {}
+        self.leaf_calls = 0
+        leaves = [module for module in network.modules() if next(module.children(), None) is None]
+        # counting first: on a leaf layer its own call is counted before its output is captured
+        self._hooks = [leaf.register_forward_hook(self._count) for leaf in leaves]
+        self._hooks += [module.register_forward_hook(self._capturer(name)) for name, module in layers.items()]
+
+    def _count(self, _module: nn.Module, _input: Any, _output: Any) -> None:
+        self.leaf_calls += 1
+
+    def _capturer(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def capture(_module: nn.Module, _input: Any, output: Any) -> None:
+            self.outputs[name].append(to_vectors(output, self.token_pooling))
+            self.leaf_calls_at[name] = self.leaf_calls
+
+        return capture
+
+    def clear(self) -> None:
+        """Forget the last forward pass."""
+        for captured in self.outputs.values():
+            captured.clear()
+        self.leaf_calls_at.clear()
+        self.leaf_calls = 0
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+
+    def __enter__(self) -> LayerCapture:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.remove()
+
+
+@dataclass(frozen=True)
+class LayerBatch:
+    """The features of one batch of images in every captured layer, float32 (batch, d) by layer name, and the
+    leaf-module calls completed when each layer's output appeared (LayerCapture)."""
+
+    features: dict[str, np.ndarray]
+    leaf_calls: dict[str, int]
+
+
 @torch.inference_mode()
+def layer_batches(
+    network: nn.Module,
+    layers: Mapping[str, nn.Module],
+    split: Split,
+    indices: np.ndarray,
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    batch_size: int,
+    device: torch.device,
+    normalize: bool = True,
+    precision: str = "float32",
+    token_pooling: str = "cls",
+    workers: int = 0,
+    name: str = "",
+    progress: bool = True,
+) -> Iterator[LayerBatch]:
+    """Features of every module of `layers` (name -> module of `network`) for split images `indices`, one
+    LayerBatch per batch in order, from one forward pass per batch; each layer's features L2-normalised if
+    `normalize`. The forward runs under autocast to `precision` unless it is float32; the features are float32
+    either way. Raises FeatureError naming `name` and the layer on NaN or Inf, or when a layer does not give one
+    vector per image."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    cuda = device.type == "cuda"
+    network = network.to(device)
+    loader = image_loader(
+        SplitImages(split, indices, transform), batch_size=batch_size, workers=workers, pin_memory=cuda
+    )
+    autocast = torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "float32")
+    with (
+        LayerCapture(network, layers, token_pooling) as capture,
+        tqdm(total=len(indices), desc=f"features {name}", unit="img", disable=not progress) as bar,
+    ):
+        for batch in loader:
+            capture.clear()
+            with autocast:
+                network(batch.to(device, non_blocking=cuda))
+            features = {}
+            for layer, captured in capture.outputs.items():
+                if len(captured) != 1 or len(captured[0]) != len(batch):
+                    raise FeatureError(
+                        f"{name}: layer {layer!r} gave {len(captured)} outputs for a batch, not one vector per image"
+                    )
+                vectors = captured[0].float()
+                if normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=1)
+                if not torch.isfinite(vectors).all():
+                    raise FeatureError(f"{name}: layer {layer!r} features contain NaN or Inf")
+                features[layer] = vectors.cpu().numpy()
+            bar.update(len(batch))
+            yield LayerBatch(features, dict(capture.leaf_calls_at))
+
+
 def feature_batches(
     model: Model,
     split: Split,
@@ -85,43 +206,29 @@ def feature_batches(
     device: torch.device,
     normalize: bool = True,
     precision: str = "float32",
+    token_pooling: str = "cls",
     workers: int = 0,
     name: str = "",
     progress: bool = True,
 ) -> Iterator[np.ndarray]:
-    """Float32 features of `model.layer` for split images `indices`, one (batch, d) array per batch in order,
-    L2-normalised if `normalize`. The forward runs under autocast to `precision` unless it is float32; the
-    features are float32 either way. Raises FeatureError on NaN or Inf, or when the layer does not give one
-    vector per image."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    cuda = device.type == "cuda"
-    captured: list[torch.Tensor] = []
-    hook = model.layer.register_forward_hook(lambda _m, _i, out: captured.append(_to_vectors(out)))
-    network = model.network.to(device)
-    loader = image_loader(
-        SplitImages(split, indices, transform), batch_size=batch_size, workers=workers, pin_memory=cuda
-    )
-    autocast = torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "float32")
-    try:
-        with tqdm(total=len(indices), desc=f"features {name}", unit="img", disable=not progress) as bar:
-            for batch in loader:
-                captured.clear()
-                with autocast:
-                    network(batch.to(device, non_blocking=cuda))
-                if len(captured) != 1 or len(captured[0]) != len(batch):
-                    raise FeatureError(
-                        f"{name}: the layer gave {len(captured)} outputs for a batch, not one vector per image"
-                    )
-                features = captured[0].float()
-                if normalize:
-                    features = torch.nn.functional.normalize(features, dim=1)
-                if not torch.isfinite(features).all():
-                    raise FeatureError(f"{name}: features contain NaN or Inf")
-                bar.update(len(batch))
-                yield features.cpu().numpy()
-    finally:
-        hook.remove()
+    """Float32 features of `model.layer` for split images `indices`, one (batch, d) array per batch in order
+    (layer_batches of that one layer)."""
+    for batch in layer_batches(
+        model.network,
+        {REPRESENTATION: model.layer},
+        split,
+        indices,
+        transform,
+        batch_size=batch_size,
+        device=device,
+        normalize=normalize,
+        precision=precision,
+        token_pooling=token_pooling,
+        workers=workers,
+        name=name,
+        progress=progress,
+    ):
+        yield batch.features[REPRESENTATION]
 
 
 def extract_features(
@@ -135,6 +242,7 @@ def extract_features(
     device: torch.device,
     normalize: bool = True,
     precision: str = "float32",
+    token_pooling: str = "cls",
     workers: int = 0,
     name: str = "",
     progress: bool = True,
@@ -151,6 +259,7 @@ def extract_features(
         device=device,
         normalize=normalize,
         precision=precision,
+        token_pooling=token_pooling,
         workers=workers,
         name=name,
         progress=progress,
@@ -158,22 +267,35 @@ def extract_features(
     return np.concatenate(list(batches)) if len(indices) else np.empty((0, 0), dtype=np.float32)
 
 
-def write_split_features(path: str | os.PathLike, batches: Iterator[np.ndarray], n: int, name: str = "") -> int:
-    """Write the (n, d) features `batches` yields to the .npy file `path` batch by batch (memory-mapped, never
-    whole in memory), atomically; the width d."""
-    with atomic_path(path) as tmp:
-        array, row = None, 0
+def write_features(
+    paths: Mapping[str, str | os.PathLike], batches: Iterable[Mapping[str, np.ndarray]], n: int, name: str = ""
+) -> dict[str, int]:
+    """Write the (n, d) features of each layer that `batches` yields (layer -> (batch, d) array) to its .npy file
+    `paths[layer]` batch by batch (memory-mapped, never whole in memory), each file atomically; the width d of
+    each layer."""
+    with contextlib.ExitStack() as stack:
+        tmps = {layer: stack.enter_context(atomic_path(path)) for layer, path in paths.items()}
+        arrays: dict[str, np.memmap] = {}
+        row = 0
         for features in batches:
-            if array is None:
-                array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, features.shape[1]))
-            array[row : row + len(features)] = features
-            row += len(features)
-        if array is None or row != n:
+            for layer, tmp in tmps.items():
+                if layer not in arrays:
+                    shape = (n, features[layer].shape[1])
+                    arrays[layer] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                arrays[layer][row : row + len(features[layer])] = features[layer]
+            row += len(next(iter(features.values())))
+        if len(arrays) != len(tmps) or row != n:
             raise FeatureError(f"{name}: {row} feature vectors for {n} images")
-        array.flush()
-        width = array.shape[1]
-        del array
-    return width
+        widths = {}
+        for layer, array in arrays.items():
+            array.flush()
+            widths[layer] = array.shape[1]
+        arrays.clear()  # closes the maps before the files move into place
+    return widths
+
+
+def _token_pooling(model_spec: Mapping[str, Any]) -> str:
+    return model_spec.get("token_pooling", TOKEN_POOLINGS[0])
 
 
 def model_dataset_features(
@@ -196,10 +318,11 @@ def model_dataset_features(
     what info.json records."""
     model = build_model(model_id, model_spec)
     transform = image_transform(model, image_size, crop_pct)
+    layer = model_spec["layer"]
     info: dict[str, Any] = {
         "model": model_id,
         "dataset": dataset_id,
-        "layer": model_spec["layer"],
+        "layer": layer,
         "precision": precision,
         "normalize": normalize,
         "preprocessing": str(transform),
@@ -209,8 +332,9 @@ def model_dataset_features(
         for split in SPLITS:
             data = load_split(dataset_id, dataset_spec, split)
             label = f"{model_id} on {dataset_id} ({split})"
-            batches = feature_batches(
-                model,
+            batches = layer_batches(
+                model.network,
+                {layer: model.layer},
                 data,
                 np.arange(len(data)),
                 transform,
@@ -218,12 +342,85 @@ def model_dataset_features(
                 device=torch_device,
                 normalize=normalize,
                 precision=precision,
+                token_pooling=_token_pooling(model_spec),
                 workers=workers,
                 name=label,
             )
-            info["d"] = write_split_features(outputs[split], batches, len(data), label)
+            widths = write_features({layer: outputs[split]}, (batch.features for batch in batches), len(data), label)
+            info["d"] = widths[layer]
             info[f"n_{split}"] = len(data)
             with atomic_path(outputs[f"{split}_labels"]) as tmp:
                 np.save(tmp, data.labels.astype(np.int64))
     write_json(outputs["info"], info)
     return info
+
+
+def model_layer_features(
+    model_id: str,
+    model_spec: Mapping[str, Any],
+    dataset_id: str,
+    dataset_spec: Mapping[str, Any],
+    subset: Mapping[str, Any],
+    folder: str | os.PathLike,
+    *,
+    image_size: int | None,
+    crop_pct: float | None,
+    batch_size: int,
+    device: str,
+    normalize: bool,
+    precision: str = "float32",
+    workers: int = 0,
+) -> dict[str, Any]:
+    """Write the layer features of one model on the train images of a dataset's similarity subset (`subset`, as
+    results/subsets/{dataset}.json holds it) to the folder `folder`, atomically: one file per layer of the
+    spec's `layers` and its representation `layer`, all from one forward pass per batch, and LAYER_INDEX
+    (docs/features.md). Returns what LAYER_INDEX records."""
+    model = build_model(model_id, model_spec)
+    layers = {**resolve_layers(model_id, model.network, model_spec["layers"]), model_spec["layer"]: model.layer}
+    train = load_split(dataset_id, dataset_spec, "train")
+    check_subset(subset, len(train))
+    indices = np.asarray(subset["indices"], dtype=np.int64)
+    label = f"{model_id} on {dataset_id} (subset)"
+    leaf_calls: dict[str, int] = {}
+
+    def features(batches: Iterable[LayerBatch]) -> Iterator[dict[str, np.ndarray]]:
+        for batch in batches:
+            if not leaf_calls:  # the first batch's: every batch runs the same modules
+                leaf_calls.update(batch.leaf_calls)
+            yield batch.features
+
+    with atomic_directory(folder) as tmp, acquire_device(device) as torch_device:
+        print(f"{model_id} on {dataset_id}: {len(layers)} layers, device {torch_device}, {precision}")
+        batches = layer_batches(
+            model.network,
+            layers,
+            train,
+            indices,
+            image_transform(model, image_size, crop_pct),
+            batch_size=batch_size,
+            device=torch_device,
+            normalize=normalize,
+            precision=precision,
+            token_pooling=_token_pooling(model_spec),
+            workers=workers,
+            name=label,
+        )
+        unordered = {layer: tmp / f"layer{position}.npy" for position, layer in enumerate(layers)}
+        widths = write_features(unordered, features(batches), len(indices), label)
+        representation = leaf_calls[model_spec["layer"]]
+        entries = []
+        for index, layer in enumerate(sorted(layers, key=lambda layer: leaf_calls[layer])):
+            file = f"{index:02d}.npy"
+            unordered[layer].rename(tmp / file)
+            depth = leaf_calls[layer] / representation
+            entries.append({"name": layer, "file": file, "relative_depth": depth, "d": widths[layer]})
+        index = {
+            "model": model_id,
+            "dataset": dataset_id,
+            "representation_layer": model_spec["layer"],
+            "token_pooling": _token_pooling(model_spec),
+            "n": len(indices),
+            "layers": entries,
+        }
+        write_json(tmp / LAYER_INDEX, index)
+    return index

@@ -204,7 +204,8 @@ def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
 
 def check_model(model_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Raise ModelError naming the model if check_model_spec fails, its backend has no pretrained weights of that
-    name, or its network has no module `layer`; else the layer's module type and the network's parameter count.
+    name, or its network has no module `layer` or cannot resolve its `layers` (resolve_layers); else the layer's
+    module type, the network's parameter count and, where the spec has `layers`, the names they resolve to.
 
     Builds the network with random weights, so it downloads no weights: the check job every features job waits for.
     """
@@ -214,11 +215,14 @@ def check_model(model_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         tag = f" with pretrained tag {kwargs.get('pretrained')!r}" if backend == "open_clip" else ""
         raise ModelError(f"model '{model_id}': backend {backend!r} has no pretrained weights of {name!r}{tag}")
     model = build_model(model_id, {**spec, "weights": "random"})
-    return {
+    found = {
         "layer": spec["layer"],
         "layer_type": type(model.layer).__name__,
         "parameters": sum(parameter.numel() for parameter in model.network.parameters()),
     }
+    if spec.get("layers"):
+        found["layers"] = list(resolve_layers(model_id, model.network, spec["layers"]))
+    return found
 
 
 def _has_pretrained(backend: str, name: str, kwargs: Mapping[str, Any]) -> bool:
@@ -334,6 +338,77 @@ def _find_layer(model_id: str, network: nn.Module, layer: str) -> nn.Module:
         close = difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.3)
         raise ModelError(f"model '{model_id}' has no layer {layer!r}; similar names: {close}")
     return modules[layer]
+
+
+def resolve_layers(model_id: str, network: nn.Module, layers: str | Sequence[str]) -> dict[str, nn.Module]:
+    """The modules of `network` that `layers` names, by name: the preset 'blocks' (block_layers), or the given
+    module names. ModelError naming the model if 'blocks' resolves to nothing, or naming model and layer (with
+    similar names) if a module does not exist."""
+    if layers == "blocks":
+        names = block_layers(network)
+        if not names:
+            raise ModelError(
+                f"model '{model_id}': 'blocks' resolves to no layers of its {type(network).__name__} (no timm "
+                "feature_info, ResNet stages, transformer block list, `features` stages or list of same-class "
+                "modules); list its layers by name"
+            )
+    elif isinstance(layers, str):
+        raise ModelError(f"model '{model_id}': {layers!r} is neither a layer preset nor a list of layer names")
+    else:
+        names = list(layers)
+    return {name: _find_layer(model_id, network, name) for name in names}
+
+
+TRANSFORMER_BLOCK_LISTS = ("transformer.resblocks", "encoder.layers", "encoder.layer")
+"""Module lists of transformer blocks: open_clip's, torchvision's ViT's, Hugging Face encoders'."""
+
+
+def block_layers(network: nn.Module) -> list[str]:
+    """Module names of the output of every residual stage or transformer block of `network`, in depth order; empty
+    if none is found. The first that `network` has of: timm's own `feature_info` of the network or a submodule
+    (timm models, open_clip's timm trunks); ResNet stages `layer1`, `layer2`, ... (torchvision ResNets,
+    ssl_resnet50, open_clip's ModifiedResNet); a transformer's block list (TRANSFORMER_BLOCK_LISTS); the children
+    of a `features` Sequential (torchvision's ConvNeXt, EfficientNet, MobileNet stages), only its pooling layers
+    where every child is a single layer (VGG's stage ends); else the longest ModuleList or Sequential of two or
+    more children of one class (e.g. a Hugging Face encoder's blocks)."""
+    modules = dict(network.named_modules())
+    for name, module in modules.items():
+        info = getattr(module, "feature_info", None)
+        if isinstance(info, list) and info and all(isinstance(entry, dict) and "module" in entry for entry in info):
+            return [_join(name, entry["module"]) for entry in info]
+    for name in modules:
+        if name == "layer1" or name.endswith(".layer1"):
+            parent = name.removesuffix("layer1")
+            stages = []
+            while f"{parent}layer{len(stages) + 1}" in modules:
+                stages.append(f"{parent}layer{len(stages) + 1}")
+            return stages
+    for name, module in modules.items():
+        if isinstance(module, (nn.ModuleList, nn.Sequential)) and any(
+            name == suffix or name.endswith(f".{suffix}") for suffix in TRANSFORMER_BLOCK_LISTS
+        ):
+            return [_join(name, child) for child, _ in module.named_children()]
+    for name, module in modules.items():
+        if isinstance(module, nn.Sequential) and (name == "features" or name.endswith(".features")):
+            children = list(module.named_children())
+            if all(next(child.children(), None) is None for _, child in children):
+                children = [(child_name, child) for child_name, child in children if "Pool" in type(child).__name__]
+            return [_join(name, child_name) for child_name, _ in children]
+    lists = [
+        (name, module)
+        for name, module in modules.items()
+        if isinstance(module, (nn.ModuleList, nn.Sequential))
+        and len(module) >= 2
+        and len({type(child) for child in module.children()}) == 1
+    ]
+    if not lists:
+        return []
+    name, module = max(lists, key=lambda entry: len(entry[1]))
+    return [_join(name, child) for child, _ in module.named_children()]
+
+
+def _join(parent: str, child: str) -> str:
+    return f"{parent}.{child}" if parent else child
 
 
 def build_model(model_id: str, spec: Mapping[str, Any]) -> Model:

@@ -60,6 +60,14 @@ GENERATED_DOMAINS: tuple[str, ...] = ("shapes", "textures", "cells", "scenes")
 BREEDS_TASKS: tuple[str, ...] = ("entity30", "living17", "nonliving26")
 """BREEDS tasks built from ImageNet."""
 
+LAYER_PRESETS: tuple[str, ...] = ("blocks",)
+"""Named sets of layers a backend resolves for a network: 'blocks', the output of every residual stage or
+transformer block, in depth order."""
+
+TOKEN_POOLINGS: tuple[str, ...] = ("cls", "mean")
+"""How a (B, T, D) token output becomes one vector per image: its first (CLS) token, or the mean over its tokens;
+the first is the default."""
+
 
 def size_class(parameters: float) -> str:
     """The paper's size class of a parameter count: small <100M, medium <200M, large <400M, else xlarge."""
