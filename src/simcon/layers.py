@@ -128,9 +128,8 @@ def layer_matrix(table: pd.DataFrame) -> pd.DataFrame:
     on both axes, 1 on the diagonal."""
     found = representations_of(table)
     index = pd.MultiIndex.from_frame(found[["model", "layer"]])
-    position = pd.Series(np.arange(len(index)), index=index)
-    a = position.loc[list(zip(table["model_a"], table["layer_a"]))].to_numpy()
-    b = position.loc[list(zip(table["model_b"], table["layer_b"]))].to_numpy()
+    a = index.get_indexer(pd.MultiIndex.from_arrays([table["model_a"], table["layer_a"]]))
+    b = index.get_indexer(pd.MultiIndex.from_arrays([table["model_b"], table["layer_b"]]))
     values = np.eye(len(index))
     values[a, b] = values[b, a] = table["similarity"].to_numpy()
     return pd.DataFrame(values, index=index, columns=index)
