@@ -22,7 +22,9 @@ ACTIONS = ("script", "shell", "run", "notebook", "wrapper", "cwl")
 GROUP = "features_probes"
 # The rules that hold a GPU on the cluster (similarity and sample_size may use one in local runs; on the
 # cluster they run on CPUs, next to all of one dataset's features in memory).
-CLUSTER_GPU_RULES = {"features", "features_thingsvision", "probe"}
+CLUSTER_GPU_RULES = {"features", "features_thingsvision", "layer_features", "probe"}
+# The rules whose jobs of one (model, dataset) share one sbatch job.
+GROUPED_RULES = {"features", "features_thingsvision", "probe"}
 TINY_SEEDS = {**TINY, "probe": {**TINY["probe"], "seeds": [0, 1, 2]}}
 
 
@@ -94,7 +96,7 @@ def test_grouped_jobs_run_one_at_a_time_in_their_group(monkeypatch):
     """Each job of a group takes the group job's one local `group_slot`, so a group job asks for its largest
     job's CPUs, memory and GPU (not their sum) whatever --cores is."""
     settings = profile(monkeypatch)
-    assert set(settings["groups"]) == CLUSTER_GPU_RULES and set(settings["groups"].values()) == {GROUP}
+    assert set(settings["groups"]) == GROUPED_RULES and set(settings["groups"].values()) == {GROUP}
     assert settings["resources"] == {"group_slot": 1}
     assert settings["set-resource-scopes"] == {"group_slot": "local"}
     for rule in settings["groups"]:

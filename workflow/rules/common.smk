@@ -166,15 +166,20 @@ def final_outputs():
 
 def model_checkpoint(wildcards):
     """What a features job needs besides its data: the passed checks of its model and dataset (checks.smk) and,
-    for a zoo model, the checkpoint the workflow trains (its network is checked as its untrained twin)."""
+    for a zoo model, the checkpoint the workflow trains (its network is checked as its untrained twin). The checks
+    are `ancient`: a features job waits for them but does not rerun because they did (a check reruns when any of
+    its model's options change, `layers` too; the features job reruns when its own params change)."""
+    dataset_check = ancient(f"results/checks/datasets/{wildcards.dataset}.json")
     if wildcards.model not in ZOO_MEMBERS:
-        return [f"results/checks/models/{wildcards.model}.json", f"results/checks/datasets/{wildcards.dataset}.json"]
+        return [ancient(f"results/checks/models/{wildcards.model}.json"), dataset_check]
     twin = ZOO["architectures"][ZOO_MEMBERS[wildcards.model][0]]["twin"]
-    return [
-        f"results/checks/models/{twin}.json",
-        f"results/checks/datasets/{wildcards.dataset}.json",
-        ZOO_CHECKPOINT.format(model=wildcards.model),
-    ]
+    return [ancient(f"results/checks/models/{twin}.json"), dataset_check, ZOO_CHECKPOINT.format(model=wildcards.model)]
+
+
+def features_spec(wildcards):
+    """The options of a model that its feature files depend on: all but `layers`, so that a change of the layer
+    analysis reruns no features job."""
+    return {key: value for key, value in config["models"][wildcards.model].items() if key != "layers"}
 
 
 def zoo_outputs():
