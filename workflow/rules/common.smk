@@ -176,6 +176,13 @@ def model_checkpoint(wildcards):
     return [ancient(f"results/checks/models/{twin}.json"), dataset_check, ZOO_CHECKPOINT.format(model=wildcards.model)]
 
 
+
+def layer_features_inputs(wildcards):
+    """model_checkpoint's files, the checks not `ancient`: a model's check reruns when its `layers` change, and its
+    layer features must rerun in the same run. (Snakemake does not evaluate the params of a job below a job that
+    reruns when the files between them are ancient, so with ancient checks they would rerun only a run later.)"""
+    return [str(path) for path in model_checkpoint(wildcards)]
+
 def features_spec(wildcards):
     """The options of a model that its feature files depend on: all but `layers`, so that a change of the layer
     analysis reruns no features job."""
