@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PREAMBLE = "import pickle\nfrom snakemake.logging import logger\nfrom snakemake.iocontainers import Snakemake\n"
-SKIPPED = {"prefetch.py", "thingsvision_features.py"}  # a command-line tool; a script of another environment
+SKIPPED = {"prefetch.py", "features_thingsvision.py"}  # a command-line tool; a script of another environment
 
 
 def script_imports(path: Path) -> str:

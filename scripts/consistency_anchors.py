@@ -6,7 +6,7 @@ from simcon.io import write_csv
 from simcon.logs import job_log
 
 with job_log(snakemake.log[0]):
-    table = read_consistency(snakemake.input[0])
+    table = read_consistency(snakemake.input.consistency)
     plotted = table[table["category"].isin(["all", "anchor"])]
     write_csv(snakemake.output.table, plotted)
     plots.save_png(plots.anchor_consistency(plotted, snakemake.wildcards.metric), snakemake.output.figure)

@@ -8,7 +8,7 @@ from simcon.significance import bootstrap_medians
 
 with job_log(snakemake.log[0]):
     options = snakemake.params.options
-    table = read_consistency(snakemake.input[0])
+    table = read_consistency(snakemake.input.consistency)
     intervals = bootstrap_medians(
         table, snakemake.params.datasets, options["resamples"], options["confidence"], options["seed"]
     )

@@ -7,7 +7,7 @@ from simcon.logs import job_log
 
 with job_log(snakemake.log[0]):
     params = snakemake.params
-    table = read_consistency(snakemake.input[0])
+    table = read_consistency(snakemake.input.consistency)
     datasets = sort_by_category(params.datasets, params.categories)
     matrices, long = dataset_matrices(table, params.set_pairs, datasets)
     for title, matrix in matrices.items():

@@ -15,7 +15,7 @@ with job_log(snakemake.log[0]):
     torch.use_deterministic_algorithms(True)
     model_id, params = snakemake.wildcards.zoo_model, snakemake.params
     settings = TrainingSettings(**{**params.training, "crop_scale": tuple(params.training["crop_scale"])})
-    with np.load(snakemake.input[0]) as arrays:
+    with np.load(snakemake.input.scenes) as arrays:
         scenes = Scenes.from_arrays(arrays)
     backbone = build_backbone(params.architecture["name"], params.architecture["kwargs"], params.seed)
     start = time.process_time()

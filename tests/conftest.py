@@ -1,5 +1,6 @@
 """Shared fixtures: small image folders, webdataset shards, BREEDS hierarchy files and the repository root;
-the tiny workflow config and the Snakemake runner; the skipping of CUDA-only tests where there is no GPU."""
+the tiny workflow config, the Snakemake runner and the rule parser; the skipping of CUDA-only tests where there
+is no GPU."""
 
 from __future__ import annotations
 
@@ -121,6 +122,17 @@ def snakemake(workdir: Path, config: dict | None, *args: str, timeout: int = 900
     command += ["--cores", "2", *args]  # after --configfile, which would take targets for config files
     env = {**os.environ, "SIMCON_CACHE_DIR": str(workdir / "cache")}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def workflow_text() -> str:
+    """The Snakefile and every rule file, concatenated."""
+    paths = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
+    return "\n".join(path.read_text() for path in paths)
+
+
+def rule_bodies() -> dict[str, str]:
+    """Every rule of the workflow: its name and the indented lines of its body."""
+    return dict(re.findall(r"^rule (\w+):\n((?:(?:[ \t].*)?\n)*)", workflow_text(), flags=re.M))
 
 
 def job_counts(output: str) -> dict[str, int]:

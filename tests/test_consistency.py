@@ -249,7 +249,7 @@ ANALYSES = [
     "consistency_matrices",
     "consistency_bootstrap",
     "permutation_test",
-    "metric_agreement",
+    "consistency_metrics",
     "similarity_vs_performance",
 ]
 FIGURES = [

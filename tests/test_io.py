@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simcon.io import atomic_path, write_json, write_npz
+from simcon.io import atomic_directory, atomic_path, write_json, write_npz
 
 
 def test_failed_write_leaves_previous_file_untouched(tmp_path):
@@ -31,3 +31,18 @@ def test_npz_round_trip(tmp_path):
 def test_outputs_are_readable_by_others(tmp_path):
     write_json(tmp_path / "x.json", {})
     assert (tmp_path / "x.json").stat().st_mode & 0o044 == 0o044
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "layers"
+    with atomic_directory(target) as tmp:
+        (tmp / "a.npy").write_text("first")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as tmp:
+            (tmp / "b.npy").write_text("half")
+            raise RuntimeError("interrupted")
+    assert [path.name for path in tmp_path.iterdir()] == ["layers"] and (target / "a.npy").read_text() == "first"
+    with atomic_directory(target) as tmp:
+        (tmp / "b.npy").write_text("second")
+    assert [path.name for path in target.iterdir()] == ["b.npy"]
+    assert target.stat().st_mode & 0o055 == 0o055  # readable and listable by others

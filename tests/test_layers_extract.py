@@ -125,7 +125,7 @@ BLOCKS = {  # what 'blocks' resolves to, by backend and architecture
         [f"encoder.blocks.{i}" for i in range(55)],
     ),
 }
-SLOW_BLOCKS = ("open_clip ViT-B-32", "huggingface align")  # about 10 s each to build on a CPU
+SLOW_BLOCKS = ("torchvision vgg11", "open_clip RN50", "open_clip ViT-B-32", "huggingface align")  # 5-10 s each
 
 
 @pytest.mark.parametrize(
@@ -213,6 +213,11 @@ def test_mean_pooling_is_the_mean_over_tokens():
     np.testing.assert_array_equal(cls[0].features["blocks.3"], tokens[:, 0])
 
 
+def test_unknown_token_pooling_is_refused():
+    with pytest.raises(ValueError, match=r"token_pooling must be one of \['cls', 'mean'\], got 'max'"):
+        _batches(RESNET, ["layer1"], load_split("shapes", SHAPES, "test"), np.arange(2), token_pooling="max")
+
+
 def test_leaf_calls_count_each_call_of_a_leaf_and_the_layers_own():
     relu = nn.ReLU()
     network = nn.Sequential(nn.Linear(2, 2), relu, nn.Sequential(nn.Linear(2, 2), relu), nn.Linear(2, 2))
@@ -223,6 +228,34 @@ def test_leaf_calls_count_each_call_of_a_leaf_and_the_layers_own():
     assert capture.leaf_calls == 5
     network(torch.zeros(1, 2))
     assert capture.leaf_calls == 5  # hooks removed
+
+
+def test_channels_last_stages_are_averaged_over_space():
+    model = build_model(
+        "swin", {"backend": "timm", "name": "swin_tiny_patch4_window7_224", "layer": "norm", "weights": "random"}
+    )
+    layers = resolve_layers("swin", model.network, [*block_layers(model.network), "patch_embed.proj", "norm"])
+    assert list(layers)[:4] == ["layers.0", "layers.1", "layers.2", "layers.3"]
+    outputs = {}
+    hooks = [module.register_forward_hook(lambda m, _i, out: outputs.__setitem__(m, out)) for module in layers.values()]
+    with LayerCapture(model.network, layers) as capture, torch.inference_mode():
+        model.network(torch.randn(1, 3, 224, 224))
+    for hook in hooks:
+        hook.remove()
+    assert outputs[layers["layers.0"]].shape == (1, 56, 56, 96) and outputs[layers["patch_embed.proj"]].shape[1] == 96
+    widths = {name: captured[0].shape[1] for name, captured in capture.outputs.items()}
+    assert widths == {
+        "layers.0": 96,
+        "layers.1": 192,
+        "layers.2": 384,
+        "layers.3": 768,
+        "patch_embed.proj": 96,
+        "norm": 768,
+    }
+    torch.testing.assert_close(capture.outputs["norm"][0], outputs[layers["norm"]].mean(dim=(1, 2)))
+    torch.testing.assert_close(
+        capture.outputs["patch_embed.proj"][0], outputs[layers["patch_embed.proj"]].mean(dim=(2, 3))
+    )
 
 
 # --------------------------------------------------------------------------- the layer folder of a job
@@ -487,7 +520,8 @@ def test_layer_features_rule_writes_the_folder_and_a_bad_layer_fails_its_check(t
     subset = read_json(tmp_path / "results/subsets/shapes.json")
     assert index["n"] == len(subset["indices"]) == 12 and index["representation_layer"] == "norm"
     assert [entry["name"] for entry in index["layers"]] == [*(f"blocks.{i}" for i in range(12)), "norm"]
-    assert sorted(path.name for path in folder.iterdir()) == sorted([LAYER_INDEX, *(f"{i:02d}.npy" for i in range(13))])
+    files = sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))  # .snakemake_timestamp
+    assert files == sorted([LAYER_INDEX, *(f"{i:02d}.npy" for i in range(13))])
     main = subset_rows(tmp_path / "results/features/shapes/vit_random/train.npy", subset)
     np.testing.assert_allclose(np.load(folder / "12.npy"), main, rtol=0, atol=1e-6)  # other batch neighbours
     assert read_json(tmp_path / "results/checks/models/vit_random.json")["layers"] == [f"blocks.{i}" for i in range(12)]

@@ -558,6 +558,6 @@ def test_paper_dry_run_probes_every_dataset_with_the_codes_search(tmp_path: Path
 @pytest.mark.workflow
 def test_appendix_c_dry_run_is_a_similarity_analysis_without_probes(tmp_path: Path) -> None:
     jobs = dry_run_jobs(tmp_path, "paper.yaml", "paper-appendix-c.yaml")
-    assert jobs["all"] == jobs["sample_size_datasets"] == 1
+    assert jobs["all"] == jobs["sample_size_per_k_datasets"] == 1
     assert jobs["similarity"] == 6 * 5
     assert not {"probe", "performance", "similarity_vs_performance"} & set(jobs)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 import yte
 
-from conftest import REPO
+from conftest import REPO, rule_bodies, workflow_text
 from test_workflow import TINY
 
 PROFILE = REPO / "profiles/slurm/config.yaml"
@@ -26,17 +26,6 @@ CLUSTER_GPU_RULES = {"features", "features_thingsvision", "layer_features", "pro
 # The rules whose jobs of one (model, dataset) share one sbatch job.
 GROUPED_RULES = {"features", "features_thingsvision", "probe"}
 TINY_SEEDS = {**TINY, "probe": {**TINY["probe"], "seeds": [0, 1, 2]}}
-
-
-def workflow_text() -> str:
-    """The Snakefile and every rule file, concatenated."""
-    paths = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
-    return "\n".join(path.read_text() for path in paths)
-
-
-def rule_bodies() -> dict[str, str]:
-    """Every rule of the workflow: its name and the indented lines of its body."""
-    return dict(re.findall(r"^rule (\w+):\n((?:(?:[ \t].*)?\n)*)", workflow_text(), flags=re.M))
 
 
 def local_rules() -> set[str]:

@@ -226,7 +226,7 @@ def test_similarity_by_sample_size_at_full_size_equals_the_full_similarity():
     assert at_six[("a", "c")] == pytest.approx(full.loc["a", "c"], abs=1e-9)
 
 
-def test_similarity_figure_data_holds_clustered_panels_with_mean_and_std():
+def test_similarity_matrices_data_holds_clustered_panels_with_mean_and_std():
     metadata = pd.DataFrame(
         {"objective": ["Sup", "Sup", "SSL"], "architecture_class": "CNN", "data_class": "IN1k", "size_class": "small"},
         index=MODELS,

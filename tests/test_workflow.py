@@ -121,9 +121,9 @@ def test_adding_a_model_reruns_only_its_jobs_and_the_aggregates(finished_run):
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
     assert counts.pop("features") == 3 and counts.pop("probe") == 3 and counts.pop("similarity") == 3
-    assert counts.pop("sample_size") == 3  # the structure stage's one feature-reading job per dataset
+    assert counts.pop("sample_size") == 3  # the sample-size stage's one feature-reading job per dataset
     assert "subset" not in counts and set(counts.values()) == {1}  # every aggregate once, per the one metric
-    assert {"performance", "consistency", "similarity_vs_performance", "run_config", "all"} <= set(counts)
+    assert {"performance", "consistency", "similarity_vs_performance", "config", "all"} <= set(counts)
     result = snakemake(finished_run, config)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (finished_run / "logs/similarity/shapes/cka_linear_unbiased.log").read_text()

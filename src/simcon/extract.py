@@ -25,7 +25,7 @@ from tqdm import tqdm
 from simcon.datasets import SPLITS, Split, check_subset, load_split
 from simcon.device import acquire_device
 from simcon.io import atomic_directory, atomic_path, write_json
-from simcon.models import Model, build_model, model_transform, resolve_layers
+from simcon.models import Model, build_model, channels_last, model_transform, resolve_layers
 from simcon.vocabulary import TOKEN_POOLINGS
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -75,25 +75,22 @@ def image_loader(images: SplitImages, *, batch_size: int, workers: int, pin_memo
     )
 
 
-def to_vectors(output: Any, token_pooling: str = "cls") -> torch.Tensor:
-    """One vector per image of a module's output (of a tuple or list, its first element, as Hugging Face blocks
-    return): (B, D) as is, (B, T, D) by `token_pooling` ('cls' its first token, 'mean' the mean over its tokens),
-    (B, C, H, W) averaged over space, any other shape flattened after the batch axis."""
-    if isinstance(output, (tuple, list)):
-        output = output[0]
+def to_vectors(output: torch.Tensor, token_pooling: str = "cls", channels_last: bool = False) -> torch.Tensor:
+    """One vector per image of a module's output: (B, D) as is, (B, T, D) by `token_pooling` ('cls' its first
+    token, 'mean' the mean over its tokens), (B, C, H, W) averaged over space ((B, H, W, C) if `channels_last`),
+    any other shape flattened after the batch axis."""
     if output.ndim == 3:
-        if token_pooling not in TOKEN_POOLINGS:
-            raise ValueError(f"token_pooling must be one of {list(TOKEN_POOLINGS)}, got {token_pooling!r}")
         return output[:, 0] if token_pooling == "cls" else output.mean(dim=1)
     if output.ndim == 4:
-        return output.mean(dim=(2, 3))
+        return output.mean(dim=(1, 2) if channels_last else (2, 3))
     return output.flatten(1)
 
 
 class LayerCapture:
     """Forward hooks on `network`: each forward pass captures the output of every module of `layers` (name ->
-    module) as one vector per image (to_vectors), and the number of leaf-module (no children) forward calls
-    completed when it appeared, the module's own included. Remove the hooks with `remove` (or use it in a `with`)."""
+    module) as one vector per image (to_vectors; 4-D outputs channels-last where simcon.models.channels_last says
+    so), and the number of leaf-module (no children) forward calls completed when it appeared, the module's own
+    included. Remove the hooks with `remove` (or use it in a `with`)."""
 
     def __init__(self, network: nn.Module, layers: Mapping[str, nn.Module], token_pooling: str = "cls") -> None:
         self.token_pooling = token_pooling
@@ -103,14 +100,17 @@ class LayerCapture:
         leaves = [module for module in network.modules() if next(module.children(), None) is None]
         # counting first: on a leaf layer its own call is counted before its output is captured
         self._hooks = [leaf.register_forward_hook(self._count) for leaf in leaves]
-        self._hooks += [module.register_forward_hook(self._capturer(name)) for name, module in layers.items()]
+        self._hooks += [
+            module.register_forward_hook(self._capturer(name, channels_last(network, module)))
+            for name, module in layers.items()
+        ]
 
     def _count(self, _module: nn.Module, _input: Any, _output: Any) -> None:
         self.leaf_calls += 1
 
-    def _capturer(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
-        def capture(_module: nn.Module, _input: Any, output: Any) -> None:
-            self.outputs[name].append(to_vectors(output, self.token_pooling))
+    def _capturer(self, name: str, last: bool) -> Callable[[nn.Module, Any, Any], None]:
+        def capture(_module: nn.Module, _input: Any, output: torch.Tensor) -> None:
+            self.outputs[name].append(to_vectors(output, self.token_pooling, last))
             self.leaf_calls_at[name] = self.leaf_calls
 
         return capture
@@ -166,6 +166,8 @@ def layer_batches(
     vector per image."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if token_pooling not in TOKEN_POOLINGS:
+        raise ValueError(f"token_pooling must be one of {list(TOKEN_POOLINGS)}, got {token_pooling!r}")
     cuda = device.type == "cuda"
     network = network.to(device)
     loader = image_loader(

@@ -359,6 +359,18 @@ def resolve_layers(model_id: str, network: nn.Module, layers: str | Sequence[str
     return {name: _find_layer(model_id, network, name) for name in names}
 
 
+def channels_last(network: nn.Module, module: nn.Module) -> bool:
+    """Whether a (B, C, H, W)-shaped output of `module`, a module of `network`, is in fact (B, H, W, C): that of a
+    module other than a convolution inside a timm network or block that runs channels-last (`output_fmt` 'NHWC',
+    e.g. Swin's stages and final norm)."""
+    if isinstance(module, nn.Conv2d):
+        return False
+    return any(
+        getattr(outer, "output_fmt", None) == "NHWC" and any(inner is module for inner in outer.modules())
+        for outer in network.modules()
+    )
+
+
 TRANSFORMER_BLOCK_LISTS = ("transformer.resblocks", "encoder.layers", "encoder.layer")
 """Module lists of transformer blocks: open_clip's, torchvision's ViT's, Hugging Face encoders'."""
 

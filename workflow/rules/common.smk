@@ -27,7 +27,7 @@ DATASETS = list(config["datasets"])
 METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
 STRUCTURE = config["structure"]
-STRUCTURE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
+SAMPLE_SIZE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
 PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 # App. C's per-k subsets serve a similarity analysis only (the paper probes none; k = 1 could not be split for
 # validation): no probe, performance or similarity-vs-performance job reads them.
@@ -120,7 +120,13 @@ def structure_outputs():
         *expand("results/figures/{metric}/{name}", metric=METRICS, name=per_metric),
         "results/figures/metric_means.png",
         "results/figures/headline_consistency.csv",
-        *expand("results/figures/sample_size/{dataset}.png", dataset=STRUCTURE_DATASETS),
+    ]
+
+
+def sample_size_outputs():
+    """The figures of the sample-size stage (sample_size.smk, App. C)."""
+    return [
+        *expand("results/figures/sample_size/{dataset}.png", dataset=SAMPLE_SIZE_DATASETS),
         *(["results/figures/sample_size/per_k_datasets.png"] if PER_K_DATASETS else []),
     ]
 
@@ -156,6 +162,7 @@ def final_outputs():
         *expand("results/consistency/{metric}/consistency.csv", metric=METRICS),
         *expand("results/figures/{metric}/consistency_by_category.png", metric=METRICS),
         *structure_outputs(),
+        *sample_size_outputs(),
         *expand("results/figures/{metric}/consistency_anchors.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_matrices.png", metric=METRICS),
         *expand("results/figures/{metric}/consistency_bootstrap.png", metric=METRICS),
@@ -207,7 +214,7 @@ def models_pattern(models):
 
 
 def thingsvision_job(wildcards, output, threads):
-    """The features job of a thingsvision model as the JSON argument of scripts/thingsvision_features.py."""
+    """The features job of a thingsvision model as the JSON argument of scripts/features_thingsvision.py."""
     return json.dumps(
         {
             "model_id": wildcards.model,

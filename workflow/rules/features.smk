@@ -35,7 +35,7 @@ rule features_thingsvision:
     params:
         python=config["thingsvision_python"],
         src=f"{workflow.basedir}/src",
-        script=f"{workflow.basedir}/scripts/thingsvision_features.py",
+        script=f"{workflow.basedir}/scripts/features_thingsvision.py",
         job=lambda wildcards, output, threads: thingsvision_job(wildcards, output, threads),
     resources:
         gpu=1,

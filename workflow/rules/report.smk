@@ -1,9 +1,9 @@
 localrules:
-    run_config,
+    config,
     model_categories,
 
 
-rule run_config:
+rule config:
     output:
         report(
             "results/config.yaml",
@@ -14,11 +14,11 @@ rule run_config:
     params:
         config=config,
     log:
-        "logs/run_config.log",
+        "logs/config.log",
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/run_config.py"
+        "../../scripts/config.py"
 
 
 rule model_categories:

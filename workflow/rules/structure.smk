@@ -1,15 +1,14 @@
-# Structure of the similarity matrices across datasets and metrics: paper Figs. 2-5, App. C and D, Sec. 4.4's headline.
+# Structure of the similarity matrices across datasets and metrics: paper Figs. 2-5, App. D, Sec. 4.4's headline.
 localrules:
-    similarity_figure,
+    similarity_matrices,
     mean_vs_std,
     metric_means,
     tsne,
     dataset_pairs,
     headline_consistency,
-    sample_size_datasets,
 
 
-rule similarity_figure:
+rule similarity_matrices:
     input:
         unpack(metric_matrices),
     output:
@@ -31,11 +30,11 @@ rule similarity_figure:
         datasets=DATASETS,
         metadata=model_metadata(),
     log:
-        "logs/similarity_figure/{metric}.log",
+        "logs/similarity_matrices/{metric}.log",
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/similarity_figure.py"
+        "../../scripts/similarity_matrices.py"
 
 
 rule mean_vs_std:
@@ -70,7 +69,7 @@ rule mean_vs_std:
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/structure_mean_vs_std.py"
+        "../../scripts/mean_vs_std.py"
 
 
 rule metric_means:
@@ -108,7 +107,7 @@ rule metric_means:
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/structure_metric_means.py"
+        "../../scripts/metric_means.py"
 
 
 rule tsne:
@@ -138,7 +137,7 @@ rule tsne:
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/structure_tsne.py"
+        "../../scripts/tsne.py"
 
 
 rule dataset_pairs:
@@ -176,7 +175,7 @@ rule dataset_pairs:
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/structure_dataset_pairs.py"
+        "../../scripts/dataset_pairs.py"
 
 
 rule headline_consistency:
@@ -199,73 +198,4 @@ rule headline_consistency:
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/structure_headline.py"
-
-
-rule sample_size:
-    input:
-        unpack(train_features_by_model),  # named by model id
-        labels=dataset_train_labels,
-        subset="results/subsets/{dataset}.json",
-    output:
-        figure=report(
-            "results/figures/sample_size/{dataset}.png",
-            caption="../report/sample_size.rst",
-            category="Appendix",
-            subcategory="App. C sample size",
-            labels={"figure": "App. C samples per class", "dataset": "{dataset}"},
-        ),
-        similarities="results/figures/sample_size/{dataset}.similarities.csv",
-        data=report(
-            "results/figures/sample_size/{dataset}.csv",
-            caption="../report/sample_size_data.rst",
-            category="Appendix",
-            subcategory="App. C sample size",
-            labels={"table": "App. C data", "dataset": "{dataset}"},
-        ),
-    params:
-        models=MODELS,
-        metrics=METRICS,
-        samples_per_class=STRUCTURE["sample_size"]["samples_per_class"],
-        seed=config["subset_seed"],
-        device=config["device"],
-    resources:
-        gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
-        # the subset's rows of every model's features in memory, plus n x n statistics per model
-        mem_mb=lambda wildcards, input, attempt: (4000 + 4 * subset_features_mb(wildcards, input)) * attempt,
-        runtime=lambda wildcards, input, attempt: (30 + subset_features_mb(wildcards, input) // 10) * attempt,
-    log:
-        "logs/sample_size/{dataset}.log",
-    conda:
-        "../../envs/simcon.yaml"
-    script:
-        "../../scripts/structure_sample_size.py"
-
-
-rule sample_size_datasets:
-    input:
-        unpack(per_k_matrices),
-    output:
-        figure=report(
-            "results/figures/sample_size/per_k_datasets.png",
-            caption="../report/sample_size_datasets.rst",
-            category="Appendix",
-            subcategory="App. C sample size",
-            labels={"figure": "App. C per-k datasets", "dataset": "per-k datasets"},
-        ),
-        data=report(
-            "results/figures/sample_size/per_k_datasets.csv",
-            caption="../report/sample_size_data.rst",
-            category="Appendix",
-            subcategory="App. C sample size",
-            labels={"table": "App. C data", "dataset": "per-k datasets"},
-        ),
-    params:
-        samples_per_class=[entry["samples_per_class"] for entry in PER_K_DATASETS],
-        metrics=METRICS,
-    log:
-        "logs/sample_size_datasets.log",
-    conda:
-        "../../envs/simcon.yaml"
-    script:
-        "../../scripts/structure_sample_size_datasets.py"
+        "../../scripts/headline_consistency.py"

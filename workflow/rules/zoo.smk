@@ -4,7 +4,7 @@ localrules:
 
 rule zoo_scenes:
     output:
-        "results/zoo/scenes.npz",
+        scenes="results/zoo/scenes.npz",
     params:
         scenes=lambda wildcards: ZOO["scenes"],
     log:
@@ -17,7 +17,7 @@ rule zoo_scenes:
 
 rule train_zoo:
     input:
-        "results/zoo/scenes.npz",
+        scenes="results/zoo/scenes.npz",
     output:
         checkpoint="results/zoo/{zoo_model}.pt",
         history="results/zoo/{zoo_model}.json",

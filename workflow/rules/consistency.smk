@@ -1,36 +1,12 @@
+# Consistency of model sets' similarity across dataset pairs: Secs. 4.5-4.6, Figs. 6-7, App. E and F, and its
+# bootstrap intervals and permutation tests.
 localrules:
-    performance,
     consistency,
     consistency_anchors,
     consistency_matrices,
     consistency_bootstrap,
     permutation_test,
-    metric_agreement,
-    similarity_vs_performance,
-
-
-rule performance:
-    input:
-        [f"results/probes/{dataset}/{model}/seed{seed}.json" for dataset in PROBE_DATASETS for model in MODELS for seed in SEEDS],
-    output:
-        table=report(
-            "results/performance.csv",
-            caption="../report/performance.rst",
-            category="4.7 Similarity and performance",
-            labels={"table": "App. B linear-probe accuracy"},
-        ),
-        top1=report(
-            "results/performance_top1.csv",
-            caption="../report/performance_top1.rst",
-            category="4.7 Similarity and performance",
-            labels={"table": "App. B top-1 per model and dataset"},
-        ),
-    log:
-        "logs/performance.log",
-    conda:
-        "../../envs/simcon.yaml"
-    script:
-        "../../scripts/performance.py"
+    consistency_metrics,
 
 
 rule consistency:
@@ -73,7 +49,7 @@ rule consistency:
 
 rule consistency_anchors:
     input:
-        "results/consistency/{metric}/consistency.csv",
+        consistency="results/consistency/{metric}/consistency.csv",
     output:
         table=report(
             "results/figures/{metric}/consistency_anchors.csv",
@@ -99,7 +75,7 @@ rule consistency_anchors:
 
 rule consistency_matrices:
     input:
-        "results/consistency/{metric}/consistency.csv",
+        consistency="results/consistency/{metric}/consistency.csv",
     output:
         table=report(
             "results/figures/{metric}/consistency_matrices.csv",
@@ -129,7 +105,7 @@ rule consistency_matrices:
 
 rule consistency_bootstrap:
     input:
-        "results/consistency/{metric}/consistency.csv",
+        consistency="results/consistency/{metric}/consistency.csv",
     output:
         table=report(
             "results/figures/{metric}/consistency_bootstrap.csv",
@@ -187,65 +163,27 @@ rule permutation_test:
         "../../scripts/permutation_test.py"
 
 
-rule metric_agreement:
+rule consistency_metrics:
     input:
         unpack(consistency_tables),
     output:
         table=report(
             "results/figures/consistency_metrics.csv",
-            caption="../report/metric_agreement.rst",
+            caption="../report/consistency_metrics.rst",
             category="Appendix",
             labels={"table": "App. E consistency under other metrics"},
         ),
         figure=report(
             "results/figures/consistency_metrics.png",
-            caption="../report/metric_agreement.rst",
+            caption="../report/consistency_metrics.rst",
             category="Appendix",
             labels={"figure": "App. E consistency under other metrics"},
         ),
     params:
         metrics=METRICS,
     log:
-        "logs/metric_agreement.log",
+        "logs/consistency_metrics.log",
     conda:
         "../../envs/simcon.yaml"
     script:
-        "../../scripts/metric_agreement.py"
-
-
-rule similarity_vs_performance:
-    input:
-        unpack(probed_matrices),
-        performance="results/performance.csv",
-    output:
-        pairs="results/similarity_vs_performance/{metric}/pairs.csv",
-        correlations=report(
-            "results/similarity_vs_performance/{metric}/correlations.csv",
-            caption="../report/gap_correlations.rst",
-            category="4.7 Similarity and performance",
-            subcategory="{metric}",
-            labels={"table": "App. G correlation per dataset", "metric": "{metric}"},
-        ),
-        figure=report(
-            "results/figures/{metric}/similarity_vs_gap.png",
-            caption="../report/similarity_vs_gap.rst",
-            category="4.7 Similarity and performance",
-            subcategory="{metric}",
-            labels={"figure": "Fig. 8 similarity vs performance gap", "metric": "{metric}"},
-        ),
-        by_category=report(
-            "results/figures/{metric}/gap_correlations_by_category.png",
-            caption="../report/gap_correlations_by_category.rst",
-            category="4.7 Similarity and performance",
-            subcategory="{metric}",
-            labels={"figure": "App. G correlation by dataset category", "metric": "{metric}"},
-        ),
-    params:
-        datasets=PROBE_DATASETS,
-        categories=dataset_categories(),
-    log:
-        "logs/similarity_vs_performance/{metric}.log",
-    conda:
-        "../../envs/simcon.yaml"
-    script:
-        "../../scripts/similarity_vs_performance.py"
+        "../../scripts/consistency_metrics.py"

@@ -1,5 +1,5 @@
 """The feature files of one thingsvision model on one dataset, run by the thingsvision environment's python:
-`python scripts/thingsvision_features.py JOB.json`, JOB holding the features rule's params and outputs."""
+`python scripts/features_thingsvision.py JOB.json`, JOB holding the features rule's params and outputs."""
 
 import json
 import sys
