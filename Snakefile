@@ -20,6 +20,7 @@ include: "workflow/rules/structure.smk"
 include: "workflow/rules/sample_size.smk"
 include: "workflow/rules/consistency.smk"
 include: "workflow/rules/performance.smk"
+include: "workflow/rules/layers.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -27,4 +28,5 @@ rule all:
     input:
         final_outputs(),
         zoo_outputs(),
+        layer_outputs(),
     default_target: True

@@ -303,3 +303,27 @@ def zoo_models(
             },
         }
     return specs
+
+
+# --------------------------------------------------------------------------- the layer analyses
+
+
+def layer_grid_pairs(
+    pairs: Sequence[Sequence[str]] | None, layer_models: Sequence[str], objectives: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """The model pairs whose layer x layer grids are drawn: `pairs` (layer_analysis.grid_pairs) as given, or when
+    None, the first model of each objective among `layer_models` (config order), every pair of them and each with
+    itself. `objectives` maps model id to objective. ConfigError if a pair names a model without layers."""
+    if pairs is not None:
+        unknown = sorted({model for pair in pairs for model in pair if model not in layer_models})
+        if unknown:
+            raise ConfigError(
+                f"layer_analysis.grid_pairs names model(s) {unknown} without layers; models with layers: "
+                f"{list(layer_models)}"
+            )
+        return [(a, b) for a, b in pairs]
+    first_of_objective: dict[str, str] = {}
+    for model in layer_models:
+        first_of_objective.setdefault(objectives[model], model)
+    chosen = list(first_of_objective.values())
+    return [(a, b) for i, a in enumerate(chosen) for b in chosen[i:]]

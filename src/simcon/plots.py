@@ -585,3 +585,94 @@ def gap_correlations_by_category(correlations: pd.DataFrame, metric: str, order:
     axis.set_xlabel(f"Pearson r: similarity ({metric}) vs |top-1 gap|", fontsize=8)
     figure.suptitle("Similarity vs performance gap, per dataset category")
     return figure
+
+
+MAX_LAYER_TICKS = 16  # above this many layers, a grid labels every k-th layer
+
+
+def _layer_ticks(count: int) -> np.ndarray:
+    """Positions of the labelled layers of a grid axis: every layer, or every k-th and the last."""
+    step = math.ceil(count / MAX_LAYER_TICKS)
+    return np.unique(np.append(np.arange(0, count, step), count - 1))
+
+
+def layer_grids(cells: pd.DataFrame, title: str) -> Figure:
+    """One heatmap per model pair of the similarity of each layer of model_a (rows, input at the bottom) with each
+    layer of model_b (columns), from a long table of grid cells (simcon.layers.grid_table), on one colour scale."""
+    pairs = list(cells[["model_a", "model_b"]].drop_duplicates().itertuples(index=False, name=None))
+    low, high = cells["similarity"].min(), cells["similarity"].max()
+    figure, axes = _grid(len(pairs), 3.4, 3.2)
+    for axis, (model_a, model_b) in zip(axes, pairs):
+        rows = cells[(cells["model_a"] == model_a) & (cells["model_b"] == model_b)]
+        grid = rows.pivot(index="layer_a", columns="layer_b", values="similarity")
+        grid = grid.loc[rows["layer_a"].drop_duplicates(), rows["layer_b"].drop_duplicates()]  # depth order
+        image = axis.imshow(grid.to_numpy(), origin="lower", vmin=low, vmax=high, cmap="magma", aspect="auto")
+        for setter, labels in ((axis.set_yticks, grid.index), (axis.set_xticks, grid.columns)):
+            ticks = _layer_ticks(len(labels))
+            setter(ticks, [labels[t] for t in ticks], fontsize=6)
+        axis.tick_params(axis="x", labelrotation=90)
+        axis.set_ylabel(f"{model_a} layer", fontsize=8)
+        axis.set_xlabel(f"{model_b} layer", fontsize=8)
+        axis.set_title(f"{model_a} × {model_b}", fontsize=9)
+    figure.colorbar(image, ax=axes[: len(pairs)], label="similarity")
+    figure.suptitle(f"Layer × layer similarity ({title})")
+    return figure
+
+
+def best_layer_depths(table: pd.DataFrame, metric: str) -> Figure:
+    """Per objective pair, the relative depths of the best-matching layer pair of every model pair on every
+    dataset (x: the model of the first objective, y: of the second; jittered slightly); the corner (1, 1) is the
+    pair of representation layers."""
+    order = {
+        objective: i
+        for i, objective in enumerate(_ordered_labels(table["objective_a"].tolist() + table["objective_b"].tolist()))
+    }
+    swap = table["objective_a"].map(order) > table["objective_b"].map(order)
+    oriented = table.copy()
+    for left, right in (("objective_a", "objective_b"), ("depth_a", "depth_b")):
+        oriented.loc[swap, [left, right]] = table.loc[swap, [right, left]].to_numpy()
+    groups = list(oriented.groupby(["objective_a", "objective_b"], sort=False))
+    groups.sort(key=lambda item: (order[item[0][0]], order[item[0][1]]))
+    figure, axes = _grid(max(len(groups), 1), 3.0, 3.0)
+    if not groups:
+        _note(axes[0], "no model pairs: fewer than two models with layers")
+    jitter = np.random.default_rng(0)
+    for axis, ((objective_a, objective_b), rows) in zip(axes, groups):
+        at_representation = ((rows["depth_a"] == 1.0) & (rows["depth_b"] == 1.0)).mean()
+        axis.plot([0, 1], [0, 1], color="0.8", linewidth=1, zorder=0)
+        axis.scatter(
+            rows["depth_a"] + jitter.uniform(-0.015, 0.015, len(rows)),
+            rows["depth_b"] + jitter.uniform(-0.015, 0.015, len(rows)),
+            s=12,
+            alpha=0.5,
+            color=LABEL_COLOURS.get(objective_a, "0.3"),
+        )
+        axis.set_xlim(0, 1.05)
+        axis.set_ylim(0, 1.05)
+        axis.set_xlabel(f"{objective_a} model: relative depth", fontsize=8)
+        axis.set_ylabel(f"{objective_b} model: relative depth", fontsize=8)
+        axis.set_title(f"{objective_a} × {objective_b}: {at_representation:.0%} at (1, 1)", fontsize=9)
+    figure.suptitle(f"Where the best-matching layer pairs lie ({metric})")
+    return figure
+
+
+def consistency_by_depth(summary: pd.DataFrame, metric: str) -> Figure:
+    """Median consistency (line) and interquartile range (band) over dataset pairs against the relative depth of
+    each depth bin's centre, one line per set pair of a summarise_by_depth table (All dashed grey)."""
+    figure, axis = plt.subplots(figsize=(6.0, 4.0), layout="constrained")
+    sets = _ordered_labels(summary["set_a"].tolist())
+    colours = label_colours(sets)
+    for name in sets:
+        rows = summary[summary["set_a"] == name].sort_values("centre")
+        style = {"color": "0.4", "linestyle": "--"} if name == "All" else {"color": colours[name]}
+        axis.fill_between(rows["centre"], rows["q25"], rows["q75"], alpha=0.15, color=style["color"], linewidth=0)
+        axis.plot(rows["centre"], rows["median"], marker="o", label=f"{name} × {name}", **style)
+    if summary.empty:
+        _note(axis, "no values: consistency needs two datasets and three model pairs of a set")
+    else:
+        axis.legend(fontsize=8)
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("relative depth (bin centre; 1 = representation layer)", fontsize=9)
+    axis.set_ylabel("Pearson ρ over dataset pairs", fontsize=9)
+    axis.set_title(f"Consistency across datasets by relative depth ({metric})", fontsize=10)
+    return figure

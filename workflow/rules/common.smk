@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 # Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
 # The checks that need a backend library run as the check jobs of checks.smk.
-from simcon.config import ZOO_CHECKPOINT, resolve_config, zoo_members
+from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, resolve_config, zoo_members
 from simcon.metrics import reference_metric
 
 # The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
@@ -183,6 +183,13 @@ def model_checkpoint(wildcards):
     return [ancient(f"results/checks/models/{twin}.json"), dataset_check, ZOO_CHECKPOINT.format(model=wildcards.model)]
 
 
+
+def layer_features_inputs(wildcards):
+    """model_checkpoint's files, the checks not `ancient`: a model's check reruns when its `layers` change, and its
+    layer features must rerun in the same run. (Snakemake does not evaluate the params of a job below a job that
+    reruns when the files between them are ancient, so with ancient checks they would rerun only a run later.)"""
+    return [str(path) for path in model_checkpoint(wildcards)]
+
 def features_spec(wildcards):
     """The options of a model that its feature files depend on: all but `layers`, so that a change of the layer
     analysis reruns no features job."""
@@ -221,3 +228,43 @@ def thingsvision_job(wildcards, output, threads):
             **{key: config[key] for key in ("image_size", "crop_pct", "batch_size", "device", "normalize", "precision")},
         }
     )
+
+
+# The layer analyses (layers.smk): similarity over every (model, layer) of the models with `layers`.
+LAYER_TABLE = "results/layers/similarity/{dataset}/{metric}.csv"
+LAYER_GRID_PAIRS = layer_grid_pairs(
+    config["layer_analysis"]["grid_pairs"],
+    LAYER_MODELS,
+    {model: config["models"][model]["metadata"]["objective"] for model in LAYER_MODELS},
+)
+
+
+def layer_folders(wildcards):
+    """The layer folder of every model with layers on one dataset, named by model id."""
+    return {model: f"results/layers/{wildcards.dataset}/{model}" for model in LAYER_MODELS}
+
+
+def layer_tables(wildcards):
+    """The long layer-similarity table of every dataset for one metric, named by dataset."""
+    return {dataset: LAYER_TABLE.format(dataset=dataset, metric=wildcards.metric) for dataset in DATASETS}
+
+
+def layer_features_mb(wildcards, input):
+    """MB of every layer's features of one dataset, from the layers.json files (0 while they do not exist yet)."""
+    paths = [Path(getattr(input, model)) / "layers.json" for model in LAYER_MODELS]
+    if not all(path.exists() for path in paths):
+        return 0
+    infos = [json.loads(path.read_text()) for path in paths]
+    return sum(info["n"] * layer["d"] * 4 for info in infos for layer in info["layers"]) / 1e6
+
+
+def layer_outputs():
+    """The layer similarity tables and the layer analyses' figures; none without models with layers."""
+    if not LAYER_MODELS:
+        return []
+    return [
+        *expand(LAYER_TABLE, dataset=DATASETS, metric=METRICS),
+        *expand("results/figures/{metric}/layer_grids/{dataset}.png", metric=METRICS, dataset=DATASETS),
+        *expand("results/figures/{metric}/layer_best_pairs.png", metric=METRICS),
+        *expand("results/figures/{metric}/consistency_by_depth.png", metric=METRICS),
+    ]

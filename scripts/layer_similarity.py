@@ -1,0 +1,32 @@
+"""The similarity of every pair of (model, layer) representations of one dataset under one metric, as a long
+table, on the subset's train images."""
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from simcon.device import acquire_device
+from simcon.io import read_json, write_csv
+from simcon.layers import layer_similarity, read_layer_folder
+from simcon.logs import job_log
+
+with job_log(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    params = snakemake.params
+    rows = len(read_json(snakemake.input.subset)["indices"])
+    representations = [r for model in params.models for r in read_layer_folder(getattr(snakemake.input, model), rows)]
+    with acquire_device(params.device) as device:
+        table, computed = layer_similarity(
+            representations,
+            snakemake.wildcards.metric,
+            device=str(device),
+            cache_dir=params.cache,
+            context_key=hashlib.sha256(Path(snakemake.input.subset).read_bytes()).hexdigest(),
+            progress=True,
+        )
+    print(
+        f"{snakemake.wildcards.dataset}/{snakemake.wildcards.metric}: {len(representations)} representations, "
+        f"computed {computed} pairs"
+    )
+    write_csv(snakemake.output[0], table)
