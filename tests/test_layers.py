@@ -303,6 +303,7 @@ def test_layer_run_and_one_more_layer_computes_only_its_pairs(tmp_path):
     assert result.returncode == 0, result.stderr[-5000:]
     counts = job_counts(result.stdout + result.stderr)
     assert counts.pop("layer_features") == 2 and counts.pop("layer_similarity") == 2  # vit_random's, per dataset
+    assert counts.pop("check_layers") == 1 and not {"check_model", "features"} & set(counts)  # its layers' check only
     for dataset in TINY["datasets"]:
         log = (tmp_path / f"logs/layer_similarity/{dataset}/{METRIC}.log").read_text()
         assert "7 representations, computed 6 pairs" in log  # the new layer against the 6 there were

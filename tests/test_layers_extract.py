@@ -467,7 +467,9 @@ def test_thingsvision_models_do_not_inherit_the_layers(tmp_path):
 
 
 def _zoo_config(**architecture):
+    """config/zoo.yaml without its top-level `layers`, the cnn architecture updated with `architecture`."""
     config = yaml.safe_load((REPO / "config/zoo.yaml").read_text())
+    config.pop("layers")
     config["zoo"]["architectures"]["cnn"].update(architecture)
     return config
 
@@ -492,8 +494,8 @@ def test_zoo_models_take_their_twins_layers_and_the_architecture_must_agree(tmp_
 @pytest.mark.workflow
 def test_layer_features_rule_writes_the_folder_and_a_bad_layer_fails_its_check(tmp_path):
     """The layer_features job of a tiny config writes the folder of the contract; a model whose layer does not
-    exist fails its check job (naming model and layer) and starts no layer job; turning the layers on reruns no
-    features job."""
+    exist fails its layers check (naming model and layer) and starts no layer job; turning the layers on reruns no
+    model check and no features job."""
     config = copy.deepcopy(TINY)
     config["models"] = {m: TINY["models"][m] for m in ("resnet18_random", "vit_random")}
     config["datasets"] = {"shapes": {**TINY["datasets"]["shapes"], "max_samples": 12}}
@@ -506,11 +508,12 @@ def test_layer_features_rule_writes_the_folder_and_a_bad_layer_fails_its_check(t
     planned = snakemake(tmp_path, config, *targets, "-n")
     assert planned.returncode == 0, planned.stderr[-5000:]
     counts = job_counts(planned.stdout + planned.stderr)
-    assert counts["layer_features"] == 2 and "features" not in counts  # the main features stay
+    assert counts["layer_features"] == counts["check_layers"] == 2
+    assert "features" not in counts and "check_model" not in counts  # the main features and their checks stay
 
     run = snakemake(tmp_path, config, *targets, "--keep-going")
     assert run.returncode != 0
-    log = (tmp_path / "logs/check_model/resnet18_random.log").read_text()
+    log = (tmp_path / "logs/check_layers/resnet18_random.log").read_text()
     assert re.search(r"model 'resnet18_random' has no layer 'layer9'; similar names: .*layer1", log)
     assert not (tmp_path / "logs/layer_features/shapes/resnet18_random.log").exists()
     assert not (tmp_path / targets[0]).exists()
@@ -524,4 +527,4 @@ def test_layer_features_rule_writes_the_folder_and_a_bad_layer_fails_its_check(t
     assert files == sorted([LAYER_INDEX, *(f"{i:02d}.npy" for i in range(13))])
     main = subset_rows(tmp_path / "results/features/shapes/vit_random/train.npy", subset)
     np.testing.assert_allclose(np.load(folder / "12.npy"), main, rtol=0, atol=1e-6)  # other batch neighbours
-    assert read_json(tmp_path / "results/checks/models/vit_random.json")["layers"] == [f"blocks.{i}" for i in range(12)]
+    assert read_json(tmp_path / "results/checks/layers/vit_random.json")["layers"] == [f"blocks.{i}" for i in range(12)]

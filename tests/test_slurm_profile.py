@@ -90,6 +90,7 @@ def test_grouped_jobs_run_one_at_a_time_in_their_group(monkeypatch):
     assert settings["groups"] == {
         **{rule: GROUP for rule in GROUPED_RULES},
         "check_model": CHECKS,
+        "check_layers": CHECKS,
         "check_dataset": CHECKS,
     }
     assert settings["group-components"] == {CHECKS: CHECKS_PER_JOB}

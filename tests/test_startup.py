@@ -14,7 +14,14 @@ from conftest import REPO
 SCRIPTS = REPO / "scripts"
 MODEL_BACKENDS = ("timm", "open_clip", "transformers", "torchvision")
 # The scripts that build or load models, or run outside the workflow (a command-line tool, thingsvision's environment)
-BACKEND_SCRIPTS = {"features.py", "layer_features.py", "check_model.py", "prefetch.py", "features_thingsvision.py"}
+BACKEND_SCRIPTS = {
+    "features.py",
+    "layer_features.py",
+    "check_model.py",
+    "check_layers.py",
+    "prefetch.py",
+    "features_thingsvision.py",
+}
 # The jobs that run most often (one per model, dataset and seed; per dataset and metric), and what they never load
 LEAN_JOBS = {
     "probe.py": (*MODEL_BACKENDS, "sklearn", "scipy", "pandas", "matplotlib", "PIL"),

@@ -173,26 +173,26 @@ def final_outputs():
 
 def model_checkpoint(wildcards):
     """What a features job needs besides its data: the passed checks of its model and dataset (checks.smk) and,
-    for a zoo model, the checkpoint the workflow trains (its network is checked as its untrained twin). The checks
-    are `ancient`: a features job waits for them but does not rerun because they did (a check reruns when any of
-    its model's options change, `layers` too; the features job reruns when its own params change)."""
-    dataset_check = ancient(f"results/checks/datasets/{wildcards.dataset}.json")
+    for a zoo model, the checkpoint the workflow trains (its network is checked as its untrained twin)."""
     if wildcards.model not in ZOO_MEMBERS:
-        return [ancient(f"results/checks/models/{wildcards.model}.json"), dataset_check]
+        return [f"results/checks/models/{wildcards.model}.json", f"results/checks/datasets/{wildcards.dataset}.json"]
     twin = ZOO["architectures"][ZOO_MEMBERS[wildcards.model][0]]["twin"]
-    return [ancient(f"results/checks/models/{twin}.json"), dataset_check, ZOO_CHECKPOINT.format(model=wildcards.model)]
+    return [
+        f"results/checks/models/{twin}.json",
+        f"results/checks/datasets/{wildcards.dataset}.json",
+        ZOO_CHECKPOINT.format(model=wildcards.model),
+    ]
 
 
+def layer_checkpoint(wildcards):
+    """What a layer_features job needs besides its subset: model_checkpoint's files with the model's layers check
+    (checks.smk: `check_layers`) in place of its model check."""
+    return [path.replace("results/checks/models/", "results/checks/layers/") for path in model_checkpoint(wildcards)]
 
-def layer_features_inputs(wildcards):
-    """model_checkpoint's files, the checks not `ancient`: a model's check reruns when its `layers` change, and its
-    layer features must rerun in the same run. (Snakemake does not evaluate the params of a job below a job that
-    reruns when the files between them are ancient, so with ancient checks they would rerun only a run later.)"""
-    return [str(path) for path in model_checkpoint(wildcards)]
 
 def features_spec(wildcards):
-    """The options of a model that its feature files depend on: all but `layers`, so that a change of the layer
-    analysis reruns no features job."""
+    """The options of a model that its feature files and its model check depend on: all but `layers`, so that a
+    change of the layer analysis reruns no check_model or features job."""
     return {key: value for key, value in config["models"][wildcards.model].items() if key != "layers"}
 
 

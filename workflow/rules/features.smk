@@ -51,7 +51,7 @@ rule features_thingsvision:
 # representation layer, for the train images of the similarity subset, from one forward pass per batch.
 rule layer_features:
     input:
-        layer_features_inputs,
+        checkpoint=layer_checkpoint,
         subset="results/subsets/{dataset}.json",
     output:
         directory("results/layers/{dataset}/{model}"),
