@@ -1,15 +1,13 @@
 """The similarity of every pair of (model, layer) representations of one dataset under one metric, as a long
 table, on the subset's train images."""
 
-import hashlib
-from pathlib import Path
-
 import torch
 
 from simcon.device import acquire_device
 from simcon.io import read_json, write_csv
 from simcon.layers import layer_similarity, read_layer_folder
 from simcon.logs import job_log
+from simcon.pair_cache import file_digest
 
 with job_log(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -22,7 +20,7 @@ with job_log(snakemake.log[0]):
             snakemake.wildcards.metric,
             device=str(device),
             cache_dir=params.cache,
-            context_key=hashlib.sha256(Path(snakemake.input.subset).read_bytes()).hexdigest(),
+            context_key=file_digest(snakemake.input.subset),
             progress=True,
         )
     print(

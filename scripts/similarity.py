@@ -1,14 +1,12 @@
 """The model-by-model similarity matrix of one dataset under one metric, on the subset's train images."""
 
-import hashlib
-from pathlib import Path
-
 import torch
 
 from simcon.datasets import subset_rows
 from simcon.device import acquire_device
 from simcon.io import read_json, write_csv
 from simcon.logs import job_log
+from simcon.pair_cache import file_digest
 from simcon.similarity import compute_similarity, to_long
 
 with job_log(snakemake.log[0]):
@@ -22,7 +20,7 @@ with job_log(snakemake.log[0]):
             snakemake.wildcards.metric,
             device=str(device),
             cache_dir=params.cache,
-            context_key=hashlib.sha256(Path(snakemake.input.subset).read_bytes()).hexdigest(),
+            context_key=file_digest(snakemake.input.subset),
             progress=True,
         )
     print(f"{snakemake.wildcards.dataset}/{snakemake.wildcards.metric}: computed {result.computed_pairs} pairs")
