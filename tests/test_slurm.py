@@ -137,6 +137,28 @@ def queued_jobs(workdir: Path) -> list[str]:
     return [line.split()[0] for line in listing.splitlines() if line.split()[1] == str(workdir)]
 
 
+def start_slurm(workdir: Path, log: Path, *args: str) -> subprocess.Popen:
+    """Start `slurm_command` in the background, its output to `log`, with Ctrl-C (SIGINT) handled as in a
+    terminal even where this process ignores it (a background job of a non-interactive shell, whose children
+    would inherit the ignoring and never see `interrupt`)."""
+    with log.open("w") as output:
+        return subprocess.Popen(
+            slurm_command(workdir, *args),
+            cwd=REPO,
+            env=slurm_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+
+def interrupt(run: subprocess.Popen, log: Path) -> None:
+    """Ctrl-C: Snakemake says so and scancels its jobs; wait for it to exit."""
+    run.send_signal(signal.SIGINT)
+    run.wait(timeout=300)
+    assert "Terminating processes on user request" in log.read_text(), log.read_text()[-3000:]
+
+
 def test_profile_resolves_from_the_repository_root():
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "8", "--profile", "slurm"],
@@ -165,19 +187,11 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
         for model in TINY["models"]
     ]
     first_log = tmp_path / "first_run.log"
-    with first_log.open("w") as log:
-        first = subprocess.Popen(
-            slurm_command(cluster, "--configfile", str(config)),
-            cwd=REPO,
-            env=slurm_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    first = start_slurm(cluster, first_log, "--configfile", str(config))
     deadline = time.monotonic() + 600
     while first_log.read_text().count("(Rule: features)") < 2 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(1)  # until Snakemake has seen two feature jobs finish: it deletes the outputs of running ones
-    first.send_signal(signal.SIGINT)  # Ctrl-C: Snakemake scancels its jobs
-    first.wait(timeout=300)
+    interrupt(first, first_log)
     if leftover := queued_jobs(cluster):
         subprocess.run(["scancel", *leftover], check=True)  # whatever Ctrl-C left behind
     deadline = time.monotonic() + 60
@@ -212,17 +226,25 @@ def test_cancelled_run_resumes_and_matches_a_local_run(tmp_path):
 def test_default_experiment_through_slurm_equals_a_local_run(tmp_path):
     """docs/cluster.md's cluster command on the default config: every compute job goes through sbatch, one SLURM
     job per (model, dataset) runs its feature job and its probes of every seed (the profile's group), and every
-    similarity matrix and probe accuracy equals the one of a local `snakemake --cores 2` run."""
+    similarity matrix and probe accuracy equals the one of a local `snakemake --cores 2` run.
+
+    The local run goes while the cluster run waits on sbatch, srun and its status checks (about 6 and 16 minutes
+    on an idle machine one after the other)."""
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
     local, cluster = tmp_path / "local", tmp_path / "cluster"
     local.mkdir()
     cluster.mkdir()
-    reference = snakemake(local, default)
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    planned = job_counts(reference.stdout + reference.stderr)
-
-    result = run_slurm(cluster, "--configfile", str(REPO / "config/config.yaml"), timeout=2700)
-    assert result.returncode == 0, result.stderr[-5000:]
+    cluster_log = tmp_path / "cluster_run.log"
+    cluster_run = start_slurm(cluster, cluster_log, "--configfile", str(REPO / "config/config.yaml"))
+    try:
+        reference = snakemake(local, default, timeout=1800)
+        assert reference.returncode == 0, reference.stderr[-3000:]
+        planned = job_counts(reference.stdout + reference.stderr)
+        assert cluster_run.wait(timeout=2700) == 0, cluster_log.read_text()[-5000:]
+    finally:
+        if cluster_run.poll() is None:  # a failed local run: Ctrl-C, which scancels the cluster run's jobs
+            cluster_run.send_signal(signal.SIGINT)
+            cluster_run.wait(timeout=300)
     jobs = sbatch_jobs(cluster)
     assert set(jobs) == SBATCH_RULES
     planned[f"group_{GROUP}"] = planned["features"]  # one group job per (model, dataset)
