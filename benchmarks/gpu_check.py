@@ -15,11 +15,14 @@ Steps, each a subprocess with a time limit inside one overall budget (docs/gpu-c
 4. ``probe``: ``benchmarks/probe.py`` on the device, the batched float32 search against one candidate at a time
    (not the bfloat16 search, whose choice may differ from the reference's, which fails the script).
 5. ``extract``: ``benchmarks/extract.py`` on the device, the loader and the pipeline against the bare forward.
+6. ``neighbour-metrics``: ``benchmarks/similarity.py`` with the k-NN metrics and Procrustes, the engine on the
+   device against per-pair loops of the same definitions on the CPU (issue 16's target: 20x at M = 16,
+   n = 5,000, d = 768), each baseline timed on one pair and extrapolated.
 
 Writes gpu-check.json, gpu-check.md and gpu-check.log (every step's output) to --out, by default $OUT when set,
 else results/gpu-check/. Exits 1 when a step fails or runs out of time.
 
-    python benchmarks/gpu_check.py --device cuda           # make gpu-check: at most 7 minutes
+    python benchmarks/gpu_check.py --device cuda           # make gpu-check: at most 8 minutes
     python benchmarks/gpu_check.py --device cpu --quick    # the same steps at tiny sizes, CPU against CPU
 """
 
@@ -50,7 +53,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SIMILARITY_TOLERANCE = 1e-5
 ACCURACY_POINTS = 0.5
-BUDGET_SECONDS = {False: 420.0, True: 240.0}
+BUDGET_SECONDS = {False: 480.0, True: 270.0}
 """The whole check's time (full, quick); steps that would start past it are skipped."""
 MIN_STEP_SECONDS = 10.0
 """A step with less time than this left in the budget is skipped."""
@@ -74,6 +77,8 @@ EXPERIMENT_MODELS: dict[str, dict[str, Any]] = {
     },
 }
 EXPERIMENT_IMAGE_SIZE = 64
+NEIGHBOUR_METRICS = ("mutual_knn10", "jaccard_knn10", "cknna10", "procrustes")
+"""The metrics of issue 16's speed target, timed against their per-pair baselines."""
 SLURM_CPUS = "4"
 """Threads of the CPU similarity run: the CPUs of a similarity job in profiles/slurm (`cpus`)."""
 
@@ -165,6 +170,21 @@ def plan(device: str, quick: bool, folder: Path) -> list[Step]:
             120,
         ),
         reporting("extract", ["benchmarks/extract.py", "--device", device, *extract, "--json"], 150),
+        reporting(
+            "neighbour-metrics",
+            [
+                "benchmarks/similarity.py",
+                "--device",
+                device,
+                *similarity,
+                "--metrics",
+                *NEIGHBOUR_METRICS,
+                "--baseline-pairs",
+                "1",
+                "--json",
+            ],
+            120,
+        ),
     ]
 
 
@@ -436,6 +456,21 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{r['cpu_seconds_per_pair']:.3g} | {r['speedup']:.1f}x | {100 * r['device_peak_fraction']:.0f} % "
             f"| {100 * r['cpu_peak_fraction']:.0f} % |"
             for r in summary["similarity_per_pair"]
+        ]
+    baselines = next((s["report"] for s in summary["steps"] if s["name"] == "neighbour-metrics"), None)
+    if baselines:
+        lines += [
+            "",
+            "Neighbour metrics and Procrustes, engine on the device against per-pair loops on the CPU "
+            "(benchmarks/similarity.py; baseline timed on 1 pair, extrapolated):",
+            "",
+            "| metric | pairs | baseline s (CPU) | engine s (device) | speed-up | max diff |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['metric']} | {r['pairs']} | {r['baseline_seconds']:.3g} | {r['engine_seconds']:.3g} | "
+            f"{r['baseline_seconds'] / r['engine_seconds']:.1f}x | {r['max_diff']:.1e} |"
+            for r in baselines["rows"]
         ]
     for step in summary["steps"]:
         if step["name"] in ("probe", "extract") and step["report"]:

@@ -21,13 +21,31 @@ from simcon.metrics import metric_names  # noqa: E402
 
 def test_the_plan_runs_the_cuda_tests_and_every_benchmark_on_the_device(tmp_path: Path) -> None:
     steps = {step.name: step for step in gpu_check.plan("cuda", False, tmp_path)}
-    assert list(steps) == ["cuda-tests", "experiment", "similarity-device", "similarity-cpu", "probe", "extract"]
+    assert list(steps) == [
+        "cuda-tests",
+        "experiment",
+        "similarity-device",
+        "similarity-cpu",
+        "probe",
+        "extract",
+        "neighbour-metrics",
+    ]
     assert {"tests/test_probe.py", "tests/test_similarity.py"} <= set(steps["cuda-tests"].argv)
     assert steps["cuda-tests"].argv[steps["cuda-tests"].argv.index("-m", 2) + 1] == "cuda"
-    for name in ("similarity-device", "probe", "extract", "experiment"):
+    for name in ("similarity-device", "probe", "extract", "experiment", "neighbour-metrics"):
         assert steps[name].argv[steps[name].argv.index("--device") + 1] == "cuda"
     assert steps["similarity-cpu"].argv[steps["similarity-cpu"].argv.index("--device") + 1] == "cpu"
     assert dict(steps["similarity-cpu"].env) == {"OMP_NUM_THREADS": "4"}  # a similarity job's CPUs in the SLURM profile
+    neighbours = steps["neighbour-metrics"].argv  # issue 16's speed target: M = 16, n = 5,000, d = 768, with baselines
+    assert neighbours[neighbours.index("--metrics") + 1 : neighbours.index("--baseline-pairs")] == list(
+        gpu_check.NEIGHBOUR_METRICS
+    )
+    assert [neighbours[neighbours.index(flag) + 1] for flag in ("--models", "--n", "--d", "--baseline-pairs")] == [
+        "16",
+        "5000",
+        "768",
+        "1",
+    ]
     assert all(step.report == tmp_path / f"{name}.json" for name, step in steps.items() if name != "cuda-tests")
 
 
@@ -73,6 +91,7 @@ def test_quick_check_on_the_cpu_writes_the_summary(tmp_path: Path) -> None:
         "similarity-cpu": "passed",
         "probe": "passed",
         "extract": extract,
+        "neighbour-metrics": "passed",
     }
     experiment = next(step["report"] for step in summary["steps"] if step["name"] == "experiment")
     assert [row["metric"] for row in experiment["metrics"]] == metric_names()
@@ -90,4 +109,8 @@ def test_quick_check_on_the_cpu_writes_the_summary(tmp_path: Path) -> None:
     assert pairs and all(row["pairs"] == 6 and row["cpu_seconds_per_pair"] > 0 for row in pairs)
     page = (tmp_path / "gpu-check.md").read_text()
     assert "| experiment | passed |" in page and "device s/pair" in page and "speed-up over the reference" in page
+    neighbours = next(step["report"] for step in summary["steps"] if step["name"] == "neighbour-metrics")
+    assert [row["metric"] for row in neighbours["rows"]] == list(gpu_check.NEIGHBOUR_METRICS)
+    assert all(row["max_diff"] < 1e-5 and row["baseline_seconds"] > 0 for row in neighbours["rows"])
+    assert "| procrustes | 6 |" in page
     assert "===== experiment:" in (tmp_path / "gpu-check.log").read_text()
