@@ -1,5 +1,7 @@
 """Start-up cost of each job: the wall and CPU time of a fresh Python that runs a script's imports (and Snakemake's
-script preamble), the packages that cost most (`python -X importtime`), and what Snakemake adds per job.
+script preamble) and ends as a job does, without the interpreter's teardown; the teardown that saves (exit s: a
+normal exit's extra wall time); the packages that cost most (`python -X importtime`); and what Snakemake adds per
+job.
 
     PYTHONPATH=src python benchmarks/startup.py [--repo DIR] [--repeats 5] [--wrapper] [scripts/probe.py ...]
 
@@ -23,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PREAMBLE = "import pickle\nfrom snakemake.logging import logger\nfrom snakemake.iocontainers import Snakemake\n"
+QUICK_EXIT = "\nimport os\nos._exit(0)"  # a job ends so (simcon.logs.snakemake_job): its teardown is not start-up
 SKIPPED = {"prefetch.py", "features_thingsvision.py"}  # a command-line tool; a script of another environment
 RULE = re.compile(r"^(?:local)?rule (\w+):.*?^    script:\s*\n\s+\"[./]*scripts/(\w+\.py)\"", re.M | re.S)
 
@@ -101,7 +104,7 @@ def imports(repo: Path, scripts: list[Path], repeats: int) -> None:
     """Print the start-up of each script: bare Python, then Snakemake's preamble, then the script's imports."""
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
     rules = script_rules(repo)
-    print(f"{'job (script: rules)':60} {'wall s':>7} {'CPU s':>6}  heaviest imports (s)")
+    print(f"{'job (script: rules)':60} {'wall s':>7} {'CPU s':>6} {'exit s':>6}  heaviest imports (s)")
     rows = [("python, nothing imported", "pass"), ("Snakemake's script preamble", PREAMBLE)]
     rows += [
         (f"{script.name}: {', '.join(rules.get(script.name, ['-']))}", PREAMBLE + script_imports(script))
@@ -109,10 +112,11 @@ def imports(repo: Path, scripts: list[Path], repeats: int) -> None:
         if script.name not in SKIPPED
     ]
     for label, code in rows:
-        runs = [timed([sys.executable, "-X", "importtime", "-c", code], env) for _ in range(repeats)]
+        runs = [timed([sys.executable, "-X", "importtime", "-c", code + QUICK_EXIT], env) for _ in range(repeats)]
         wall, cpu = best(runs)
+        teardown = best([timed([sys.executable, "-c", code], env) for _ in range(repeats)])[0] - wall
         top = ", ".join(f"{name} {seconds:.2f}" for name, seconds in heaviest(runs[-1][2]))
-        print(f"{label[:60]:60} {wall:7.2f} {cpu:6.2f}  {top}", flush=True)
+        print(f"{label[:60]:60} {wall:7.2f} {cpu:6.2f} {teardown:6.2f}  {top}", flush=True)
 
 
 def wrapper(repeats: int, jobs: int = 10) -> None:

@@ -2,9 +2,9 @@
 
 from simcon.datasets import check_dataset
 from simcon.io import write_json
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     dataset_id = snakemake.wildcards.dataset
     found = check_dataset(dataset_id, snakemake.params.dataset)
     print(f"{dataset_id}: {found['n_train']} train and {found['n_test']} test images, {found['classes']} classes")

@@ -1,10 +1,10 @@
 """Check that a model's `layers` resolve to modules of its network (`blocks`: its backend's stages or blocks)."""
 
 from simcon.io import write_json
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.models import check_model
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     model_id = snakemake.wildcards.model
     layers = check_model(model_id, snakemake.params.model)["layers"]
     print(f"{model_id}: {len(layers)} layers: {', '.join(layers)}")

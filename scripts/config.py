@@ -3,8 +3,8 @@
 import yaml
 
 from simcon.io import atomic_path
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     with atomic_path(snakemake.output[0]) as tmp:
         tmp.write_text(yaml.safe_dump(dict(snakemake.params.config), sort_keys=False))

@@ -3,10 +3,10 @@
 from simcon import plots
 from simcon.consistency import read_consistency
 from simcon.io import write_csv
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.significance import bootstrap_medians
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     options = snakemake.params.options
     table = read_consistency(snakemake.input.consistency)
     intervals = bootstrap_medians(

@@ -3,9 +3,9 @@
 import torch
 
 from simcon.extract import FEATURE_FILES, model_dataset_features
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     model_dataset_features(

@@ -7,10 +7,10 @@ import sys
 import torch
 
 from simcon.extract import model_dataset_features
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
 job = json.loads(sys.argv[1])
-with job_log(job["log"]):
+with snakemake_job(job["log"]):
     torch.set_num_threads(job["threads"])
     model_dataset_features(
         job["model_id"],

@@ -4,9 +4,9 @@ import torch
 
 from simcon.extract import model_layer_features
 from simcon.io import read_json
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     model_layer_features(

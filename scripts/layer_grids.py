@@ -3,9 +3,9 @@
 from simcon import plots
 from simcon.io import write_csv
 from simcon.layers import grid_table, read_layer_table
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     dataset, metric = snakemake.wildcards.dataset, snakemake.wildcards.metric
     cells = grid_table({dataset: read_layer_table(snakemake.input[0])}, snakemake.params.pairs)
     write_csv(snakemake.output.data, cells)

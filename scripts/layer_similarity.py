@@ -6,10 +6,10 @@ import torch
 from simcon.device import acquire_device
 from simcon.io import read_json, write_csv
 from simcon.layers import layer_similarity, read_layer_folder
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.pair_cache import file_digest
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     rows = len(read_json(snakemake.input.subset)["indices"])

@@ -4,10 +4,10 @@ import pandas as pd
 
 from simcon.consistency import category_counts
 from simcon.io import write_csv
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.report import write_table_html
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     metadata = pd.DataFrame.from_dict(snakemake.params.metadata, orient="index")
     table = category_counts(metadata)
     print(table.to_string(index=False))

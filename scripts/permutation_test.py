@@ -4,10 +4,10 @@ import pandas as pd
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.significance import permutation_test
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     params = snakemake.params
     matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets)
     metadata = pd.DataFrame.from_dict(params.metadata, orient="index")

@@ -6,10 +6,10 @@ import torch
 
 from simcon.device import acquire_device
 from simcon.io import write_json
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.probe import ProbeSettings, train_probe
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     model_id, dataset_id, seed = snakemake.wildcards.model, snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
     settings = {

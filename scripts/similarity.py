@@ -5,11 +5,11 @@ import torch
 from simcon.datasets import subset_rows
 from simcon.device import acquire_device
 from simcon.io import read_json, write_csv
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.pair_cache import file_digest
 from simcon.similarity import compute_similarity, to_long
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     subset = read_json(snakemake.input.subset)

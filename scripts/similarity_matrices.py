@@ -4,9 +4,9 @@ import pandas as pd
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, snakemake.params.datasets)
     metadata = pd.DataFrame.from_dict(snakemake.params.metadata, orient="index")
     figure, data = plots.similarity_matrices(matrices, snakemake.wildcards.metric, metadata)

@@ -2,9 +2,9 @@
 
 from simcon.datasets import load_split, stratified_subset
 from simcon.io import write_json
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     dataset_id, spec = snakemake.wildcards.dataset, snakemake.params.dataset
     train = load_split(dataset_id, spec, "train")
     indices = stratified_subset(train.labels, spec["max_samples"], snakemake.params.seed)

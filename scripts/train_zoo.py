@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from simcon.io import atomic_path, write_json
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.scenes import Scenes
 from simcon.zoo import TrainingSettings, build_backbone, count_parameters, train
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     torch.use_deterministic_algorithms(True)
     model_id, params = snakemake.wildcards.zoo_model, snakemake.params

@@ -5,10 +5,10 @@ import itertools
 import pandas as pd
 
 from simcon.io import read_json, read_matrices, write_csv
-from simcon.logs import job_log
+from simcon.logs import snakemake_job
 from simcon.zoo import objective_similarity, zoo_summary
 
-with job_log(snakemake.log[0]):
+with snakemake_job(snakemake.log[0]):
     params = snakemake.params
     members = {model: tuple(member) for model, member in params.members.items()}
     summary = zoo_summary(

@@ -63,3 +63,54 @@ def test_scripts_load_matplotlib_only_to_draw_and_no_model_backend(script):
     draws = "plots" in (SCRIPTS / script).read_text()
     assert ("matplotlib" in packages) == draws
     assert backend is None or backend.lower() == "agg"
+
+
+JOB_BODY = """
+import atexit, pathlib, sys
+from simcon.logs import snakemake_job
+
+out = pathlib.Path(sys.argv[1])
+
+class Teardown:
+    def __del__(self):
+        (out / "teardown").write_text("ran")
+
+kept_until_teardown = Teardown()
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+with snakemake_job(out / "job.log"):
+    print("working")
+    with open(out / "result.txt", "w") as result:
+        result.write("x" * 100_000)
+    if sys.argv[2] == "fail":
+        raise ValueError("bad input: culprit")
+"""
+
+
+def run_job_body(tmp_path, outcome):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", JOB_BODY, str(tmp_path), outcome]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_a_job_that_succeeds_ends_at_once_with_its_log_output_and_atexit_handlers_complete(tmp_path):
+    result = run_job_body(tmp_path, "succeed")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "job.log").read_text() == "working\n"
+    assert (tmp_path / "result.txt").read_text() == "x" * 100_000
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert not (tmp_path / "teardown").exists()  # the interpreter's teardown was skipped
+
+
+def test_a_job_that_fails_logs_its_traceback_and_exits_with_an_error(tmp_path):
+    result = run_job_body(tmp_path, "fail")
+    assert result.returncode == 1
+    log = (tmp_path / "job.log").read_text()
+    assert log.startswith("working\nTraceback") and "ValueError: bad input: culprit" in log
+    assert (tmp_path / "atexit").read_text() == "ran"
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in SCRIPTS.glob("*.py") if path.name != "prefetch.py"))
+def test_every_job_script_ends_with_its_job_block(script):
+    """Code after the `with snakemake_job(...)` block would never run: the block ends the process."""
+    body = ast.parse((SCRIPTS / script).read_text()).body
+    assert isinstance(body[-1], ast.With) and "snakemake_job(" in ast.unparse(body[-1].items[0])
