@@ -12,6 +12,8 @@ import pytest
 from conftest import REPO
 
 SCRIPTS = REPO / "scripts"
+# a fresh Python that imports this checkout's simcon
+SRC_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
 MODEL_BACKENDS = ("timm", "open_clip", "transformers", "torchvision")
 # The scripts that build or load models, or run outside the workflow (a command-line tool, thingsvision's environment)
 BACKEND_SCRIPTS = {
@@ -39,8 +41,7 @@ def loaded_packages(script: str) -> tuple[set[str], str | None]:
         "backend = sys.modules['matplotlib'].get_backend() if 'matplotlib' in sys.modules else None\n"
         "print(json.dumps([sorted({name.split('.')[0] for name in sys.modules}), backend]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=SRC_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     packages, backend = json.loads(result.stdout.splitlines()[-1])
     return set(packages), backend
@@ -87,9 +88,8 @@ with snakemake_job(out / "job.log"):
 
 
 def run_job_body(tmp_path, outcome):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-c", JOB_BODY, str(tmp_path), outcome]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=SRC_ENV)
 
 
 def test_a_job_that_succeeds_ends_at_once_with_its_log_output_and_atexit_handlers_complete(tmp_path):
