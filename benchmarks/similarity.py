@@ -30,9 +30,9 @@ import numpy as np
 import scipy.stats
 import torch
 
-from simcon import similarity
 from simcon.metrics import get_metric
 from simcon.similarity import compute_similarity
+from simcon.similarity import kernel as kernel_module
 
 DEFAULT_METRICS = ("cka_linear_unbiased", "cka_rbf0.4_unbiased", "rsa_correlation_spearman")
 
@@ -213,7 +213,7 @@ def engine_gflop(metric: str, features: dict[str, np.ndarray]) -> float:
         )
     elif spec.rdm_comparison == "spearman":
         flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * (n - 1) / 2
-    elif spec.kernel == "linear" and similarity._linear_strategy(list(features.values()), pairs, m - 1) == "features":
+    elif spec.kernel == "linear" and kernel_module.linear_strategy(list(features.values()), pairs, m - 1) == "features":
         flops = 2 * n * (sum(widths[a] * widths[b] for a, b in pairs) + sum(w * w for w in widths))
     else:
         flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * n / 2

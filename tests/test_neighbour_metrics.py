@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simcon import similarity
 from simcon.metrics import INVARIANCES, get_metric, metric_names
-from simcon.similarity import angular_shape_distance, compute_similarity
+from simcon.similarity import angular_shape_distance, compute_similarity, engine
 
 TOLERANCE = 1e-5
 NEW_NAMES = ["mutual_knn10", "jaccard_knn10", "cknna10", "procrustes"]
@@ -231,8 +230,8 @@ def test_strips_and_chunks_smaller_than_n(monkeypatch, name: str) -> None:
     """k-NN strips of one row up to uneven heights, and Procrustes row chunks that do not divide n."""
     features = dataset("structured")
     for block in (4 * 41, 4 * 41 * 7):
-        monkeypatch.setattr(similarity, "BLOCK_BYTES", block)
-        monkeypatch.setattr(similarity, "FEATURE_CHUNK_ROWS", 6)
+        monkeypatch.setattr(engine, "BLOCK_BYTES", block)
+        monkeypatch.setattr(engine, "FEATURE_CHUNK_ROWS", 6)
         assert_matches_reference(name, features)
 
 

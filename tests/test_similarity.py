@@ -14,9 +14,8 @@ import pytest
 import scipy.stats
 import torch
 
-from simcon import similarity
 from simcon.metrics import INVARIANCES, METRICS, MetricSpec, get_metric, metric_names
-from simcon.similarity import compute_similarity, to_long
+from simcon.similarity import compute_similarity, engine, kernel, rsa, to_long
 
 TOLERANCE = 1e-5
 SIGMAS = (0.2, 0.4, 0.6, 0.8)
@@ -197,7 +196,7 @@ def test_matches_float64_reference(name: str, case: str) -> None:
 @pytest.mark.parametrize("name", ["cka_linear_unbiased", "cka_linear_biased"])
 @pytest.mark.parametrize("case", ["random_d_lt_n", "random_d_gt_n", "structured"])
 def test_linear_strategies_match_reference(monkeypatch, name: str, case: str, strategy: str) -> None:
-    monkeypatch.setattr(similarity, "_linear_strategy", lambda *args: strategy)
+    monkeypatch.setattr(kernel, "linear_strategy", lambda *args: strategy)
     assert_matches_reference(name, dataset(case))
 
 
@@ -207,22 +206,22 @@ def test_tiles_and_chunks_smaller_than_n(monkeypatch, name: str) -> None:
     the same values."""
     features = dataset("structured")
     m = len(features)
-    monkeypatch.setattr(similarity, "BLOCK_BYTES", 8 * m * 7**2)
-    monkeypatch.setattr(similarity, "TILE_ROWS", 7)
-    monkeypatch.setattr(similarity, "DIAGONAL_TILE_ROWS", 2)
-    monkeypatch.setattr(similarity, "FEATURE_CHUNK_ROWS", 6)
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 8 * m * 7**2)
+    monkeypatch.setattr(engine, "TILE_ROWS", 7)
+    monkeypatch.setattr(engine, "DIAGONAL_TILE_ROWS", 2)
+    monkeypatch.setattr(engine, "FEATURE_CHUNK_ROWS", 6)
     assert_matches_reference(name, features)
 
 
 def test_ranks_in_temporary_file(monkeypatch) -> None:
-    monkeypatch.setattr(similarity, "RANK_STORE_BYTES", 16)
+    monkeypatch.setattr(engine, "RANK_STORE_BYTES", 16)
     assert_matches_reference("rsa_correlation_spearman", dataset("structured"))
 
 
 def test_centred_ranks_average_ties() -> None:
     values = torch.tensor([0.5, -0.0, 0.0, -2.0, 0.5, 0.5, 3.0, -1e-30], dtype=torch.float32)
     expected = 2 * scipy.stats.rankdata(values.numpy()) - (len(values) + 1)
-    np.testing.assert_array_equal(similarity._centred_ranks(values).numpy(), expected)
+    np.testing.assert_array_equal(rsa.centred_ranks(values).numpy(), expected)
 
 
 def test_many_models_pair_subsets(tmp_path: Path) -> None:
@@ -241,7 +240,7 @@ def test_accumulates_large_sums_in_float64(monkeypatch, strategy: str) -> None:
     y = 0.05 * x + rng.standard_normal(n)
     features = {"x": x[:, None].astype(np.float32), "y": y[:, None].astype(np.float32)}
     r = scipy.stats.pearsonr(features["x"][:, 0].astype(np.float64), features["y"][:, 0].astype(np.float64))[0]
-    monkeypatch.setattr(similarity, "_linear_strategy", lambda *args: strategy)
+    monkeypatch.setattr(kernel, "linear_strategy", lambda *args: strategy)
     value = compute_similarity(features, "cka_linear_biased").matrix.loc["x", "y"]
     assert abs(value - r**2) < 1e-8
 

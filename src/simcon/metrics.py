@@ -1,7 +1,7 @@
 """The registry of similarity metrics: names, properties and definitions, without the backend that computes them.
 
 Torch-free, so that the workflow can check a config's metric names without loading torch. A new metric is one
-MetricSpec in _registry() and its computation in simcon.similarity.
+MetricSpec in _registry() and its computation in the family's module of the package simcon.similarity.
 """
 
 from __future__ import annotations

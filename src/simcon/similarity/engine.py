@@ -1,0 +1,160 @@
+"""The all-pairs engine's shared pieces: memory and tiling limits, the check of the inputs, progress bars, the
+per-model statistics several families start from (centred features, standardised samples), and the scoring of the
+families that are normalised centred inner products of per-model statistics (CKA, RSA).
+
+The limits are read when a computation runs, so that a test can shrink them to exercise the tiling.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, TypeVar
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from simcon.metrics import MetricSpec
+
+T = TypeVar("T")
+
+BLOCK_BYTES: int = 32 << 20
+"""Working memory for one tile of kernel (or RDM) entries of all models, held in float32."""
+
+RANK_STORE_BYTES: int = 4 << 30
+"""RDM ranks of all models up to this size are held in memory, larger ones in a temporary file."""
+
+TILE_ROWS: int = 512
+"""Height of the tiles' row strips. The tiles right of a strip's diagonal block are as wide as
+BLOCK_BYTES allows, so the batched matrix products stay large."""
+
+DIAGONAL_TILE_ROWS: int = 128
+"""Each strip's diagonal block is halved into two diagonal blocks and the tile between them
+until the diagonal blocks are at most this high; those are computed whole, a fraction
+DIAGONAL_TILE_ROWS / n of extra work."""
+
+TILE_COLUMNS: int = 2048
+"""Widest tile. Reducing a tile to inner products of models takes one float32 product per
+tile row, a sum of at most TILE_COLUMNS terms, and accumulates those in float64. A float32
+sum of K products errs by at most about K·u of the sum of their magnitudes (u = 2⁻²⁴; about
+√K·u for random rounding errors), the same order as the error of the float32 kernel entries
+themselves (products over d features). The n²/K partial sums are accumulated in float64 and
+add no error of that order, so no n²-term sum is a long float32 sum, and the tiles need no
+conversion to float64."""
+
+FEATURE_CHUNK_ROWS: int = 2048
+"""Rows per float32 product in feature-space sums; the partial products are summed in float64."""
+
+DEGENERATE_TOLERANCE: float = 1e-12
+"""A model whose centred self-similarity is below this fraction of its raw one is degenerate."""
+
+
+def validated_features(features: Mapping[str, np.ndarray], spec: MetricSpec) -> list[np.ndarray]:
+    """The feature arrays, after checking they are usable for `spec`."""
+    arrays = {}
+    for model, raw in features.items():
+        array = np.asarray(raw)
+        if not np.issubdtype(array.dtype, np.floating):
+            array = array.astype(np.float64)
+        if array.ndim != 2 or array.shape[1] == 0:
+            raise ValueError(f"features of model {model!r} must be (n, d) with d >= 1, got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"features of model {model!r} contain NaN or Inf")
+        arrays[model] = array
+    sizes = {model: array.shape[0] for model, array in arrays.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"models have different numbers of samples: {sizes}")
+    n = next(iter(sizes.values()), spec.min_samples)
+    if n < spec.min_samples:
+        raise ValueError(f"{spec.name} needs at least {spec.min_samples} samples, got {n}")
+    for model, array in arrays.items():
+        if np.ptp(array, axis=0).max() == 0:
+            raise ValueError(
+                f"features of model {model!r} are constant across samples (zero variance); its similarity is undefined"
+            )
+        if spec.family != "rsa":
+            continue
+        constant_samples = np.flatnonzero(np.ptp(array, axis=1) == 0)
+        if constant_samples.size:
+            raise ValueError(
+                f"features of model {model!r} are constant within sample "
+                f"{constant_samples[0]}; the correlation distance of its RDM "
+                "is undefined"
+            )
+    return list(arrays.values())
+
+
+class Products(NamedTuple):
+    """Centred inner products of model statistics: rows × all models, and per model."""
+
+    cross: np.ndarray
+    centred_self: np.ndarray
+    raw_self: np.ndarray
+
+
+ProductsFunction = Callable[[Sequence[np.ndarray], int, Sequence[tuple[int, int]]], Products]
+"""The Products of models xs (the first n_rows of them the rows of `cross`) for the given pairs of their indices."""
+
+
+def inner_product_scores(
+    spec: MetricSpec,
+    arrays: Sequence[np.ndarray],
+    ids: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    compute_products: ProductsFunction,
+) -> list[float]:
+    """C_ab / sqrt(C_aa C_bb) of each pair, clipped to the metric's range, from the centred inner products C of
+    per-model statistics; the models are ordered so that a small set of them covers every pair."""
+    rows = covering_models(pairs)
+    order = rows + sorted({m for pair in pairs for m in pair} - set(rows))
+    local = {model: k for k, model in enumerate(order)}
+    local_pairs = [(local[a], local[b]) if local[a] < len(rows) else (local[b], local[a]) for a, b in pairs]
+    xs = [arrays[m] for m in order]
+    products = compute_products(xs, len(rows), local_pairs)
+    for k, model in enumerate(order):
+        if not products.centred_self[k] > DEGENERATE_TOLERANCE * abs(products.raw_self[k]):
+            raise ValueError(
+                f"model {ids[model]!r} is degenerate under {spec.name}: its "
+                "centred kernel/RDM is zero, so the similarity is undefined"
+            )
+    low, high = spec.value_range
+    return [
+        float(np.clip(products.cross[a, b] / math.sqrt(products.centred_self[a] * products.centred_self[b]), low, high))
+        for a, b in local_pairs
+    ]
+
+
+def covering_models(pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """A small set of models such that every pair contains one of them (greedy cover)."""
+    remaining = set(pairs)
+    cover: list[int] = []
+    while remaining:
+        counts: dict[int, int] = {}
+        for pair in remaining:
+            for model in pair:
+                counts[model] = counts.get(model, 0) + 1
+        best = max(counts, key=lambda model: (counts[model], -model))
+        cover.append(best)
+        remaining = {pair for pair in remaining if best not in pair}
+    return cover
+
+
+def progress_bar(iterable: Iterable[T], total: int, desc: str, enabled: bool) -> Iterable[T]:
+    """The iterable, with a tqdm progress bar on stderr when enabled."""
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False)
+
+
+def centred_features(x: np.ndarray) -> torch.Tensor:
+    """Features minus their mean over samples (the mean summed in float64), as float32."""
+    features = torch.from_numpy(np.ascontiguousarray(x))
+    mean = features.mean(dim=0, dtype=torch.float64).to(features.dtype)
+    return (features - mean).float()
+
+
+def standardised_samples(x: np.ndarray) -> torch.Tensor:
+    """Each sample's features minus their mean, divided by their norm, as float32."""
+    centred = x.astype(np.float64) - x.mean(axis=1, dtype=np.float64, keepdims=True)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    return torch.from_numpy(centred.astype(np.float32))
