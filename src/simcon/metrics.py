@@ -20,10 +20,28 @@ REFERENCE_METRIC = "cka_linear_unbiased"
 """The paper's reference metric, which Fig. 3 compares the others with."""
 
 
-INVARIANCES: tuple[str, ...] = ("translation", "isotropic_scaling", "orthogonal")
+INVARIANCES: tuple[str, ...] = (
+    "translation",
+    "isotropic_scaling",
+    "anisotropic_scaling",
+    "orthogonal",
+    "permutation",
+    "invertible_linear",
+)
 """Transforms of one model's features (the same for every sample) a metric may be invariant to:
-adding a constant vector, multiplying by a positive scalar, and multiplying by an orthogonal
-matrix from the right."""
+adding a constant vector, multiplying by a positive scalar, multiplying each feature by its own
+positive scalar, multiplying by an orthogonal matrix from the right, permuting the features, and
+multiplying by an invertible matrix from the right. Permutations are orthogonal, and scalings and
+orthogonal maps are invertible: a metric invariant to a group is invariant to its subgroups."""
+
+ROTATION_INVARIANT = frozenset({"isotropic_scaling", "orthogonal", "permutation"})
+"""The invariances of a metric of the features' geometry up to rotation and scale, without centring."""
+
+SHAPE_INVARIANT = ROTATION_INVARIANT | {"translation"}
+"""The invariances of a metric of the centred features' geometry up to rotation and scale."""
+
+LINEAR_INVARIANT = frozenset(INVARIANCES)
+"""The invariances of a metric of the centred features' column space (exact CCA)."""
 
 
 @dataclass(frozen=True)
@@ -31,24 +49,38 @@ class MetricSpec:
     """A registered similarity measure, its properties and its definition.
 
     `invariances` lists the INVARIANCES the measure has; it has none of the others.
-    `neighbours` is k of the neighbourhood metrics, whose `knn_statistic` says what they
-    compare: the shared fraction of neighbours (mutual), the Jaccard index of the neighbour
-    sets, or CKNNA.
+    `family` names the module of simcon.similarity that scores it; the other fields define the
+    measure within its family (docs/metrics.md):
+
+    - `kernel`, `sigma`, `unbiased`: the kernel of CKA (linear, RBF of bandwidth sigma) or of the
+      distance-matrix measures (distance: Euclidean distances), and whether HSIC is U-centred;
+    - `rdm`, `rdm_comparison`: RSA's dissimilarity of two samples and its comparison of two RDMs;
+    - `neighbours`, `knn_statistic`: k of the neighbourhood metrics and what they compare;
+    - `statistic`: what the alignment, CCA, regression and matching measures report;
+    - `alpha`: the partial whitening of shape metrics (0: whitened, CCA; 1: none, Procrustes);
+    - `variance_kept`: the fraction of variance SVCCA keeps;
+    - `regulariser`: the ridge of the CCA and regression measures, relative to the mean
+      eigenvalue of the covariance (0: none), and GULP's λ.
     """
 
     name: str
     symmetric: bool
     value_range: tuple[float, float]
     larger_is_more_similar: bool
-    family: Literal["cka", "rsa", "knn", "procrustes"]
+    family: Literal["cka", "dcor", "rsm", "rsa", "knn", "procrustes", "shape", "cca", "regression", "matching"]
     min_samples: int
     invariances: frozenset[str] = frozenset()
-    kernel: Literal["linear", "rbf"] | None = None
+    kernel: Literal["linear", "rbf", "distance"] | None = None
     sigma: float | None = None
     unbiased: bool = False
-    rdm_comparison: Literal["spearman", "pearson"] | None = None
+    rdm: Literal["correlation", "euclidean", "cosine"] | None = None
+    rdm_comparison: Literal["spearman", "pearson", "kendall"] | None = None
     neighbours: int | None = None
-    knn_statistic: Literal["mutual", "jaccard", "cknna"] | None = None
+    knn_statistic: Literal["mutual", "jaccard", "cknna", "second_order_cosine", "rank"] | None = None
+    statistic: str | None = None
+    alpha: float | None = None
+    variance_kept: float | None = None
+    regulariser: float = 0.0
 
 
 def _registry() -> dict[str, MetricSpec]:
@@ -65,7 +97,7 @@ def _registry() -> dict[str, MetricSpec]:
                 True,
                 "cka",
                 min_samples,
-                frozenset(INVARIANCES),
+                SHAPE_INVARIANT,
                 kernel="linear",
                 unbiased=unbiased,
             )
@@ -79,12 +111,26 @@ def _registry() -> dict[str, MetricSpec]:
                     True,
                     "cka",
                     min_samples,
-                    frozenset({"translation", "orthogonal"}),
+                    frozenset({"translation", "orthogonal", "permutation"}),
                     kernel="rbf",
                     sigma=sigma,
                     unbiased=unbiased,
                 )
             )
+    specs += [
+        MetricSpec("distance_correlation", True, (0.0, 1.0), True, "dcor", 2, SHAPE_INVARIANT, kernel="distance"),
+        MetricSpec(
+            "distance_correlation_squared_unbiased",
+            True,
+            (-1.0, 1.0),
+            True,
+            "dcor",
+            4,
+            SHAPE_INVARIANT,
+            kernel="distance",
+            unbiased=True,
+        ),
+    ]
     for comparison in ("spearman", "pearson"):
         specs.append(
             MetricSpec(
@@ -94,13 +140,20 @@ def _registry() -> dict[str, MetricSpec]:
                 True,
                 "rsa",
                 3,
-                frozenset({"isotropic_scaling"}),
+                frozenset({"isotropic_scaling", "permutation"}),
+                rdm="correlation",
                 rdm_comparison=comparison,
             )
         )
     specs.extend(_parsed_spec(f"{prefix}{DEFAULT_NEIGHBOURS}") for prefix in NAME_PATTERNS)
-    specs.append(MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, frozenset(INVARIANCES)))
-    return {spec.name: spec for spec in specs}
+    specs += [
+        MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, SHAPE_INVARIANT, statistic="procrustes"),
+        MetricSpec("procrustes_angular", True, (0.0, 1.0), True, "procrustes", 2, SHAPE_INVARIANT, statistic="angular"),
+        MetricSpec(
+            "aligned_cosine", True, (-1.0, 1.0), True, "procrustes", 2, ROTATION_INVARIANT, statistic="aligned_cosine"
+        ),
+    ]
+    return {spec.name: spec for spec in specs if spec is not None}
 
 
 # --- Parametrised metric names ------------------------------------------------------------
@@ -111,11 +164,13 @@ def _registry() -> dict[str, MetricSpec]:
 DEFAULT_NEIGHBOURS: int = 10
 """k of the registered neighbourhood metrics, the Platonic Representation Hypothesis's default."""
 
-NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna"]] = MappingProxyType(
+NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna", "second_order_cosine", "rank"]] = MappingProxyType(
     {
         "mutual_knn": "mutual",
         "jaccard_knn": "jaccard",
         "cknna": "cknna",
+        "second_order_cosine": "second_order_cosine",
+        "rank_similarity": "rank",
     }
 )
 """Each neighbourhood metric's name prefix (followed by k >= 1) and its statistic."""
@@ -136,7 +191,7 @@ def _parsed_spec(name: str) -> MetricSpec | None:
             True,
             "knn",
             k + 1,
-            frozenset({"isotropic_scaling", "orthogonal"}),
+            ROTATION_INVARIANT,
             neighbours=k,
             knn_statistic=statistic,
         )
@@ -152,7 +207,7 @@ def _parsed_spec(name: str) -> MetricSpec | None:
         True,
         "knn",
         max(k + 1, 4),
-        frozenset({"isotropic_scaling", "orthogonal"}),
+        ROTATION_INVARIANT,
         neighbours=k,
         knn_statistic=statistic,
     )

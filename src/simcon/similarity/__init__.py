@@ -1,13 +1,14 @@
-"""Representational similarity of many models, all pairs per call: CKA (linear, RBF), RSA, neighbourhood
-alignment (mutual k-NN, Jaccard k-NN, CKNNA) and orthogonal Procrustes.
+"""Representational similarity of many models, all pairs per call: CKA (linear, RBF), distance correlation, RSA,
+neighbourhood alignment (mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity), orthogonal
+Procrustes and aligned cosine.
 
 One module a family of measures; each computes its per-model statistics once per call and scores every pair from
 them (docs/metrics.md):
 
-- kernel: CKA, linear and RBF kernels, biased and unbiased HSIC;
+- kernel: CKA, linear and RBF kernels, biased and unbiased HSIC; distance correlation;
 - rsa: RDMs of correlation distance compared by Spearman or Pearson correlation;
-- neighbourhood: mutual k-NN, Jaccard k-NN, CKNNA;
-- shape: orthogonal Procrustes and the angular shape distance;
+- neighbourhood: mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity;
+- shape: orthogonal Procrustes, its angular form, aligned cosine;
 - engine: what they share (limits, input checks, centred features, normalised inner products).
 
 The registry of names and properties is simcon.metrics (torch-free); SCORERS maps each of its families to the
@@ -40,6 +41,7 @@ PairScorer = Callable[
 
 SCORERS: Mapping[str, PairScorer] = {
     "cka": kernel.score_pairs,
+    "dcor": kernel.score_pairs,
     "rsa": rsa.score_pairs,
     "knn": neighbourhood.score_pairs,
     "procrustes": shape.score_pairs,

@@ -1,0 +1,268 @@
+"""The measures of docs/metrics.md beyond CKA, RSA of correlation distances, k-NN and Procrustes, each against an
+independent implementation on the same inputs: the pinned reference packages of requirements-test.txt (dcor, repsim,
+cca-zoo, POT, rsatoolbox) where one exists, and float64 references written here from the definitions (ReSi's
+conventions) where none does. Inputs: random features with d < n and d > n, mixed widths, tied samples, and
+features of random-weight timm models on generated images."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from itertools import combinations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from simcon.datasets import load_split
+from simcon.extract import extract_features
+from simcon.metrics import get_metric
+from simcon.models import build_model
+from simcon.similarity import compute_similarity, engine
+
+TOLERANCE = 1e-5
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+
+def dataset(case: str) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    if case == "d_lt_n":
+        return {m: rng.standard_normal((40, d)).astype(np.float32) for m, d in [("a", 5), ("b", 12), ("c", 3)]}
+    if case == "d_gt_n":
+        return {m: rng.standard_normal((23, d)).astype(np.float32) for m, d in [("a", 40), ("b", 64), ("c", 29)]}
+    if case == "structured":
+        # A shared low-rank signal, ReLU features, a linear map of another model, a duplicated sample.
+        n = 41
+        latent = rng.standard_normal((n, 3))
+        a = np.maximum(latent @ rng.standard_normal((3, 16)), 0) + 0.01 * rng.random((n, 16))
+        b = latent @ rng.standard_normal((3, 9)) + 0.3 * rng.standard_normal((n, 9))
+        c = a @ rng.standard_normal((16, 7)) + 0.05 * rng.standard_normal((n, 7))
+        for z in (a, b, c):
+            z[5] = z[4]
+        return {"relu": a.astype(np.float32), "lowrank": b.astype(np.float32), "mapped": c.astype(np.float32)}
+    if case == "ties":
+        # Every sample has 4 of 12 (3 of 9) features on: many cosines and distances tie.
+        def binary(d: int, on: int) -> np.ndarray:
+            rows = np.zeros((30, d), dtype=np.float32)
+            for row in rows:
+                row[rng.choice(d, on, replace=False)] = 1.0
+            return rows
+
+        return {"b12": binary(12, 4), "b9": binary(9, 3)}
+    raise AssertionError(case)
+
+
+CASES = ["d_lt_n", "d_gt_n", "structured", "ties"]
+
+
+@pytest.fixture(scope="module")
+def real_features() -> dict[str, np.ndarray]:
+    """Features of random-weight timm models on generated shapes: n = 60 samples, widths 512 and 192 (d > n)."""
+    split = load_split(
+        "shapes",
+        {
+            "source": "generated",
+            "domain": "shapes",
+            "train_per_class": 10,
+            "test_per_class": 2,
+            "resolution": 32,
+            "seed": 0,
+        },
+        "train",
+    )
+    models = {
+        "resnet18": {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random"},
+        "vit_tiny": {
+            "backend": "timm",
+            "name": "vit_tiny_patch16_224",
+            "layer": "norm",
+            "weights": "random",
+            "init_seed": 2,
+            "kwargs": {"img_size": 32},
+        },
+    }
+    return {
+        name: extract_features(
+            build_model(name, spec),
+            split,
+            np.arange(len(split)),
+            image_size=32,
+            batch_size=32,
+            device=torch.device("cpu"),
+            name=name,
+            progress=False,
+        )
+        for name, spec in models.items()
+    }
+
+
+def assert_pairs(name: str, features: dict[str, np.ndarray], reference, tolerance: float = TOLERANCE) -> None:
+    matrix = compute_similarity(features, name).matrix
+    for a, b in combinations(features, 2):
+        expected = reference(features[a].astype(np.float64), features[b].astype(np.float64))
+        assert abs(matrix.loc[a, b] - expected) < tolerance, (name, a, b, matrix.loc[a, b], expected)
+
+
+# --- float64 references from the definitions ----------------------------------------------------------
+
+
+def ref_cosines(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    unit = x / np.where(norms > 0, norms, 1.0)
+    return unit @ unit.T
+
+
+def ref_neighbours(x: np.ndarray, k: int) -> list[list[int]]:
+    """Each sample's k most cosine-similar other samples, nearest first; ties go to the lower index."""
+    cosines = ref_cosines(x)
+    return [sorted((j for j in range(len(x)) if j != i), key=lambda j: (-cosines[i, j], j))[:k] for i in range(len(x))]
+
+
+def ref_second_order_cosine(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """ReSi's second-order cosine similarity: per sample, the cosine of its vectors of cosine distances to the
+    union of its k nearest neighbours in both models."""
+    cx, cy, nx, ny = ref_cosines(x), ref_cosines(y), ref_neighbours(x, k), ref_neighbours(y, k)
+    values = []
+    for i in range(len(x)):
+        union = sorted(set(nx[i]) | set(ny[i]))
+        u, v = 1 - cx[i, union], 1 - cy[i, union]
+        norms = np.linalg.norm(u) * np.linalg.norm(v)
+        values.append(u @ v / norms if norms > 0 else float(not u.any() and not v.any()))
+    return float(np.mean(values))
+
+
+def ref_rank_similarity(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """ReSi's rank similarity (Wang et al. 2020): ranks 1..k of the shared neighbours in both lists."""
+    nx, ny = ref_neighbours(x, k), ref_neighbours(y, k)
+    values = []
+    for first, second in zip(nx, ny):
+        shared = set(first) & set(second)
+        if not shared:
+            values.append(0.0)
+            continue
+        score = sum(
+            2 / ((1 + abs(first.index(j) - second.index(j))) * (first.index(j) + second.index(j) + 2)) for j in shared
+        )
+        values.append(score / sum(1 / t for t in range(1, len(shared) + 1)))
+    return float(np.mean(values))
+
+
+def zero_padded(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    width = max(x.shape[1], y.shape[1])
+    return tuple(np.hstack([z, np.zeros((len(z), width - z.shape[1]))]) for z in (x, y))  # type: ignore[return-value]
+
+
+def ref_aligned_cosine(x: np.ndarray, y: np.ndarray) -> float:
+    """ReSi's aligned cosine: the raw features of X rotated onto Y by orthogonal Procrustes (scipy), the mean
+    cosine of the aligned rows, rows of zeros left out."""
+    x, y = zero_padded(x, y)
+    aligned = x @ scipy.linalg.orthogonal_procrustes(x, y)[0]
+    kept = [i for i in range(len(x)) if x[i].any() and y[i].any()]
+    return float(np.mean([aligned[i] @ y[i] / (np.linalg.norm(aligned[i]) * np.linalg.norm(y[i])) for i in kept]))
+
+
+def ref_procrustes_angular(x: np.ndarray, y: np.ndarray) -> float:
+    """1 - 2θ/π of the angular shape distance θ of ReSi (centred, unit Frobenius norm, zero-padded)."""
+    x, y = zero_padded(*(z - z.mean(axis=0) for z in (x, y)))
+    x, y = x / np.linalg.norm(x), y / np.linalg.norm(y)
+    rotation = scipy.linalg.orthogonal_procrustes(x, y)[0]
+    return 1 - 2 / math.pi * math.acos(min(1.0, np.trace(rotation.T @ x.T @ y)))
+
+
+# --- group 1: ReSi's leading measures on vision models ----------------------------------------------------
+
+
+def dcor_reference(name: str):
+    import dcor
+
+    return dcor.distance_correlation if name == "distance_correlation" else dcor.u_distance_correlation_sqr
+
+
+GROUP1 = {
+    "distance_correlation": lambda x, y: float(dcor_reference("distance_correlation")(x, y)),
+    "distance_correlation_squared_unbiased": lambda x, y: float(dcor_reference("unbiased")(x, y)),
+    "second_order_cosine10": lambda x, y: ref_second_order_cosine(x, y, 10),
+    "second_order_cosine3": lambda x, y: ref_second_order_cosine(x, y, 3),
+    "rank_similarity10": lambda x, y: ref_rank_similarity(x, y, 10),
+    "rank_similarity4": lambda x, y: ref_rank_similarity(x, y, 4),
+    "aligned_cosine": ref_aligned_cosine,
+    "procrustes_angular": ref_procrustes_angular,
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", GROUP1)
+def test_group1_matches_reference(name: str, case: str) -> None:
+    assert_pairs(name, dataset(case), GROUP1[name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", GROUP1)
+def test_group1_on_model_features(name: str, real_features: dict[str, np.ndarray]) -> None:
+    assert_pairs(name, real_features, GROUP1[name])
+
+
+@pytest.mark.parametrize("name", ["distance_correlation", "distance_correlation_squared_unbiased"])
+def test_distance_tiles_smaller_than_n(monkeypatch, name: str) -> None:
+    features = dataset("structured")
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 8 * 3 * 7**2)
+    monkeypatch.setattr(engine, "TILE_ROWS", 7)
+    monkeypatch.setattr(engine, "DIAGONAL_TILE_ROWS", 2)
+    assert_pairs(name, features, GROUP1[name])
+
+
+def test_second_order_cosine_gathers_in_chunks(monkeypatch) -> None:
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 4 * 10 * 16 * 3)
+    assert_pairs("second_order_cosine10", dataset("structured"), GROUP1["second_order_cosine10"])
+
+
+def test_distance_correlation_is_the_square_root_of_the_biased_estimator() -> None:
+    """dCor of Székely et al. (2007) is sqrt(dCov²/sqrt(dVar² dVar²)), the square of which dcor computes too."""
+    import dcor
+
+    x, y = (z.astype(np.float64) for z in list(dataset("d_lt_n").values())[:2])
+    value = compute_similarity({"x": x, "y": y}, "distance_correlation").matrix.loc["x", "y"]
+    assert value**2 == pytest.approx(dcor.distance_correlation_sqr(x, y), abs=1e-7)
+
+
+def test_procrustes_angular_maps_the_procrustes_similarity() -> None:
+    features = dataset("d_lt_n")
+    similarity = compute_similarity(features, "procrustes").matrix.to_numpy()
+    angular = compute_similarity(features, "procrustes_angular").matrix.to_numpy()
+    np.testing.assert_allclose(angular, 1 - 2 / np.pi * np.arccos(np.clip(similarity, 0, 1)), atol=1e-12)
+
+
+def test_aligned_cosine_of_a_rotated_copy_is_one_and_of_a_translated_copy_is_not() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((30, 6))
+    rotation = np.linalg.qr(rng.standard_normal((6, 6)))[0]
+    matrix = compute_similarity({"x": x, "rotated": 2.5 * x @ rotation, "moved": x + 3.0}, "aligned_cosine").matrix
+    assert matrix.loc["x", "rotated"] == pytest.approx(1.0, abs=1e-6)
+    assert matrix.loc["x", "moved"] < 0.99
+
+
+def test_aligned_cosine_leaves_out_zero_samples() -> None:
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((20, 4)), rng.standard_normal((20, 5))
+    x[3] = 0.0
+    y[7] = 0.0
+    assert_pairs("aligned_cosine", {"x": x, "y": y}, ref_aligned_cosine)
+
+
+def test_rank_similarity_of_equal_neighbour_lists_is_one() -> None:
+    x = dataset("d_lt_n")["b"]
+    rotation = np.linalg.qr(np.random.default_rng(1).standard_normal((12, 12)))[0]
+    features = {"x": x, "same": 3 * x @ rotation}
+    assert compute_similarity(features, "rank_similarity5").matrix.loc["x", "same"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", GROUP1)
+def test_registered_properties(name: str) -> None:
+    spec = get_metric(name)
+    matrix = compute_similarity(dataset("structured"), name).matrix.to_numpy()
+    low, high = spec.value_range
+    assert ((matrix >= low) & (matrix <= high)).all()
+    np.testing.assert_array_equal(np.diag(matrix), 1.0)
