@@ -266,3 +266,171 @@ def test_registered_properties(name: str) -> None:
     low, high = spec.value_range
     assert ((matrix >= low) & (matrix <= high)).all()
     np.testing.assert_array_equal(np.diag(matrix), 1.0)
+
+
+# --- group 2: the CCA family and the shape metrics ----------------------------------------------------------
+
+
+def centred(x: np.ndarray) -> np.ndarray:
+    return x - x.mean(axis=0)
+
+
+def ref_whitened_basis(x: np.ndarray, ridge: float = 0.0, variance_kept: float = 1.0) -> np.ndarray:
+    """X_c (X_cᵀX_c + λI)^(-1/2) restricted to the leading principal directions holding variance_kept of the
+    variance, by eigh in float64; λ = ridge · ‖X_c‖²_F / d."""
+    x = centred(x)
+    values, vectors = np.linalg.eigh(x.T @ x)
+    order = np.argsort(values)[::-1]
+    values, vectors = np.clip(values[order], 0, None), vectors[:, order]
+    rank = int(np.sum(values > values[0] * 1e-10))
+    shares = np.cumsum(values[:rank]) / values[:rank].sum()
+    count = min(int(np.searchsorted(shares, variance_kept)) + 1, rank)
+    scores = x @ vectors[:, :count]
+    return scores / np.sqrt(values[:count] + ridge * np.trace(x.T @ x) / x.shape[1])
+
+
+def ref_cca_correlations(x: np.ndarray, y: np.ndarray, ridge: float = 0.0, variance_kept: float = 1.0) -> np.ndarray:
+    a, b = (ref_whitened_basis(z, ridge, variance_kept) for z in (x, y))
+    return np.linalg.svd(a.T @ b, compute_uv=False)
+
+
+def repsim_cca(x: np.ndarray, y: np.ndarray) -> float:
+    import repsim
+
+    return float(repsim.cca([x, y], "pillai")[0, 1])  # Σρ / min(rank): the mean canonical correlation
+
+
+def cca_zoo_cca(x: np.ndarray, y: np.ndarray) -> float:
+    from cca_zoo.linear import CCA
+
+    width = min(np.linalg.matrix_rank(centred(x)), np.linalg.matrix_rank(centred(y)))
+    return float(CCA(n_components=width).fit([x, y]).score([x, y]))
+
+
+def repsim_pwcca(x: np.ndarray, y: np.ndarray) -> float:
+    import repsim
+
+    return float(repsim.pwcca([x, y])[0, 1])
+
+
+def ref_svcca(x: np.ndarray, y: np.ndarray, variance_kept: float, ridge: float = 0.0) -> float:
+    """Raghu et al. (2017): the leading principal directions of each centred model holding variance_kept of its
+    variance, then the mean of their canonical correlations."""
+    return float(ref_cca_correlations(x, y, ridge, variance_kept).mean())
+
+
+def ref_shape(x: np.ndarray, y: np.ndarray, alpha: float) -> float:
+    """netrep's LinearMetric(alpha).fit_score (angular) on the centred, unit-Frobenius-norm, zero-padded features,
+    written out from netrep.utils.whiten; as 1 - 2θ/π."""
+    x, y = zero_padded(*(centred(z) / np.linalg.norm(centred(z)) for z in (x, y)))
+
+    def whiten(z: np.ndarray) -> np.ndarray:
+        values, vectors = np.linalg.eigh(z.T @ z)
+        scale = alpha + (1 - alpha) * np.maximum(values, 1e-7) ** -0.5
+        return z @ (vectors * scale) @ vectors.T
+
+    xw, yw = whiten(x), whiten(y)
+    u, _, vt = np.linalg.svd(xw.T @ yw)
+    a, b = xw @ u, yw @ vt.T
+    angle = math.acos(np.clip(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1))
+    return 1 - 2 * angle / math.pi
+
+
+GROUP2 = {
+    "cca": lambda x, y: float(ref_cca_correlations(x, y).mean()),
+    "svcca0.99": lambda x, y: ref_svcca(x, y, 0.99),
+    "svcca0.9": lambda x, y: ref_svcca(x, y, 0.9),
+    "pwcca": repsim_pwcca,
+    "cca_ridge0.1": lambda x, y: float(ref_cca_correlations(x, y, 0.1).mean()),
+    "svcca0.95_ridge0.01": lambda x, y: ref_svcca(x, y, 0.95, 0.01),
+    "shape0": lambda x, y: ref_shape(x, y, 0.0),
+    "shape0.5": lambda x, y: ref_shape(x, y, 0.5),
+    "shape0.1": lambda x, y: ref_shape(x, y, 0.1),
+    "shape1": lambda x, y: ref_shape(x, y, 1.0),
+}
+UNREGULARISED = {"cca", "svcca0.99", "svcca0.9", "pwcca", "shape0"}
+
+
+@pytest.mark.parametrize("case", ["d_lt_n", "structured", "ties"])
+@pytest.mark.parametrize("name", GROUP2)
+def test_group2_matches_reference(name: str, case: str) -> None:
+    assert_pairs(name, dataset(case), GROUP2[name])
+
+
+@pytest.mark.parametrize("name", sorted(set(GROUP2) - UNREGULARISED))
+def test_group2_with_more_features_than_samples(name: str) -> None:
+    assert_pairs(name, dataset("d_gt_n"), GROUP2[name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cca_ridge0.1", "svcca0.95_ridge0.01", "shape0.5", "shape0.1"])
+def test_group2_on_model_features(name: str, real_features: dict[str, np.ndarray]) -> None:
+    assert_pairs(name, real_features, GROUP2[name])
+
+
+@pytest.mark.parametrize("case", ["d_lt_n", "structured", "ties"])
+def test_cca_equals_cca_zoo(case: str) -> None:
+    assert_pairs("cca", dataset(case), cca_zoo_cca)
+
+
+@pytest.mark.parametrize("case", ["d_lt_n", "structured"])
+def test_cca_equals_repsim(case: str) -> None:
+    assert_pairs("cca", dataset(case), repsim_cca)
+
+
+def test_repsim_cca_averages_over_the_rank_of_the_uncentred_features() -> None:
+    """Every tied sample has the same feature sum, so centring removes one dimension: repsim still divides the
+    sum of the canonical correlations by the uncentred rank (9), the registered mean by the centred one (8)."""
+    features = dataset("ties")
+    x, y = features["b12"].astype(np.float64), features["b9"].astype(np.float64)
+    correlations = ref_cca_correlations(x, y)
+    assert len(correlations) == 8
+    assert repsim_cca(x, y) == pytest.approx(correlations.sum() / 9, abs=1e-9)
+
+
+def test_svcca_is_the_cca_of_the_leading_directions_by_repsim() -> None:
+    """SVCCA = repsim's mean CCA of the leading principal components (repsim's own svcca truncates the
+    orthonormal basis of the features, whose directions all carry the same variance, so it differs)."""
+
+    def leading(z: np.ndarray) -> np.ndarray:
+        u, s, _ = np.linalg.svd(centred(z), full_matrices=False)
+        count = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.9)) + 1
+        return u[:, :count] * s[:count]
+
+    assert_pairs("svcca0.9", dataset("structured"), lambda x, y: repsim_cca(leading(x), leading(y)))
+
+
+@pytest.mark.parametrize("name", sorted(UNREGULARISED))
+def test_unregularised_cca_with_too_few_samples_names_the_models(name: str) -> None:
+    """Without a ridge, two models spanning more than n - 1 dimensions together have canonical correlations
+    of 1 whatever their features: an error, not a value."""
+    with pytest.raises(ValueError, match=r"degenerate for models 'a' \(rank \d+\) and 'b' \(rank \d+\)"):
+        compute_similarity(dataset("d_gt_n"), name)
+
+
+def test_cca_of_invertible_maps_of_one_model_is_one_and_ridge_breaks_that() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((50, 6))
+    mapped = x @ (np.eye(6) + rng.standard_normal((6, 6))) + 4.0
+    assert compute_similarity({"x": x, "m": mapped}, "cca").matrix.loc["x", "m"] == pytest.approx(1.0, abs=1e-6)
+    assert compute_similarity({"x": x, "m": mapped}, "shape0").matrix.loc["x", "m"] == pytest.approx(1.0, abs=1e-6)
+    assert compute_similarity({"x": x, "m": mapped}, "cca_ridge0.1").matrix.loc["x", "m"] < 0.999
+
+
+def test_shape_at_alpha_one_is_angular_procrustes() -> None:
+    features = dataset("structured")
+    np.testing.assert_allclose(
+        compute_similarity(features, "shape1").matrix.to_numpy(),
+        compute_similarity(features, "procrustes_angular").matrix.to_numpy(),
+        atol=1e-6,
+    )
+
+
+def test_cca_names_spell_out_their_parameters() -> None:
+    assert get_metric("svcca0.95_ridge0.01").variance_kept == 0.95
+    assert get_metric("svcca0.95_ridge0.01").regulariser == 0.01
+    assert get_metric("cca").regulariser == 0 and get_metric("cca").statistic == "mean"
+    assert get_metric("shape0.25").alpha == 0.25
+    for bad in ("cca_ridge0", "svcca1.5", "svcca0.990", "shape1.5", "shape.5", "pwcca_ridge1e-3", "cca0.5"):
+        with pytest.raises(ValueError, match="shape<α>"):
+            get_metric(bad)

@@ -153,6 +153,8 @@ def _registry() -> dict[str, MetricSpec]:
             "aligned_cosine", True, (-1.0, 1.0), True, "procrustes", 2, ROTATION_INVARIANT, statistic="aligned_cosine"
         ),
     ]
+    specs += [_parametrised_spec(name) for name in ("cca", f"svcca{DEFAULT_VARIANCE_KEPT}", "pwcca")]
+    specs.append(_parametrised_spec(f"shape{DEFAULT_ALPHA}"))
     return {spec.name: spec for spec in specs if spec is not None}
 
 
@@ -213,6 +215,59 @@ def _parsed_spec(name: str) -> MetricSpec | None:
     )
 
 
+# Names with a real-valued parameter: the CCA family with an optional ridge (`cca`, `cca_ridge0.1`,
+# `svcca0.99`, `svcca0.99_ridge0.1`, `pwcca`, `pwcca_ridge0.1`) and the shape metrics (`shape0.5`). A number
+# is written in its shortest decimal form (`0.5`, not `0.50` or `5e-1`), so that one measure has one name.
+
+DEFAULT_VARIANCE_KEPT: float = 0.99
+"""The share of variance the registered SVCCA keeps (Raghu et al. 2017)."""
+
+DEFAULT_ALPHA: float = 0.5
+"""The partial whitening of the registered shape metric (0: CCA, 1: Procrustes)."""
+
+_NUMBER = r"(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?"
+
+PARAMETRISED_PATTERNS: tuple[str, ...] = ("cca_ridge<ε>", "svcca<p>", "svcca<p>_ridge<ε>", "pwcca_ridge<ε>", "shape<α>")
+"""The forms of the names with a real-valued parameter, for error messages."""
+
+
+def _parametrised_spec(name: str) -> MetricSpec | None:
+    """The CCA-family or shape metric a name denotes; None for other names and parameters out of range."""
+    if match := re.fullmatch(rf"shape({_NUMBER})", name):
+        alpha = float(match.group(1))
+        if alpha > 1:
+            return None
+        invariances = LINEAR_INVARIANT if alpha == 0 else SHAPE_INVARIANT
+        return MetricSpec(name, True, (0.0, 1.0), True, "shape", 3, invariances, alpha=alpha)
+    match = re.fullmatch(rf"(cca|pwcca|svcca({_NUMBER}))(?:_ridge({_NUMBER}))?", name)
+    if match is None:
+        return None
+    variance_kept = float(match.group(2)) if match.group(2) else None
+    ridge = float(match.group(3)) if match.group(3) else 0.0
+    if (variance_kept is not None and not 0 < variance_kept <= 1) or (match.group(3) and ridge == 0):
+        return None
+    statistic = "svcca" if variance_kept is not None else match.group(1)
+    if statistic == "pwcca":
+        invariances = frozenset({"translation", "isotropic_scaling", "permutation"})
+    elif statistic == "cca" and ridge == 0:
+        invariances = LINEAR_INVARIANT
+    else:
+        invariances = SHAPE_INVARIANT
+    statistic = "mean" if statistic == "cca" else statistic
+    return MetricSpec(
+        name,
+        True,
+        (0.0, 1.0),
+        True,
+        "cca",
+        3,
+        invariances,
+        statistic=statistic,
+        variance_kept=variance_kept,
+        regulariser=ridge,
+    )
+
+
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(_registry())
 """All registered metrics by name."""
 
@@ -224,12 +279,14 @@ def metric_names() -> list[str]:
 
 def get_metric(name: str) -> MetricSpec:
     """The registered metric of this name; ValueError listing the known names otherwise."""
-    spec = METRICS.get(name) or _parsed_spec(name)
+    spec = METRICS.get(name) or _parsed_spec(name) or _parametrised_spec(name)
     if spec is None:
         patterns = ", ".join(f"{prefix}<k>" for prefix in NAME_PATTERNS)
         raise ValueError(
             f"unknown similarity metric {name!r}; known metrics: "
-            f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2)"
+            f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2; "
+            f"{', '.join(PARAMETRISED_PATTERNS)} with 0 < p <= 1, ε > 0, 0 <= α <= 1, "
+            "numbers in their shortest decimal form)"
         )
     return spec
 

@@ -8,7 +8,8 @@ them (docs/metrics.md):
 - kernel: CKA, linear and RBF kernels, biased and unbiased HSIC; distance correlation;
 - rsa: RDMs of correlation distance compared by Spearman or Pearson correlation;
 - neighbourhood: mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity;
-- shape: orthogonal Procrustes, its angular form, aligned cosine;
+- shape: orthogonal Procrustes, its angular form, aligned cosine, shape metrics with partial whitening;
+- cca: mean CCA, SVCCA, PWCCA (optionally with a ridge), eigenspace overlap;
 - engine: what they share (limits, input checks, centred features, normalised inner products).
 
 The registry of names and properties is simcon.metrics (torch-free); SCORERS maps each of its families to the
@@ -28,7 +29,7 @@ import torch
 
 from simcon.metrics import MetricSpec, get_metric
 from simcon.pair_cache import PairCache, array_digest
-from simcon.similarity import kernel, neighbourhood, rsa, shape
+from simcon.similarity import cca, kernel, neighbourhood, rsa, shape
 from simcon.similarity.engine import validated_features
 from simcon.similarity.shape import angular_shape_distance
 
@@ -45,6 +46,8 @@ SCORERS: Mapping[str, PairScorer] = {
     "rsa": rsa.score_pairs,
     "knn": neighbourhood.score_pairs,
     "procrustes": shape.score_pairs,
+    "shape": shape.score_pairs,
+    "cca": cca.score_pairs,
 }
 """The pair scorer of each metric family of the registry."""
 

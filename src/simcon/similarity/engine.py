@@ -158,3 +158,51 @@ def standardised_samples(x: np.ndarray) -> torch.Tensor:
     centred = x.astype(np.float64) - x.mean(axis=1, dtype=np.float64, keepdims=True)
     centred /= np.linalg.norm(centred, axis=1, keepdims=True)
     return torch.from_numpy(centred.astype(np.float32))
+
+
+class Spectrum(NamedTuple):
+    """A model's thin SVD X = U diag(s) Vᵀ of its features (centred or raw), of numerical rank r, in float64 on the
+    device: the left singular vectors U (n, r), the singular values s (r,) and, when asked for, the right singular
+    vectors V (d, r). U is kept in float64 because the angular measures take arccos of values near 1, where a
+    float32 rounding of 10⁻⁷ would move the angle by 5·10⁻⁴."""
+
+    basis: torch.Tensor
+    values: torch.Tensor
+    right: torch.Tensor | None
+
+
+def spectrum(x: np.ndarray, centred: bool, device: torch.device, right: bool = False) -> Spectrum:
+    """The thin SVD of a model's features (minus their mean over samples when `centred`), computed in float64.
+
+    Singular values up to s_max · max(n, d) · 2⁻⁵² count as zero (numpy's matrix_rank), and their vectors are
+    dropped: a constant or repeated feature adds nothing.
+    """
+    wide = torch.from_numpy(np.ascontiguousarray(x)).to(device).double()
+    if centred:
+        wide -= wide.mean(dim=0)
+    u, s, vt = torch.linalg.svd(wide, full_matrices=False)
+    rank = int((s > s[0] * max(wide.shape) * torch.finfo(torch.float64).eps).sum())
+    return Spectrum(u[:, :rank], s[:rank], vt[:rank].T if right else None)
+
+
+def cross_product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """XᵀY of two (n, ·) matrices in float64, from products in their precision over row chunks of
+    FEATURE_CHUNK_ROWS."""
+    product = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], FEATURE_CHUNK_ROWS):
+        stop = start + FEATURE_CHUNK_ROWS
+        product += x[start:stop].T @ y[start:stop]
+    return product
+
+
+def check_spans_apart(spec: MetricSpec, ids: Sequence[str], ranks: Sequence[int], dimensions: int) -> None:
+    """ValueError naming two models whose features span more than `dimensions` together, where an unregularised
+    measure of their column spaces would be forced by the dimensions alone (docs/metrics.md, CCA)."""
+    if ranks[0] + ranks[1] <= dimensions:
+        return
+    forced = ranks[0] + ranks[1] - dimensions
+    raise ValueError(
+        f"{spec.name} is degenerate for models {ids[0]!r} (rank {ranks[0]}) and {ids[1]!r} (rank {ranks[1]}): "
+        f"together they span more than the {dimensions} dimensions their samples allow, so {forced} canonical "
+        "correlation(s) are 1 whatever the features; use more samples or a regularised form (docs/metrics.md, CCA)"
+    )

@@ -1,5 +1,6 @@
 """Alignment and shape metrics, all pairs per call: orthogonal Procrustes (the nuclear norm of XᵀY of the
-centred, unit-Frobenius-norm representations), its angular form, and the aligned cosine similarity.
+centred, unit-Frobenius-norm representations), its angular form, the aligned cosine similarity, and the shape
+metrics with partial whitening (netrep's LinearMetric, from each model's SVD).
 
 Each model's prepared features are computed once, and each pair is scored from one product XᵀY and its spectrum.
 """
@@ -39,9 +40,27 @@ def score_pairs(
     device: torch.device,
     progress: bool,
 ) -> list[float]:
-    """Procrustes, its angular form or the aligned cosine similarity of each pair of model indices."""
+    """Procrustes, its angular form, the aligned cosine similarity or the shape metric of each pair of model
+    indices."""
     models = sorted({m for pair in pairs for m in pair})
     scored = progress_bar(pairs, len(pairs), f"{spec.name} pairs", progress)
+    if spec.family == "shape":
+        assert spec.alpha is not None
+        spectra = {m: engine.spectrum(arrays[m], True, device) for m in models}
+        scales = {m: partial_whitening(spectra[m].values, spec.alpha) for m in models}
+        n = arrays[models[0]].shape[0] if models else 0
+        values = []
+        for a, b in scored:
+            if spec.alpha == 0:
+                ranks = (len(scales[a]), len(scales[b]))
+                engine.check_spans_apart(spec, (ids[a], ids[b]), ranks, n - 1)
+            product = engine.cross_product(spectra[a].basis, spectra[b].basis)
+            whitened = scales[a][:, None] * product * scales[b][None, :]
+            cosine = nuclear_norm(whitened) / float(
+                torch.linalg.vector_norm(scales[a]) * torch.linalg.vector_norm(scales[b])
+            )
+            values.append(angular_similarity(cosine))
+        return values
     if spec.statistic == "aligned_cosine":
         raw = {m: torch.from_numpy(np.ascontiguousarray(arrays[m])).to(device).float() for m in models}
         norms = {m: torch.linalg.vector_norm(torch.from_numpy(arrays[m]).double(), dim=1).to(device) for m in models}
@@ -51,13 +70,12 @@ def score_pairs(
     return [angular_similarity(v) for v in values] if spec.statistic == "angular" else values
 
 
-def cross_product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """XᵀY in float64, from float32 products over row chunks of engine.FEATURE_CHUNK_ROWS."""
-    product = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64, device=x.device)
-    for start in range(0, x.shape[0], engine.FEATURE_CHUNK_ROWS):
-        stop = start + engine.FEATURE_CHUNK_ROWS
-        product += x[start:stop].T @ y[start:stop]
-    return product
+def partial_whitening(values: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The singular values of a model's centred, unit-Frobenius-norm features after netrep's partial whitening
+    (`netrep.utils.whiten`): s̃ (α + (1 - α) λ^(-1/2)) with λ = max(s̃², 10⁻⁷) the eigenvalues of X̃ᵀX̃, up to
+    netrep's rescaling to the original variance, which the angle ignores."""
+    unit = values / torch.linalg.vector_norm(values)
+    return unit * (alpha + (1 - alpha) * unit.square().clamp_min(1e-7).rsqrt())
 
 
 def nuclear_norm(product: torch.Tensor) -> float:
@@ -71,7 +89,7 @@ def nuclear_norm(product: torch.Tensor) -> float:
 def procrustes(x: torch.Tensor, y: torch.Tensor) -> float:
     """‖XᵀY‖_* of centred, unit-Frobenius-norm features X, Y (zero-padding the narrower model adds only zero
     singular values), clipped to [0, 1]."""
-    return float(np.clip(nuclear_norm(cross_product(x, y)), 0.0, 1.0))
+    return float(np.clip(nuclear_norm(engine.cross_product(x, y)), 0.0, 1.0))
 
 
 def aligned_cosine(
@@ -83,7 +101,7 @@ def aligned_cosine(
 
     With XᵀY = P Σ Qᵀ (thin SVD, float64), x_i Ω · y_i = (x_i P) · (y_i Q), and |x_i Ω| = |x_i|.
     """
-    p, _, qt = torch.linalg.svd(cross_product(x, y), full_matrices=False)
+    p, _, qt = torch.linalg.svd(engine.cross_product(x, y), full_matrices=False)
     numerators = torch.sum((x @ p.float()).double() * (y @ qt.T.float()).double(), dim=1)
     kept = (x_norms > 0) & (y_norms > 0)
     if not kept.any():
