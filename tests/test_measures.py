@@ -434,3 +434,166 @@ def test_cca_names_spell_out_their_parameters() -> None:
     for bad in ("cca_ridge0", "svcca1.5", "svcca0.990", "shape1.5", "shape.5", "pwcca_ridge1e-3", "cca0.5"):
         with pytest.raises(ValueError, match="shape<α>"):
             get_metric(bad)
+
+
+# --- group 3: regression, GULP, matching, eigenspace overlap, RSM norm difference --------------------------------
+
+
+def repsim_linreg(x: np.ndarray, y: np.ndarray) -> float:
+    """repsim 0.1.5's linear regression (its compiled cpp_linreg: ‖Q_Xᵀ Y‖²_F / ‖Y‖²_F with Q_X an orthonormal
+    basis of X, both directions averaged) on the centred features, so that the prediction has an intercept."""
+    from repsim import _repsim
+
+    return float(_repsim.cpp_linreg([centred(x), centred(y)])[0, 1])
+
+
+def resi_linreg(x: np.ndarray, y: np.ndarray) -> float:
+    """ReSi's linear_reg (R² of predicting the centred target from the centred predictor's orthonormal basis
+    X (XᵀX)^(-1/2)), both directions averaged."""
+
+    def one_way(target: np.ndarray, predictor: np.ndarray) -> float:
+        target, predictor = centred(target), centred(predictor)
+        basis = predictor @ np.linalg.inv(scipy.linalg.sqrtm(predictor.T @ predictor).real)
+        return np.linalg.norm(basis.T @ target) ** 2 / np.linalg.norm(target) ** 2
+
+    return float((one_way(x, y) + one_way(y, x)) / 2)
+
+
+def sklearn_ridge_linreg(x: np.ndarray, y: np.ndarray, ridge: float) -> float:
+    """scikit-learn's Ridge with an intercept, alpha = ridge · ‖X_c‖²_F / d, and R² over all outputs together."""
+    from sklearn.linear_model import Ridge
+
+    def one_way(target: np.ndarray, predictor: np.ndarray) -> float:
+        alpha = ridge * np.linalg.norm(centred(predictor)) ** 2 / predictor.shape[1]
+        prediction = Ridge(alpha=alpha).fit(predictor, target).predict(predictor)
+        return 1 - np.sum((target - prediction) ** 2) / np.sum(centred(target) ** 2)
+
+    return float((one_way(x, y) + one_way(y, x)) / 2)
+
+
+def ref_gulp(x: np.ndarray, y: np.ndarray, lam: float) -> float:
+    """GULP (Boix-Adserà et al. 2022) from its definition: with the centred features scaled to unit total variance,
+    d² = tr((Σ_X^λ Σ_X)²) + tr((Σ_Y^λ Σ_Y)²) - 2 tr(Σ_X^λ Σ_XY Σ_Y^λ Σ_YX), Σ^λ = (Σ + λI)⁻¹ on the range of Σ;
+    as 1 / (1 + d)."""
+    n = len(x)
+    x, y = (centred(z) * math.sqrt(n) / np.linalg.norm(centred(z)) for z in (x, y))
+
+    def ridge_inverse(z: np.ndarray) -> np.ndarray:
+        values, vectors = np.linalg.eigh(z.T @ z / n)
+        kept = values > values.max() * 1e-10
+        return (vectors[:, kept] / (values[kept] + lam)) @ vectors[:, kept].T
+
+    ix, iy = ridge_inverse(x), ridge_inverse(y)
+    sx, sy, sxy = x.T @ x / n, y.T @ y / n, x.T @ y / n
+    squared = np.trace(ix @ sx @ ix @ sx) + np.trace(iy @ sy @ iy @ sy) - 2 * np.trace(ix @ sxy @ iy @ sxy.T)
+    return 1 / (1 + math.sqrt(max(squared, 0.0)))
+
+
+def ref_correlations(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ReSi's neuron correlations: 1 - scikit-learn's cosine distance of the centred columns."""
+    import sklearn.metrics
+
+    return 1 - sklearn.metrics.pairwise_distances(centred(x).T, centred(y).T, metric="cosine")
+
+
+def pot_soft_matching(x: np.ndarray, y: np.ndarray) -> float:
+    """POT's exact optimal transport (ot.emd) between the features, uniform masses, cost -ρ."""
+    import ot
+
+    correlations = ref_correlations(x, y)
+    width_x, width_y = correlations.shape
+    plan = ot.emd(np.full(width_x, 1 / width_x), np.full(width_y, 1 / width_y), -correlations)
+    return float(np.sum(plan * correlations))
+
+
+def resi_hard_matching(x: np.ndarray, y: np.ndarray) -> float:
+    correlations = ref_correlations(x, y)
+    rows, columns = scipy.optimize.linear_sum_assignment(correlations, maximize=True)
+    return float(correlations[rows, columns].mean())
+
+
+def resi_eigenspace_overlap(x: np.ndarray, y: np.ndarray) -> float:
+    """ReSi's eigenspace_overlap_score: ‖UᵀV‖²_F / max(d_X, d_Y) of the left singular vectors of the raw features."""
+    u = np.linalg.svd(x)[0][:, : np.linalg.matrix_rank(x)]
+    v = np.linalg.svd(y)[0][:, : np.linalg.matrix_rank(y)]
+    return float(np.linalg.norm(u.T @ v) ** 2 / max(x.shape[1], y.shape[1]))
+
+
+def resi_rsm_norm_difference(x: np.ndarray, y: np.ndarray) -> float:
+    """1 - ‖S_X - S_Y‖²_F / (4n) of the Euclidean distance matrices (scikit-learn) of the centred, unit-Frobenius-
+    norm features."""
+    import sklearn.metrics
+
+    distances = [
+        sklearn.metrics.pairwise_distances(centred(z) / np.linalg.norm(centred(z)), metric="euclidean") for z in (x, y)
+    ]
+    return float(1 - np.linalg.norm(distances[0] - distances[1]) ** 2 / (4 * len(x)))
+
+
+GROUP3 = {
+    "linreg": repsim_linreg,
+    "linreg_ridge0.1": lambda x, y: sklearn_ridge_linreg(x, y, 0.1),
+    "gulp0.01": lambda x, y: ref_gulp(x, y, 0.01),
+    "gulp1": lambda x, y: ref_gulp(x, y, 1.0),
+    "gulp0": lambda x, y: ref_gulp(x, y, 0.0),
+    "soft_matching": pot_soft_matching,
+    "hard_matching": resi_hard_matching,
+    "eigenspace_overlap": resi_eigenspace_overlap,
+    "rsm_norm_difference": resi_rsm_norm_difference,
+}
+UNREGULARISED |= {"linreg", "gulp0", "eigenspace_overlap"}
+
+
+@pytest.mark.parametrize("case", ["d_lt_n", "structured", "ties"])
+@pytest.mark.parametrize("name", GROUP3)
+def test_group3_matches_reference(name: str, case: str) -> None:
+    assert_pairs(name, dataset(case), GROUP3[name])
+
+
+@pytest.mark.parametrize("name", sorted(set(GROUP3) - UNREGULARISED))
+def test_group3_with_more_features_than_samples(name: str) -> None:
+    assert_pairs(name, dataset("d_gt_n"), GROUP3[name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(GROUP3) - UNREGULARISED))
+def test_group3_on_model_features(name: str, real_features: dict[str, np.ndarray]) -> None:
+    assert_pairs(name, real_features, GROUP3[name])
+
+
+def test_linear_regression_equals_resi() -> None:
+    assert_pairs("linreg", dataset("structured"), resi_linreg)
+
+
+@pytest.mark.parametrize("name", ["linreg", "gulp0", "eigenspace_overlap"])
+def test_unregularised_regression_with_too_few_samples_names_the_models(name: str) -> None:
+    with pytest.raises(ValueError, match=r"degenerate for models 'a' \(rank \d+\) and 'b' \(rank \d+\)"):
+        compute_similarity(dataset("d_gt_n"), name)
+
+
+def test_soft_matching_as_a_linear_programme(monkeypatch) -> None:
+    """Widths whose lcm exceeds the assignment bound go to HiGHS; both are exact."""
+    from simcon.similarity import shape
+
+    monkeypatch.setattr(shape, "SOFT_MATCHING_ASSIGNMENT_SIZE", 1)
+    assert_pairs("soft_matching", dataset("d_lt_n"), pot_soft_matching)
+
+
+def test_soft_matching_of_equal_widths_is_hard_matching_and_constant_features_correlate_zero() -> None:
+    rng = np.random.default_rng(12)
+    x, y = rng.standard_normal((40, 6)), rng.standard_normal((40, 6))
+    y[:, 2] = 0.7  # a dead unit
+    features = {"x": x, "y": y, "permuted": 3 * x[:, ::-1] + 1}
+    soft = compute_similarity(features, "soft_matching").matrix
+    hard = compute_similarity(features, "hard_matching").matrix
+    np.testing.assert_allclose(soft.to_numpy(), hard.to_numpy(), atol=1e-7)
+    assert soft.loc["x", "permuted"] == pytest.approx(1.0, abs=1e-6)
+    assert_pairs("soft_matching", features, pot_soft_matching)
+
+
+def test_gulp_at_lambda_zero_is_invariant_to_invertible_maps() -> None:
+    rng = np.random.default_rng(13)
+    x, y = rng.standard_normal((50, 5)), rng.standard_normal((50, 7))
+    before = compute_similarity({"x": x, "y": y}, "gulp0").matrix.loc["x", "y"]
+    after = compute_similarity({"x": x @ (np.eye(5) + rng.standard_normal((5, 5))), "y": y}, "gulp0").matrix
+    assert after.loc["x", "y"] == pytest.approx(before, abs=1e-6)

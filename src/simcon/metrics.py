@@ -43,6 +43,9 @@ SHAPE_INVARIANT = ROTATION_INVARIANT | {"translation"}
 LINEAR_INVARIANT = frozenset(INVARIANCES)
 """The invariances of a metric of the centred features' column space (exact CCA)."""
 
+MATCHING_INVARIANT = frozenset({"translation", "isotropic_scaling", "anisotropic_scaling", "permutation"})
+"""The invariances of a metric of the correlations between single features (matching)."""
+
 
 @dataclass(frozen=True)
 class MetricSpec:
@@ -59,8 +62,8 @@ class MetricSpec:
     - `statistic`: what the alignment, CCA, regression and matching measures report;
     - `alpha`: the partial whitening of shape metrics (0: whitened, CCA; 1: none, Procrustes);
     - `variance_kept`: the fraction of variance SVCCA keeps;
-    - `regulariser`: the ridge of the CCA and regression measures, relative to the mean
-      eigenvalue of the covariance (0: none), and GULP's λ.
+    - `regulariser`: the ridge of the CCA measures and of linear predictivity, relative to the mean
+      eigenvalue of the covariance (0: none), and GULP's λ on features of unit total variance.
     """
 
     name: str
@@ -155,6 +158,22 @@ def _registry() -> dict[str, MetricSpec]:
     ]
     specs += [_parametrised_spec(name) for name in ("cca", f"svcca{DEFAULT_VARIANCE_KEPT}", "pwcca")]
     specs.append(_parametrised_spec(f"shape{DEFAULT_ALPHA}"))
+    specs += [_parametrised_spec("linreg"), _parametrised_spec(f"gulp{DEFAULT_GULP_LAMBDA}")]
+    specs += [
+        MetricSpec("soft_matching", True, (-1.0, 1.0), True, "matching", 2, MATCHING_INVARIANT, statistic="soft"),
+        MetricSpec("hard_matching", True, (-1.0, 1.0), True, "matching", 2, MATCHING_INVARIANT, statistic="hard"),
+        MetricSpec(
+            "eigenspace_overlap",
+            True,
+            (0.0, 1.0),
+            True,
+            "cca",
+            2,
+            LINEAR_INVARIANT - {"translation"},
+            statistic="eigenspace_overlap",
+        ),
+        MetricSpec("rsm_norm_difference", True, (0.0, 1.0), True, "rsm", 2, SHAPE_INVARIANT, kernel="distance"),
+    ]
     return {spec.name: spec for spec in specs if spec is not None}
 
 
@@ -225,14 +244,46 @@ DEFAULT_VARIANCE_KEPT: float = 0.99
 DEFAULT_ALPHA: float = 0.5
 """The partial whitening of the registered shape metric (0: CCA, 1: Procrustes)."""
 
+DEFAULT_GULP_LAMBDA: float = 0.01
+"""λ of the registered GULP, on features scaled to unit total variance."""
+
 _NUMBER = r"(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?"
 
-PARAMETRISED_PATTERNS: tuple[str, ...] = ("cca_ridge<ε>", "svcca<p>", "svcca<p>_ridge<ε>", "pwcca_ridge<ε>", "shape<α>")
+PARAMETRISED_PATTERNS: tuple[str, ...] = (
+    "cca_ridge<ε>",
+    "svcca<p>",
+    "svcca<p>_ridge<ε>",
+    "pwcca_ridge<ε>",
+    "linreg_ridge<ε>",
+    "shape<α>",
+    "gulp<λ>",
+)
 """The forms of the names with a real-valued parameter, for error messages."""
 
 
 def _parametrised_spec(name: str) -> MetricSpec | None:
-    """The CCA-family or shape metric a name denotes; None for other names and parameters out of range."""
+    """The CCA-family, regression or shape metric a name denotes; None for other names and parameters out of
+    range."""
+    if match := re.fullmatch(rf"gulp({_NUMBER})", name):
+        gulp = float(match.group(1))
+        return MetricSpec(
+            name,
+            True,
+            (0.0, 1.0),
+            True,
+            "regression",
+            3,
+            LINEAR_INVARIANT if gulp == 0 else SHAPE_INVARIANT,
+            statistic="gulp",
+            regulariser=gulp,
+        )
+    if match := re.fullmatch(rf"linreg(?:_ridge({_NUMBER}))?", name):
+        ridge = float(match.group(1)) if match.group(1) else 0.0
+        if match.group(1) and ridge == 0:
+            return None
+        return MetricSpec(
+            name, True, (0.0, 1.0), True, "regression", 3, SHAPE_INVARIANT, statistic="linreg", regulariser=ridge
+        )
     if match := re.fullmatch(rf"shape({_NUMBER})", name):
         alpha = float(match.group(1))
         if alpha > 1:
@@ -285,7 +336,7 @@ def get_metric(name: str) -> MetricSpec:
         raise ValueError(
             f"unknown similarity metric {name!r}; known metrics: "
             f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2; "
-            f"{', '.join(PARAMETRISED_PATTERNS)} with 0 < p <= 1, ε > 0, 0 <= α <= 1, "
+            f"{', '.join(PARAMETRISED_PATTERNS)} with 0 < p <= 1, ε > 0, 0 <= α <= 1, λ >= 0, "
             "numbers in their shortest decimal form)"
         )
     return spec

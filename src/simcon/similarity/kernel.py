@@ -1,5 +1,5 @@
-"""CKA with linear and RBF kernels, biased and unbiased HSIC, and distance correlation (HSIC of Euclidean distance
-matrices), all pairs per call; the streamed kernel tiles also serve RSA's Pearson comparison (tiles of the sample
+"""CKA with linear and RBF kernels, biased and unbiased HSIC, distance correlation (HSIC of Euclidean distance
+matrices) and the RSM norm difference (the cosine of two Euclidean distance matrices), all pairs per call; the streamed kernel tiles also serve RSA's Pearson comparison (tiles of the sample
 correlation matrices).
 
 Linear CKA is computed in feature space (‖X_aᵀX_b‖²_F with the estimator's terms) or from streamed Gram tiles,
@@ -29,7 +29,7 @@ def score_pairs(
     device: torch.device,
     progress: bool,
 ) -> list[float]:
-    """CKA (or distance correlation) of each pair of model indices.
+    """CKA, distance correlation or the RSM norm difference's similarity form of each pair of model indices.
 
     Distance correlation is CKA of the Euclidean distance matrices: double centring of a distance
     matrix is the biased HSIC's centring H D H, and the bias-corrected form of Székely and Rizzo
@@ -175,7 +175,16 @@ def tile_products(
     unshifted_self = raw_self + 2 * shift * totals + shift**2 * entries
     sum_dots = row_sums[:n_rows] @ row_sums.T
     sum_self = torch.sum(row_sums * row_sums, dim=1)
-    if spec.family == "rsa":
+    if spec.family == "rsm":
+        # No centring: the inner products of the unshifted matrices.
+        centred_cross = (
+            raw_cross
+            + torch.outer(shift[:n_rows], totals)
+            + torch.outer(totals[:n_rows], shift)
+            + entries * torch.outer(shift[:n_rows], shift)
+        )
+        centred_self = unshifted_self
+    elif spec.family == "rsa":
         # Pearson over off-diagonal entries (each upper-triangle entry counted twice).
         centred_cross = raw_cross - torch.outer(totals[:n_rows], totals) / (n * (n - 1))
         centred_self = raw_self - totals**2 / (n * (n - 1))

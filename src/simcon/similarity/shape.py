@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.optimize
+import scipy.sparse
 import torch
 
 from simcon.metrics import MetricSpec
@@ -61,6 +63,10 @@ def score_pairs(
             )
             values.append(angular_similarity(cosine))
         return values
+    if spec.family == "matching":
+        standardised = {m: standardised_features(arrays[m], device) for m in models}
+        match = soft_matching if spec.statistic == "soft" else hard_matching
+        return [match(engine.cross_product(standardised[a], standardised[b]).cpu().numpy()) for a, b in scored]
     if spec.statistic == "aligned_cosine":
         raw = {m: torch.from_numpy(np.ascontiguousarray(arrays[m])).to(device).float() for m in models}
         norms = {m: torch.linalg.vector_norm(torch.from_numpy(arrays[m]).double(), dim=1).to(device) for m in models}
@@ -117,3 +123,53 @@ def normalised_shape(x: np.ndarray, device: torch.device) -> torch.Tensor:
     wide -= wide.mean(dim=0)
     wide /= torch.linalg.matrix_norm(wide)
     return wide.float()
+
+
+def standardised_features(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Each feature minus its mean over samples, divided by its norm (in float64), as float32: the inner product
+    of two columns is their Pearson correlation. A constant feature stays zero (correlation 0 with every feature,
+    as ReSi's scikit-learn cosine leaves it)."""
+    wide = torch.from_numpy(np.ascontiguousarray(x)).to(device).double()
+    wide -= wide.mean(dim=0)
+    norms = torch.linalg.vector_norm(wide, dim=0)
+    return (wide / torch.where(norms > 0, norms, 1.0)).float()
+
+
+def hard_matching(correlations: np.ndarray) -> float:
+    """The mean correlation of the best one-to-one matching of the narrower model's features to the other's
+    (scipy's linear_sum_assignment): ReSi's hard correlation match."""
+    rows, columns = scipy.optimize.linear_sum_assignment(correlations, maximize=True)
+    return float(np.clip(correlations[rows, columns].mean(), -1.0, 1.0))
+
+
+SOFT_MATCHING_ASSIGNMENT_SIZE: int = 4096
+"""The largest lcm(d_X, d_Y) for which soft matching is solved as an assignment of replicated features; larger
+ones are solved as a linear programme (HiGHS), which is slower at the widths where both apply."""
+
+
+def soft_matching(correlations: np.ndarray) -> float:
+    """max Σ_ij P_ij ρ_ij over transport plans P with row sums 1/d_X and column sums 1/d_Y: the soft matching of
+    Khosla & Williams (2024) in its similarity form 1 - d²/2, d their distance between the standardised features.
+
+    Exact either way: with L = lcm(d_X, d_Y), replicating each feature of X L/d_X times and each of Y L/d_Y times
+    makes it an assignment of L to L (transport plans with integer masses have integer optima); equal widths make
+    it the hard matching."""
+    width_x, width_y = correlations.shape
+    size = math.lcm(width_x, width_y)
+    if size <= SOFT_MATCHING_ASSIGNMENT_SIZE:
+        replicated = np.repeat(np.repeat(correlations, size // width_x, axis=0), size // width_y, axis=1)
+        rows, columns = scipy.optimize.linear_sum_assignment(replicated, maximize=True)
+        return float(np.clip(replicated[rows, columns].mean(), -1.0, 1.0))
+    constraints = scipy.sparse.vstack(
+        [
+            scipy.sparse.kron(scipy.sparse.eye(width_x), np.ones((1, width_y))),
+            scipy.sparse.kron(np.ones((1, width_x)), scipy.sparse.eye(width_y)),
+        ]
+    ).tocsr()
+    masses = np.concatenate([np.full(width_x, 1 / width_x), np.full(width_y, 1 / width_y)])
+    plan = scipy.optimize.linprog(
+        -correlations.ravel(), A_eq=constraints, b_eq=masses, bounds=(0, None), method="highs"
+    )
+    if not plan.success:
+        raise RuntimeError(f"soft matching: the transport problem was not solved ({plan.message})")
+    return float(np.clip(-plan.fun, -1.0, 1.0))
