@@ -134,20 +134,26 @@ def _registry() -> dict[str, MetricSpec]:
             unbiased=True,
         ),
     ]
-    for comparison in ("spearman", "pearson"):
-        specs.append(
-            MetricSpec(
-                f"rsa_correlation_{comparison}",
-                True,
-                (-1.0, 1.0),
-                True,
-                "rsa",
-                3,
-                frozenset({"isotropic_scaling", "permutation"}),
-                rdm="correlation",
-                rdm_comparison=comparison,
+    rdm_invariances = {
+        "correlation": frozenset({"isotropic_scaling", "permutation"}),
+        "euclidean": SHAPE_INVARIANT,
+        "cosine": ROTATION_INVARIANT,
+    }
+    for rdm, invariances in rdm_invariances.items():
+        for comparison in ("spearman", "pearson", "kendall"):
+            specs.append(
+                MetricSpec(
+                    f"rsa_{rdm}_{comparison}",
+                    True,
+                    (-1.0, 1.0),
+                    True,
+                    "rsa",
+                    3,
+                    invariances,
+                    rdm=rdm,
+                    rdm_comparison=comparison,
+                )
             )
-        )
     specs.extend(_parsed_spec(f"{prefix}{DEFAULT_NEIGHBOURS}") for prefix in NAME_PATTERNS)
     specs += [
         MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, SHAPE_INVARIANT, statistic="procrustes"),

@@ -74,15 +74,21 @@ def validated_features(features: Mapping[str, np.ndarray], spec: MetricSpec) -> 
             raise ValueError(
                 f"features of model {model!r} are constant across samples (zero variance); its similarity is undefined"
             )
-        if spec.family != "rsa":
-            continue
-        constant_samples = np.flatnonzero(np.ptp(array, axis=1) == 0)
-        if constant_samples.size:
-            raise ValueError(
-                f"features of model {model!r} are constant within sample "
-                f"{constant_samples[0]}; the correlation distance of its RDM "
-                "is undefined"
-            )
+        if spec.rdm == "correlation":
+            constant_samples = np.flatnonzero(np.ptp(array, axis=1) == 0)
+            if constant_samples.size:
+                raise ValueError(
+                    f"features of model {model!r} are constant within sample "
+                    f"{constant_samples[0]}; the correlation distance of its RDM "
+                    "is undefined"
+                )
+        if spec.rdm == "cosine":
+            zero_samples = np.flatnonzero(~array.any(axis=1))
+            if zero_samples.size:
+                raise ValueError(
+                    f"features of model {model!r} are zero in sample {zero_samples[0]}; the cosine distance of "
+                    "its RDM is undefined"
+                )
     return list(arrays.values())
 
 
@@ -151,6 +157,14 @@ def centred_features(x: np.ndarray) -> torch.Tensor:
     features = torch.from_numpy(np.ascontiguousarray(x))
     mean = features.mean(dim=0, dtype=torch.float64).to(features.dtype)
     return (features - mean).float()
+
+
+def unit_rows(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Each sample's features divided by their norm (in float64), as float32 on the device; a row of zeros stays
+    zero."""
+    wide = torch.from_numpy(np.ascontiguousarray(x)).to(device).double()
+    norms = torch.linalg.vector_norm(wide, dim=1, keepdim=True)
+    return (wide / torch.where(norms > 0, norms, 1.0)).float()
 
 
 def standardised_samples(x: np.ndarray) -> torch.Tensor:

@@ -10,7 +10,7 @@ matrices) at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch
 
 from simcon.metrics import MetricSpec
 from simcon.similarity import engine
-from simcon.similarity.engine import Products, centred_features, progress_bar, standardised_samples
+from simcon.similarity.engine import Products, centred_features, progress_bar, standardised_samples, unit_rows
 
 
 def score_pairs(
@@ -226,20 +226,30 @@ def _tile_gram(tile: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Ten
     return cross, squares.double().sum(dim=1)
 
 
+def rsa_rows(spec: MetricSpec) -> Callable[[np.ndarray], torch.Tensor]:
+    """The float32 rows whose inner products (correlation, cosine) or squared distances (euclidean) give RSA's
+    RDM: standardised samples, unit samples, or centred features."""
+    if spec.rdm == "correlation":
+        return standardised_samples
+    if spec.rdm == "cosine":
+        return lambda x: unit_rows(x, torch.device("cpu"))
+    return centred_features
+
+
 def _tile_statistics(
     spec: MetricSpec, xs: Sequence[np.ndarray], device: torch.device
 ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | None]:
-    """Centred features (CKA, distance correlation) or standardised samples (RSA) of all models as
-    float32, stacked (m, n, d) when all widths agree, and their squared norms (m, n) for the RBF and
-    distance kernels."""
-    prepare = standardised_samples if spec.family == "rsa" else centred_features
+    """Centred features (CKA, distance correlation) or RSA's rows (rsa_rows) of all models as float32, stacked
+    (m, n, d) when all widths agree, and their squared norms (m, n) for the RBF and distance kernels and RSA's
+    Euclidean RDM."""
+    prepare = rsa_rows(spec) if spec.family == "rsa" else centred_features
     if len({x.shape[1] for x in xs}) == 1:
         rows: torch.Tensor | list[torch.Tensor] = torch.empty(len(xs), *xs[0].shape, dtype=torch.float32, device=device)
         for k, x in enumerate(xs):
             rows[k] = prepare(x)
     else:
         rows = [prepare(x).to(device) for x in xs]
-    if spec.kernel not in ("rbf", "distance"):
+    if spec.kernel not in ("rbf", "distance") and spec.rdm != "euclidean":
         return rows, None
     return rows, torch.stack([torch.sum(r.double() ** 2, dim=1).float() for r in rows])
 
@@ -252,8 +262,8 @@ def _kernel_tile(
     cs: slice,
     out: torch.Tensor,
 ) -> None:
-    """One tile of every model's kernel (CKA), distance matrix (distance correlation) or sample
-    correlation matrix (RSA) into `out`, an (m, rows, columns) float32 array."""
+    """One tile of every model's kernel (CKA), distance matrix (distance correlation) or RSA's sample correlations,
+    cosines or squared distances into `out`, an (m, rows, columns) float32 array."""
     if isinstance(rows, torch.Tensor):
         torch.bmm(rows[:, rs], rows[:, cs].transpose(1, 2), out=out)
     else:
@@ -267,6 +277,6 @@ def _kernel_tile(
         distances.diagonal(dim1=1, dim2=2).zero_()
     if spec.kernel == "distance":
         torch.sqrt_(distances)
-        return
-    assert spec.sigma is not None
-    torch.exp_(distances.mul_(-0.5 / spec.sigma**2))
+    elif spec.kernel == "rbf":
+        assert spec.sigma is not None
+        torch.exp_(distances.mul_(-0.5 / spec.sigma**2))

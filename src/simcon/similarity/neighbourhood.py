@@ -17,7 +17,7 @@ import torch
 
 from simcon.metrics import MetricSpec
 from simcon.similarity import engine
-from simcon.similarity.engine import progress_bar
+from simcon.similarity.engine import progress_bar, unit_rows
 
 
 class NeighbourGraph(NamedTuple):
@@ -25,13 +25,6 @@ class NeighbourGraph(NamedTuple):
 
     indices: torch.Tensor
     cosines: torch.Tensor
-
-
-def unit_rows(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Each sample's features divided by their norm (in float64), as float32; a row of zeros stays zero."""
-    wide = torch.from_numpy(np.ascontiguousarray(x)).to(device).double()
-    norms = torch.linalg.vector_norm(wide, dim=1, keepdim=True)
-    return (wide / torch.where(norms > 0, norms, 1.0)).float()
 
 
 def neighbour_graph(x: np.ndarray, k: int, device: torch.device) -> NeighbourGraph:
