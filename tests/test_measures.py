@@ -205,6 +205,35 @@ def test_group1_on_model_features(name: str, real_features: dict[str, np.ndarray
     assert_pairs(name, real_features, GROUP1[name])
 
 
+def resi_distance_correlation(x: np.ndarray, y: np.ndarray, unbiased: bool = False) -> float:
+    """Distance correlation from scikit-learn's Euclidean distance matrices in float64: ReSi's code path (double
+    centring, sqrt of the ratio), or with U-centring (Székely & Rizzo 2014) the bias-corrected dCor². dcor itself
+    holds n² d differences at once, 25 GB at n = 2,000 and d = 768, so the benchmark times this."""
+    import sklearn.metrics
+
+    def centred_distances(z: np.ndarray) -> np.ndarray:
+        d = sklearn.metrics.pairwise_distances(z, metric="euclidean")
+        n = len(d)
+        if not unbiased:
+            return d - d.mean(axis=0) - d.mean(axis=1)[:, None] + d.mean()
+        u = d - d.sum(axis=0) / (n - 2) - d.sum(axis=1)[:, None] / (n - 2) + d.sum() / ((n - 1) * (n - 2))
+        np.fill_diagonal(u, 0.0)
+        return u
+
+    a, b = centred_distances(x), centred_distances(y)
+    ratio = np.sum(a * b) / math.sqrt(np.sum(a * a) * np.sum(b * b))
+    return float(ratio if unbiased else math.sqrt(ratio))
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_the_benchmark_distance_correlation_equals_dcor(unbiased: bool) -> None:
+    import dcor
+
+    x, y = (z.astype(np.float64) for z in list(dataset("structured").values())[:2])
+    expected = dcor.u_distance_correlation_sqr(x, y) if unbiased else dcor.distance_correlation(x, y)
+    assert resi_distance_correlation(x, y, unbiased) == pytest.approx(expected, abs=1e-9)
+
+
 @pytest.mark.parametrize("name", ["distance_correlation", "distance_correlation_squared_unbiased"])
 def test_distance_tiles_smaller_than_n(monkeypatch, name: str) -> None:
     features = dataset("structured")
@@ -662,3 +691,27 @@ def test_cosine_rdm_of_a_zero_sample_names_the_model() -> None:
     with pytest.raises(ValueError, match="'b'.*zero in sample 4"):
         compute_similarity(features, "rsa_cosine_spearman")
     assert compute_similarity(features, "rsa_euclidean_spearman").computed_pairs == 3
+
+
+# --- the per-pair references benchmarks/similarity.py times the engine against ------------------------------------
+
+BENCHMARK_REFERENCES = {
+    "distance_correlation": resi_distance_correlation,
+    "distance_correlation_squared_unbiased": lambda x, y: resi_distance_correlation(x, y, unbiased=True),
+    "aligned_cosine": ref_aligned_cosine,
+    "procrustes_angular": ref_procrustes_angular,
+    "cca": repsim_cca,
+    "svcca0.99": GROUP2["svcca0.99"],
+    "pwcca": repsim_pwcca,
+    "shape0.5": GROUP2["shape0.5"],
+    "linreg": repsim_linreg,
+    "gulp0.01": GROUP3["gulp0.01"],
+    "soft_matching": pot_soft_matching,
+    "hard_matching": resi_hard_matching,
+    "eigenspace_overlap": resi_eigenspace_overlap,
+    "rsm_norm_difference": resi_rsm_norm_difference,
+    **{name: rsatoolbox_rsa(*name.split("_")[1:]) for name in RSA_NAMES},
+}
+"""Per registered measure added after the paper's: its reference package (repsim, POT, rsatoolbox) where one exists
+and fits in memory at the benchmark's size, else the float64 reference of its definition (ReSi's code path where ReSi
+has the measure)."""
