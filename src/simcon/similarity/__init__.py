@@ -1,12 +1,13 @@
 """Representational similarity of many models, all pairs per call: CKA (linear, RBF), distance correlation, RSA,
-neighbourhood alignment (mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity), orthogonal
-Procrustes and aligned cosine.
+neighbourhood alignment (mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity), Procrustes and
+shape metrics, aligned cosine, the CCA family, linear predictivity, GULP, matching of single features, eigenspace
+overlap and the RSM norm difference.
 
 One module a family of measures; each computes its per-model statistics once per call and scores every pair from
 them (docs/metrics.md):
 
 - kernel: CKA, linear and RBF kernels, biased and unbiased HSIC; distance correlation; RSM norm difference;
-- rsa: RDMs of correlation distance compared by Spearman or Pearson correlation;
+- rsa: RDMs of correlation, squared Euclidean or cosine distance compared by Pearson, Spearman or Kendall's τ-a;
 - neighbourhood: mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity;
 - shape: orthogonal Procrustes, its angular form, aligned cosine, shape metrics with partial whitening, soft and
   hard matching of single features;
