@@ -715,3 +715,12 @@ BENCHMARK_REFERENCES = {
 """Per registered measure added after the paper's: its reference package (repsim, POT, rsatoolbox) where one exists
 and fits in memory at the benchmark's size, else the float64 reference of its definition (ReSi's code path where ReSi
 has the measure)."""
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", [*GROUP1, *GROUP2, *GROUP3, *RSA_NAMES])
+def test_cuda_equals_cpu(name: str) -> None:
+    features = dataset("structured")
+    on_cpu = compute_similarity(features, name).matrix.to_numpy()
+    on_device = compute_similarity(features, name, device="cuda").matrix.to_numpy()
+    np.testing.assert_allclose(on_device, on_cpu, atol=TOLERANCE)
