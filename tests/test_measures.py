@@ -243,8 +243,8 @@ def test_distance_tiles_smaller_than_n(monkeypatch, name: str) -> None:
     assert_pairs(name, features, GROUP1[name])
 
 
-def test_second_order_cosine_gathers_in_chunks(monkeypatch) -> None:
-    monkeypatch.setattr(engine, "BLOCK_BYTES", 4 * 10 * 16 * 3)
+def test_second_order_cosine_in_strips(monkeypatch) -> None:
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 4 * 41 * 3)
     assert_pairs("second_order_cosine10", dataset("structured"), GROUP1["second_order_cosine10"])
 
 

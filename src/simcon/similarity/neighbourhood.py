@@ -80,8 +80,15 @@ def score_pairs(
     }
     scored = progress_bar(pairs, len(pairs), f"{spec.name} pairs", progress)
     if spec.knn_statistic == "second_order_cosine":
-        units = {m: unit_rows(arrays[m], device) for m in models}
-        return [_second_order_cosine(graphs[a], graphs[b], units[a], units[b]) for a, b in scored]
+        partners: dict[int, list[int]] = {m: [] for m in models}
+        for a, b in pairs:
+            partners[a].append(b)
+            partners[b].append(a)
+        across = {}
+        for m in progress_bar(models, len(models), f"{spec.name} cosines", progress):
+            at = cosines_at(arrays[m], [graphs[other] for other in partners[m]], device)
+            across |= {(m, other): values for other, values in zip(partners[m], at)}
+        return [_second_order_cosine(graphs[a], graphs[b], across[(a, b)], across[(b, a)]) for a, b in scored]
     if spec.knn_statistic == "rank":
         ranks = {m: neighbour_ranks(graphs[m]) for m in models}
         return [_rank_similarity(graphs[a], graphs[b], ranks[a], ranks[b]) for a, b in scored]
@@ -171,30 +178,33 @@ def _rank_similarity(
     return float((terms.sum(dim=1) / normaliser).mean())
 
 
+def cosines_at(x: np.ndarray, others: Sequence[NeighbourGraph], device: torch.device) -> list[torch.Tensor]:
+    """The cosines of one model's samples at each other graph's neighbours: for each graph, (n, k) float64 with
+    entry (i, j) = c(i, j-th neighbour of i in that graph). From float32 strips of the cosine matrix as
+    neighbour_graph computes them (at most engine.BLOCK_BYTES at once), one pass for all graphs."""
+    unit = unit_rows(x, device)
+    n = unit.shape[0]
+    height = max(1, min(n, engine.BLOCK_BYTES // (4 * n)))
+    values = [torch.empty(graph.indices.shape, dtype=torch.float32, device=device) for graph in others]
+    for start in range(0, n, height):
+        rs = slice(start, min(start + height, n))
+        strip = unit[rs] @ unit.T
+        for graph, out in zip(others, values):
+            out[rs] = strip.gather(1, graph.indices[rs])
+    return values
+
+
 def _second_order_cosine(
-    first: NeighbourGraph, second: NeighbourGraph, first_units: torch.Tensor, second_units: torch.Tensor
+    first: NeighbourGraph, second: NeighbourGraph, first_at_second: torch.Tensor, second_at_first: torch.Tensor
 ) -> float:
     """Mean over samples i of the cosine of the two vectors (1 - c_X(i, j))_j and (1 - c_Y(i, j))_j of cosine
     distances from i to the union j ∈ N_X(i) ∪ N_Y(i) of its neighbours (Hamilton et al. 2016, as ReSi computes
-    it). Two zero vectors count as cosine 1, one zero vector as 0.
-
-    Each model's cosines at its own neighbours come from its graph; those at the other model's neighbours are
-    float32 dot products of its unit rows, accumulated in float64."""
+    it). Two zero vectors count as cosine 1, one zero vector as 0. Each model's cosines at its own neighbours come
+    from its graph, those at the other model's neighbours from cosines_at."""
     k = first.indices.shape[1]
-    # Cosines of each model at the other's neighbours, row chunks of at most BLOCK_BYTES of gathered rows.
-    across = []
-    for units, graph in ((first_units, second), (second_units, first)):
-        n, d = units.shape
-        rows = max(1, engine.BLOCK_BYTES // (4 * k * d))
-        values = torch.empty(n, k, dtype=torch.float64, device=units.device)
-        for start in range(0, n, rows):
-            stop = min(start + rows, n)
-            gathered = units[graph.indices[start:stop]]
-            values[start:stop] = torch.einsum("ikd,id->ik", gathered, units[start:stop]).double()
-        across.append(values)
-    first_at_second, second_at_first = across
     positions = torch.searchsorted(first.indices, second.indices).clamp_max_(k - 1)
     only_second = first.indices.gather(1, positions) != second.indices
+    first_at_second, second_at_first = first_at_second.double(), second_at_first.double()
     distances_first = torch.cat([1 - first.cosines, torch.where(only_second, 1 - first_at_second, 0.0)], dim=1)
     distances_second = torch.cat([1 - second_at_first, torch.where(only_second, 1 - second.cosines, 0.0)], dim=1)
     dot = torch.sum(distances_first * distances_second, dim=1)
