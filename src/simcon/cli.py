@@ -86,7 +86,9 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
 
     command = commands.add_parser("similarity", help="the similarity matrix of feature arrays, as CSV")
-    command.add_argument("features", nargs="+", help=".npy files (model id: the file name), feature folders, or folders of either")
+    command.add_argument(
+        "features", nargs="+", help=".npy files (model id: the file name), feature folders, or folders of either"
+    )
     command.add_argument("--metric", required=True, help="a registered metric (docs/metrics.md)")
     command.add_argument("--output", "-o", help="the CSV file to write (default: stdout)")
     command.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index> (default cpu)")
@@ -105,12 +107,18 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--batch-size", type=int, default=64)
     command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:<index>")
     command.add_argument("--workers", type=int, default=0, help="image loader worker processes")
-    command.add_argument("--no-normalize", action="store_true", help="keep the features as they are (not L2-normalised)")
+    command.add_argument(
+        "--no-normalize", action="store_true", help="keep the features as they are (not L2-normalised)"
+    )
     command.set_defaults(run=extract)
 
     command = commands.add_parser("consistency", help="consistency tables and figure of similarity tables")
     command.add_argument("similarities", help="a folder of similarity matrices (one <dataset>.csv each) or long tables")
-    command.add_argument("--metadata", required=True, help="CSV: model, objective, architecture_class, data_class, size_class or parameters")
+    command.add_argument(
+        "--metadata",
+        required=True,
+        help="CSV: model, objective, architecture_class, data_class, size_class or parameters",
+    )
     command.add_argument("--output", "-o", required=True, help="the folder to write the tables and figure into")
     command.add_argument("--metric", help="the metric of long tables that hold several")
     command.add_argument("--anchors", nargs="*", default=[], help="model ids compared as single-model sets")
