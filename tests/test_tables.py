@@ -422,3 +422,47 @@ def test_a_bad_table_stops_before_any_job(tmp_path):
         "TableError" in output and "dataset 'd1', metric 'cka_linear_unbiased': 1 of 10 pairs missing: (a, b)" in output
     )
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_the_published_results_config_reads_the_authors_files_of_the_paper(tmp_path):
+    """config/paper-published.yaml after config/paper.yaml, on files in the authors' layout with their 64 model ids
+    and dataset ids (random values): the DAG starts from the tables, one job per dataset and metric."""
+    authors_ids = pd.read_csv(REPO / "resources/paper_models.csv")["authors_id"].tolist()
+    published = yaml.safe_load((REPO / "config/paper-published.yaml").read_text())["similarities"]
+    theirs = list(published["rename"]["datasets"])
+    pairs = [(a, b) for i, a in enumerate(authors_ids) for b in authors_ids[i + 1 :]]
+    rng = np.random.default_rng(0)
+    frames = [
+        pd.DataFrame(
+            {
+                "Similarity metric": metric,
+                "DS": dataset,
+                "Model 1": [a for a, _ in pairs],
+                "Model 2": [b for _, b in pairs],
+                "Similarity value": rng.uniform(size=len(pairs)),
+            }
+        )
+        for metric in ("CKA linear", "CKA RBF 0.4", "RSA spearman")
+        for dataset in [*theirs, "cifar100-coarse"]  # a dataset the config does not have, left out
+        if dataset != "wds_imagenet1k"  # their similarities of ImageNet-1k are on imagenet-subset-10k
+    ]
+    for path in (*published["tables"], published["performance"], *published["consistency"]):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+    write(pd.concat(frames), tmp_path / published["tables"][0])
+    top1 = [{"DS": d, "Model": m, "TestAcc": 0.5} for d in theirs if d != "imagenet-subset-10k" for m in authors_ids]
+    write(pd.DataFrame(top1), tmp_path / published["performance"])
+    rho = {"ds1": "wds_vtab_flowers", "ds2": "wds_vtab_pcam", "anchor_cat": "SSL", "other_cat": "SSL", "r coeff": 0.8}
+    rho |= {
+        "cat_pair": "('SSL', 'SSL')",
+        "Comparison category": "Training objective",
+        "Similarity metric": "CKA linear",
+    }
+    write(pd.DataFrame([rho]), tmp_path / published["consistency"][0])
+    configs = [str(REPO / "config" / name) for name in ("paper.yaml", "paper-published.yaml")]
+    result = snakemake(tmp_path, None, "--configfile", *configs, "-n", "--quiet", "rules", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = job_counts(result.stdout + result.stderr)
+    assert jobs.pop("similarity_table") == 23 * 3 and jobs.pop("performance_table") == 1
+    assert jobs.pop("published_comparison") == 1 and jobs.pop("consistency") == 3
+    assert not {"check_model", "subset", "features", "probe", "sample_size", "performance"} & set(jobs)
