@@ -19,13 +19,14 @@ from conftest import FIVE, METADATA, REPO, five_matrices, make_image_folder
 from simcon.api import (
     InputError,
     consistency_analysis,
-    feature_files,
+    feature_paths,
     read_features,
     read_metadata,
     read_similarity_folder,
 )
 from simcon.cli import main
 from simcon.consistency import consistency, model_sets
+from simcon.formats import feature_files, write_feature_info
 from simcon.similarity import compute_similarity
 
 COMMAND = [sys.executable, "-m", "simcon.cli"]
@@ -77,16 +78,25 @@ def test_a_folder_of_arrays_and_stdout(tmp_path, arrays, capsys):
     )
 
 
-def test_feature_folders_are_read_by_their_names(tmp_path, arrays):
+def test_feature_folders_are_read_by_their_names_and_verified(tmp_path, arrays):
     for model_id, array in arrays.items():
-        folder = tmp_path / "run" / model_id
-        folder.mkdir(parents=True)
-        np.save(folder / "train.npy", array)
-        (folder / "info.json").write_text("{}")
+        outputs = feature_files(str(tmp_path / "run" / model_id))
+        Path(outputs["info"]).parent.mkdir(parents=True)
+        for name, values in (
+            ("train", array),
+            ("test", array),
+            ("train_labels", np.zeros(40)),
+            ("test_labels", np.zeros(40)),
+        ):
+            np.save(outputs[name], values)
+        write_feature_info(outputs, {"model": model_id})
     read = read_features([tmp_path / "run"])
     assert list(read) == list(arrays) and all(np.array_equal(read[m], arrays[m]) for m in arrays)
     with pytest.raises(InputError, match="two feature arrays would be model 'alpha'"):
         read_features([tmp_path / "run", tmp_path / "features/alpha.npy"])
+    np.save(tmp_path / "run/beta/train.npy", arrays["beta"] + 1)  # not what its info.json records
+    with pytest.raises(InputError, match=r"beta/train.npy"):
+        read_features([tmp_path / "run"])
 
 
 def _short(folder: Path) -> list[str]:
@@ -233,7 +243,7 @@ def test_the_extract_command_writes_the_feature_folder_or_nothing(tmp_path):
     train = np.load(tmp_path / "out/train.npy")
     assert train.shape == (5, 512) and np.allclose(np.linalg.norm(train, axis=1), 1, atol=1e-5)
     assert np.load(tmp_path / "out/test_labels.npy").tolist() == [0, 0, 0, 1, 1]
-    assert feature_files([tmp_path / "out"]) == {"out": tmp_path / "out/train.npy"}
+    assert feature_paths([tmp_path / "out"]) == {"out": tmp_path / "out/train.npy"}
 
     bad = run("extract", str(tmp_path / "nowhere"), str(tmp_path / "out2"), *model)
     assert bad.returncode == 2 and "image folder" in bad.stderr and "nowhere does not exist" in bad.stderr

@@ -17,13 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simcon import formats
 from simcon.consistency import check_same_models, consistency, model_sets, summarise
 from simcon.metrics import get_metric
 from simcon.tables import SIMILARITY_COLUMNS, TableError, checked_similarities, read_table, similarity_matrix
 from simcon.vocabulary import CATEGORY_TITLES, MODEL_CATEGORIES, size_class
-
-FEATURE_FOLDER_FILES = ("train.npy", "test.npy", "train_labels.npy", "test_labels.npy", "info.json")
-"""The files of a feature folder (simcon.extract): its arrays of the train split are `train.npy`."""
 
 
 class InputError(ValueError):
@@ -33,11 +31,11 @@ class InputError(ValueError):
 # --------------------------------------------------------------------------- feature arrays
 
 
-def feature_files(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
+def feature_paths(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
     """The feature array of each model, by model id, from `paths`: an .npy file (id: its name without .npy), a
-    feature folder as `simcon extract` and the workflow write them (id: the folder's name; its train.npy), or a
-    folder of either (each in name order). InputError if a path does not exist or holds no array, or two arrays
-    would get one id."""
+    feature folder as `simcon extract` and the workflow write them (simcon.formats; id: the folder's name, its
+    train.npy), or a folder of either (each in name order). InputError if a path does not exist or holds no array,
+    or two arrays would get one id."""
     found: dict[str, Path] = {}
 
     def add(model_id: str, path: Path) -> None:
@@ -66,15 +64,18 @@ def feature_files(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
 
 
 def read_features(paths: Sequence[str | os.PathLike]) -> dict[str, np.ndarray]:
-    """The (n, d) feature array of each model, by model id (feature_files), checked: every array two-dimensional
-    with finite values, all with the same number of rows n (samples). InputError naming the file otherwise."""
-    files = feature_files(paths)
+    """The (n, d) feature array of each model, by model id (feature_paths), checked: every array two-dimensional
+    with finite values, all with the same number of rows n (samples); the train.npy of a feature folder also against
+    the integrity record of its info.json (simcon.formats.read_features). InputError naming the file otherwise."""
+    files = feature_paths(paths)
     if len(files) < 2:
         raise InputError(f"similarity needs the features of at least two models; got {list(files.values())}")
     features: dict[str, np.ndarray] = {}
     for model_id, path in files.items():
         try:
-            array = np.load(path)
+            array = formats.read_features(path) if (path.parent / "info.json").is_file() else np.load(path)
+        except formats.ResultError as error:
+            raise InputError(str(error)) from None
         except (OSError, ValueError) as error:
             raise InputError(f"{path} is not a readable .npy array ({error})") from None
         if array.ndim != 2 or min(array.shape) == 0:
@@ -134,14 +135,15 @@ def extract_folder(
     written whole or not at all. Returns what info.json records. InputError if the image folder does not exist,
     `output` holds other files, or the model, the images or their features are unusable (naming which)."""
     from simcon.datasets import DatasetError, check_dataset  # torch and the backends: only where features are made
-    from simcon.extract import FEATURE_FILES, FeatureError, model_dataset_features
+    from simcon.extract import FeatureError, model_dataset_features
     from simcon.io import atomic_directory
     from simcon.models import ModelError, check_model_spec
 
     images, output = Path(images), Path(output)
     if not images.is_dir():
         raise InputError(f"image folder {images} does not exist (expected train/<class>/ and test/<class>/ images)")
-    if output.exists() and (not output.is_dir() or any(p.name not in FEATURE_FOLDER_FILES for p in output.iterdir())):
+    files = {Path(path).name for path in formats.feature_files(str(output)).values()}
+    if output.exists() and (not output.is_dir() or any(p.name not in files for p in output.iterdir())):
         raise InputError(f"{output} exists and is not a feature folder; give a new folder")
     spec = {"weights": "pretrained", "init_seed": 0, "kwargs": {}, **model}
     model_id = spec["name"]
@@ -150,13 +152,12 @@ def extract_folder(
         check_model_spec(model_id, spec)
         check_dataset(images.name, dataset)
         with atomic_directory(output) as folder:
-            files = {name: folder / (f"{name}.json" if name == "info" else f"{name}.npy") for name in FEATURE_FILES}
             return model_dataset_features(
                 model_id,
                 spec,
                 images.name,
                 dataset,
-                files,
+                formats.feature_files(str(folder)),
                 image_size=image_size,
                 crop_pct=crop_pct,
                 batch_size=batch_size,
