@@ -342,15 +342,15 @@ def _find_layer(model_id: str, network: nn.Module, layer: str) -> nn.Module:
 
 def resolve_layers(model_id: str, network: nn.Module, layers: str | Sequence[str]) -> dict[str, nn.Module]:
     """The modules of `network` that `layers` names, by name: the preset 'blocks' (block_layers), or the given
-    module names. ModelError naming the model if 'blocks' resolves to nothing, or naming model and layer (with
-    similar names) if a module does not exist."""
+    module names. ModelError naming the model if 'blocks' does not know its network, or naming model and layer
+    (with similar names) if a module does not exist."""
     if layers == "blocks":
         names = block_layers(network)
         if not names:
             raise ModelError(
-                f"model '{model_id}': 'blocks' resolves to no layers of its {type(network).__name__} (no timm "
-                "feature_info, ResNet stages, transformer block list, `features` stages or list of same-class "
-                "modules); list its layers by name"
+                f"model '{model_id}': 'blocks' does not know the stages of its {type(network).__name__} (it knows "
+                "timm networks, torchvision's classification families, ResNet stages `layer1` ..., and the block "
+                f"lists {list(BLOCK_LISTS)}); list its layers by name"
             )
     elif isinstance(layers, str):
         raise ModelError(f"model '{model_id}': {layers!r} is neither a layer preset nor a list of layer names")
@@ -359,35 +359,93 @@ def resolve_layers(model_id: str, network: nn.Module, layers: str | Sequence[str
     return {name: _find_layer(model_id, network, name) for name in names}
 
 
+def _channels_last_parts(module: nn.Module) -> list[nn.Module]:
+    """The parts of `module` whose 4-D outputs are (B, H, W, C): all of a timm network or block that runs
+    channels-last (`output_fmt` 'NHWC', e.g. Swin's stages and final norm); torchvision's Swin's `features` and
+    `norm` (it permutes to (B, C, H, W) only before its pooling)."""
+    if getattr(module, "output_fmt", None) == "NHWC":
+        return [module]
+    if _torchvision_family(module) == "SwinTransformer":
+        return [module.features, module.norm]
+    return []
+
+
 def channels_last(network: nn.Module, module: nn.Module) -> bool:
     """Whether a (B, C, H, W)-shaped output of `module`, a module of `network`, is in fact (B, H, W, C): that of a
-    module other than a convolution inside a timm network or block that runs channels-last (`output_fmt` 'NHWC',
-    e.g. Swin's stages and final norm)."""
+    module other than a convolution inside a part of the network that runs channels-last (_channels_last_parts)."""
     if isinstance(module, nn.Conv2d):
         return False
     return any(
-        getattr(outer, "output_fmt", None) == "NHWC" and any(inner is module for inner in outer.modules())
+        any(inner is module for inner in part.modules())
         for outer in network.modules()
+        for part in _channels_last_parts(outer)
     )
 
 
-TRANSFORMER_BLOCK_LISTS = ("transformer.resblocks", "encoder.layers", "encoder.layer")
-"""Module lists of transformer blocks: open_clip's, torchvision's ViT's, Hugging Face encoders'."""
+BLOCK_LISTS = ("transformer.resblocks", "encoder.layers", "encoder.layer", "encoder.blocks")
+"""Module lists of blocks: open_clip's transformer, torchvision's ViT, Hugging Face encoders' (ALIGN's MBConv
+blocks: `encoder.blocks`)."""
+
+
+def _children(
+    network: nn.Module, parent: str, keep: Callable[[str, nn.Module], bool] = lambda _n, _m: True
+) -> list[str]:
+    """The names of the children of `network`'s module `parent` ('' the network itself) that `keep` accepts, in
+    order."""
+    return [_join(parent, name) for name, child in network.get_submodule(parent).named_children() if keep(name, child)]
+
+
+def _pooling(_name: str, module: nn.Module) -> bool:
+    return isinstance(module, (nn.MaxPool2d, nn.AvgPool2d))
+
+
+TORCHVISION_BLOCKS: dict[str, Callable[[nn.Module], list[str]]] = {
+    "AlexNet": lambda net: _children(net, "features", _pooling),  # the ends of its 3 resolution stages
+    "ConvNeXt": lambda net: _children(net, "features")[1::2],  # its 4 stages, between stem and downsamplings
+    "DenseNet": lambda net: _children(net, "features", lambda name, _: name.startswith("denseblock")),
+    "EfficientNet": lambda net: _children(net, "features"),  # stem, its stages, head convolution
+    "GoogLeNet": lambda net: _children(net, "", lambda name, _: name.startswith("inception")),
+    "Inception3": lambda net: _children(net, "", lambda name, _: name.startswith("Mixed_")),
+    "MaxVit": lambda net: _children(net, "blocks"),
+    "MNASNet": lambda net: [  # its 6 stacks of inverted residuals, then the head convolution's activation
+        *_children(net, "layers", lambda _, module: isinstance(module, nn.Sequential)),
+        _children(net, "layers")[-1],
+    ],
+    "MobileNetV2": lambda net: _children(net, "features"),  # stem, every inverted residual block, head
+    "MobileNetV3": lambda net: _children(net, "features"),
+    "RegNet": lambda net: _children(net, "trunk_output"),
+    "ResNet": lambda net: _children(net, "", lambda name, _: name.startswith("layer")),
+    "ShuffleNetV2": lambda net: _children(net, "", lambda name, _: name.startswith("stage") or name == "conv5"),
+    "SqueezeNet": lambda net: _children(net, "features", lambda _, module: type(module).__name__ == "Fire"),
+    "SwinTransformer": lambda net: _children(net, "features")[1::2],  # its 4 stages, between the patch mergings
+    "VGG": lambda net: _children(net, "features", _pooling),  # the ends of its 5 stages
+    "VisionTransformer": lambda net: _children(net, "encoder.layers"),
+}
+"""The 'blocks' of each family of torchvision's classification networks (by class name): its stages (or blocks),
+in depth order, from the first to the last before the pooling (docs/layers.md)."""
+
+
+def _torchvision_family(module: nn.Module) -> str | None:
+    """The TORCHVISION_BLOCKS family of a torchvision classification network; None for any other module."""
+    name = type(module).__name__
+    return name if type(module).__module__.startswith("torchvision.models") and name in TORCHVISION_BLOCKS else None
 
 
 def block_layers(network: nn.Module) -> list[str]:
-    """Module names of the output of every residual stage or transformer block of `network`, in depth order; empty
-    if none is found. The first that `network` has of: timm's own `feature_info` of the network or a submodule
-    (timm models, open_clip's timm trunks); ResNet stages `layer1`, `layer2`, ... (torchvision ResNets,
-    ssl_resnet50, open_clip's ModifiedResNet); a transformer's block list (TRANSFORMER_BLOCK_LISTS); the children
-    of a `features` Sequential (torchvision's ConvNeXt, EfficientNet, MobileNet stages), only its pooling layers
-    where every child is a single layer (VGG's stage ends); else the longest ModuleList or Sequential of two or
-    more children of one class (e.g. a Hugging Face encoder's blocks)."""
+    """Module names of the output of every stage or block of `network` (docs/layers.md), in depth order; empty
+    if it has none this knows. The first that `network` (or, for the first two, a submodule) has of: timm's own
+    `feature_info` (timm models, open_clip's timm trunks); a torchvision classification family's stages
+    (TORCHVISION_BLOCKS; also ssl_resnet50); ResNet stages `layer1`, `layer2`, ... (open_clip's ModifiedResNet);
+    a list of blocks (BLOCK_LISTS: open_clip's ViTs, Hugging Face encoders)."""
     modules = dict(network.named_modules())
     for name, module in modules.items():
         info = getattr(module, "feature_info", None)
         if isinstance(info, list) and info and all(isinstance(entry, dict) and "module" in entry for entry in info):
             return [_join(name, entry["module"]) for entry in info]
+    for name, module in modules.items():
+        family = _torchvision_family(module)
+        if family:
+            return [_join(name, block) for block in TORCHVISION_BLOCKS[family](module)]
     for name in modules:
         if name == "layer1" or name.endswith(".layer1"):
             parent = name.removesuffix("layer1")
@@ -397,26 +455,10 @@ def block_layers(network: nn.Module) -> list[str]:
             return stages
     for name, module in modules.items():
         if isinstance(module, (nn.ModuleList, nn.Sequential)) and any(
-            name == suffix or name.endswith(f".{suffix}") for suffix in TRANSFORMER_BLOCK_LISTS
+            name == suffix or name.endswith(f".{suffix}") for suffix in BLOCK_LISTS
         ):
             return [_join(name, child) for child, _ in module.named_children()]
-    for name, module in modules.items():
-        if isinstance(module, nn.Sequential) and (name == "features" or name.endswith(".features")):
-            children = list(module.named_children())
-            if all(next(child.children(), None) is None for _, child in children):
-                children = [(child_name, child) for child_name, child in children if "Pool" in type(child).__name__]
-            return [_join(name, child_name) for child_name, _ in children]
-    lists = [
-        (name, module)
-        for name, module in modules.items()
-        if isinstance(module, (nn.ModuleList, nn.Sequential))
-        and len(module) >= 2
-        and len({type(child) for child in module.children()}) == 1
-    ]
-    if not lists:
-        return []
-    name, module = max(lists, key=lambda entry: len(entry[1]))
-    return [_join(name, child) for child, _ in module.named_children()]
+    return []
 
 
 def _join(parent: str, child: str) -> str:
