@@ -7,12 +7,15 @@ from simcon.device import acquire_device
 from simcon.io import read_json, write_csv
 from simcon.layers import layer_similarity, read_layer_folder
 from simcon.logs import snakemake_job
+from simcon.metrics import require_samples
 from simcon.pair_cache import file_digest
 
 with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     rows = len(read_json(snakemake.input.subset)["indices"])
+    where = f"the similarity subset of dataset '{snakemake.wildcards.dataset}' ({snakemake.input.subset})"
+    require_samples(snakemake.wildcards.metric, rows, where)
     representations = [r for model in params.models for r in read_layer_folder(getattr(snakemake.input, model), rows)]
     with acquire_device(params.device) as device:
         table, computed = layer_similarity(

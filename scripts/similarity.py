@@ -6,6 +6,7 @@ from simcon.datasets import subset_rows
 from simcon.device import acquire_device
 from simcon.io import read_json, write_csv
 from simcon.logs import snakemake_job
+from simcon.metrics import require_samples
 from simcon.pair_cache import file_digest
 from simcon.similarity import compute_similarity, to_long
 
@@ -13,6 +14,8 @@ with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     subset = read_json(snakemake.input.subset)
+    where = f"the similarity subset of dataset '{snakemake.wildcards.dataset}' ({snakemake.input.subset})"
+    require_samples(snakemake.wildcards.metric, len(subset["indices"]), where)
     features = {model_id: subset_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models}
     with acquire_device(params.device) as device:
         result = compute_similarity(
