@@ -66,7 +66,8 @@ TORCHVISION_STAGES = {
     ),
 }
 LARGE = 300e6
-"""Parameters from which a network built on the CPU (a RegNet) is a `large_model` case (regnet_y_128gf: 9 s, 2.6 GB)."""
+"""Parameters from which a network built on the CPU (a RegNet) is a `large_model` case (regnet_y_128gf: 9 s, 2.6 GB);
+the smaller RegNets are `slow` (up to 1 s each on an idle CPU)."""
 
 
 def _builders() -> list:
@@ -74,7 +75,7 @@ def _builders() -> list:
     for name in torchvision.models.list_models(module=torchvision.models):
         on_cpu = name.startswith("regnet")
         parameters = torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"]
-        marks = [pytest.mark.large_model] if on_cpu and parameters >= LARGE else []
+        marks = [pytest.mark.large_model if parameters >= LARGE else pytest.mark.slow] if on_cpu else []
         params.append(pytest.param(name, on_cpu, id=name, marks=marks))
     return params
 
