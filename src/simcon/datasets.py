@@ -627,23 +627,3 @@ def stratified_subset(labels: np.ndarray, max_samples: int, seed: int = 42) -> n
     if len(labels) <= max_samples:
         return np.arange(len(labels))
     return per_class_subset(labels, math.ceil(max_samples / len(np.unique(labels))), seed)
-
-
-def subset_rows(path: str | os.PathLike, subset: Mapping[str, Any]) -> np.ndarray:
-    """The rows of the subset's indices in an .npy array of the full train split (features or labels), read
-    through a memory map: only those rows are loaded. Raises DatasetError when the file's rows are not the split
-    the subset was drawn from."""
-    rows = np.load(path, mmap_mode="r")
-    check_subset(subset, len(rows))
-    return np.asarray(rows[np.asarray(subset["indices"], dtype=np.int64)])
-
-
-def check_subset(subset: Mapping[str, Any], n_train: int) -> None:
-    """Raise DatasetError naming the subset file to delete when the subset was not drawn from a train split of
-    `n_train` images (the dataset changed on disk since)."""
-    if n_train != subset["n_train"]:
-        dataset_id = subset["dataset"]
-        raise DatasetError(
-            f"dataset '{dataset_id}' has {n_train} train images but its subset was made for "
-            f"{subset['n_train']}; delete results/subsets/{dataset_id}.json to remake it"
-        )
