@@ -8,11 +8,14 @@ from simcon.formats import file_sha256, read_layer_folder, read_subset
 from simcon.io import write_csv
 from simcon.layers import layer_similarity
 from simcon.logs import snakemake_job
+from simcon.metrics import require_samples
 
 with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     rows = len(read_subset(snakemake.input.subset).indices)
+    where = f"the similarity subset of dataset '{snakemake.wildcards.dataset}' ({snakemake.input.subset})"
+    require_samples(snakemake.wildcards.metric, rows, where)
     representations = [r for model in params.models for r in read_layer_folder(getattr(snakemake.input, model), rows)]
     with acquire_device(params.device) as device:
         table, computed = layer_similarity(

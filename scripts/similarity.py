@@ -6,12 +6,15 @@ from simcon.device import acquire_device
 from simcon.formats import file_sha256, read_feature_rows, read_subset, to_long
 from simcon.io import write_csv
 from simcon.logs import snakemake_job
+from simcon.metrics import require_samples
 from simcon.similarity import compute_similarity
 
 with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
     subset = read_subset(snakemake.input.subset)
+    where = f"the similarity subset of dataset '{snakemake.wildcards.dataset}' ({snakemake.input.subset})"
+    require_samples(snakemake.wildcards.metric, len(subset.indices), where)
     features = {model_id: read_feature_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models}
     with acquire_device(params.device) as device:
         result = compute_similarity(

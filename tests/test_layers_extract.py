@@ -115,7 +115,7 @@ BLOCKS = {  # what 'blocks' resolves to, by backend and architecture
         {"backend": "open_clip", "name": "ViT-B-32", "layer": "visual"},
         [f"visual.transformer.resblocks.{i}" for i in range(12)],
     ),
-    "huggingface align": (  # its encoder's blocks, the longest list of same-class modules
+    "huggingface align": (  # its encoder's MBConv blocks
         {
             "backend": "huggingface",
             "name": "kakaobrain/align-base",
@@ -149,14 +149,8 @@ def test_blocks_of_a_timm_trunk_inside_another_network_keep_its_prefix():
     assert block_layers(network) == ["visual.trunk.act1", *(f"visual.trunk.layer{i}" for i in range(1, 5))]
 
 
-def test_blocks_fall_back_to_the_longest_list_of_same_class_modules():
-    network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(*(nn.Linear(4, 4) for _ in range(3))), nn.ReLU())
-    network.add_module("short", nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)]))
-    assert block_layers(network) == ["1.0", "1.1", "1.2"]
-
-
 def test_blocks_that_resolve_to_nothing_name_the_model():
-    with pytest.raises(ModelError, match=r"model 'tiny': 'blocks' resolves to no layers of its Sequential"):
+    with pytest.raises(ModelError, match=r"model 'tiny': 'blocks' does not know the stages of its Sequential"):
         resolve_layers("tiny", nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), "blocks")
 
 

@@ -159,8 +159,8 @@ def layer_batches(
     """Features of every module of `layers` (name -> module of `network`) for split images `indices`, one
     LayerBatch per batch in order, from one forward pass per batch; each layer's features L2-normalised if
     `normalize`. The forward runs under autocast to `precision` unless it is float32; the features are float32
-    either way. Raises FeatureError naming `name` and the layer on NaN or Inf, or when a layer does not give one
-    vector per image."""
+    either way. Raises FeatureError naming `name` when the network fails on a batch (e.g. an image size it does
+    not take), and naming the layer too on NaN or Inf, or when a layer does not give one vector per image."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if token_pooling not in TOKEN_POOLINGS:
@@ -177,8 +177,16 @@ def layer_batches(
     ):
         for batch in loader:
             capture.clear()
-            with autocast:
-                network(batch.to(device, non_blocking=cuda))
+            try:
+                with autocast:
+                    network(batch.to(device, non_blocking=cuda))
+            except torch.OutOfMemoryError:
+                raise
+            except (RuntimeError, AssertionError, ValueError) as error:  # torch._assert raises AssertionError
+                raise FeatureError(
+                    f"{name}: the network fails on a batch of images of shape {tuple(batch.shape)} "
+                    f"({type(error).__name__}: {error}); is image_size one it takes?"
+                ) from error
             features = {}
             for layer, captured in capture.outputs.items():
                 if len(captured) != 1 or len(captured[0]) != len(batch):

@@ -10,7 +10,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 # Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
 # The checks that need a backend library run as the check jobs of checks.smk.
-from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, resolve_config, zoo_members
+from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, probe_datasets, resolve_config, zoo_members
 from simcon.formats import (
     RUN_COMMAND,
     ResultError,
@@ -53,7 +53,7 @@ PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 # App. C's per-k subsets serve a similarity analysis only (the paper probes none; k = 1 could not be split for
 # validation): no probe, performance or similarity-vs-performance job reads them. Starting from similarity tables,
 # a performance table stands for the probes, or nothing does.
-PROBE_DATASETS = [d for d in DATASETS if d not in {entry["dataset"] for entry in PER_K_DATASETS}]
+PROBE_DATASETS = probe_datasets(config)
 if GIVEN and GIVEN["performance"] is None:
     PROBE_DATASETS = []
 PROBE_SETTINGS = {key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")}
