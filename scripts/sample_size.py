@@ -1,5 +1,5 @@
-"""App. C on one dataset: model-pair similarities on nested subsets of k samples per class, and their change
-between consecutive k."""
+"""App. C on one dataset: model-pair similarities on subsets of k samples per class (each k drawn alone, or nested),
+and their change between consecutive k."""
 
 import torch
 
@@ -18,7 +18,7 @@ with snakemake_job(snakemake.log[0]):
     labels = read_feature_rows(snakemake.input.labels, subset)
     with acquire_device(params.device) as device:
         similarities, skipped = similarity_by_sample_size(
-            features, labels, params.samples_per_class, params.metrics, params.seed, device=str(device)
+            features, labels, params.samples_per_class, params.metrics, params.seed, str(device), params.nested
         )
     note = (
         f"k = {skipped} left out: more than the smallest class has, or too few samples for a metric" if skipped else ""

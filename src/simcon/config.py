@@ -140,6 +140,7 @@ def resolve_paths(spec: Mapping[str, Any], data_root: str) -> dict[str, Any]:
 def check_config(config: MutableMapping[str, Any]) -> None:
     """Check what the schema cannot (metric names, anchors, the datasets the analyses name) and fill in each
     model's size_class from its parameter count where the config does not give it."""
+    check_similarities(config)
     for metric in config["metrics"]:
         try:
             get_metric(metric)
@@ -165,7 +166,22 @@ def check_config(config: MutableMapping[str, Any]) -> None:
             )
     for architecture, spec in (config.get("zoo") or {}).get("architectures", {}).items():
         check_layers(f"zoo.architectures.{architecture}.layers", spec.get("layers"))
-    check_sample_sizes(config)
+    if not config.get("similarities"):  # from similarity tables no dataset is read
+        check_sample_sizes(config)
+
+
+def check_similarities(config: Mapping[str, Any]) -> None:
+    """Raise ConfigError if a config that starts from similarity tables (`similarities`) also asks for what only
+    images give: a model zoo, or layers of a layer analysis."""
+    if not config.get("similarities"):
+        return
+    asking = [key for key in ("zoo", "layers") if config.get(key)]
+    asking += [f"models.{model_id}.layers" for model_id, spec in config["models"].items() if spec.get("layers")]
+    if asking:
+        raise ConfigError(
+            f"similarities: the analyses start from similarity tables, without images; {asking} need images "
+            "(remove them, or `similarities`)"
+        )
 
 
 def check_layers(option: str, layers: Any) -> None:

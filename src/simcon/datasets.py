@@ -547,16 +547,18 @@ def _breeds_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split
 # --------------------------------------------------------------------------- k images per class
 
 
-def per_class_subset(labels: np.ndarray, k: int, seed: int = 42) -> np.ndarray:
-    """Sorted indices of k random samples of each class (all of a smaller class); nested: k < k' gives a subset."""
+def per_class_subset(labels: np.ndarray, k: int, seed: int = 42, nested: bool = True) -> np.ndarray:
+    """Sorted indices of k random samples of each class (all of a smaller class). Nested: the first k of one
+    permutation per class drawn with `seed`, so that k < k' gives a subset. Not nested: drawn for this k alone, from
+    a generator seeded with (seed, k), as the paper's code drew each k of App. C."""
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if nested else [seed, k])
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c in np.unique(labels)]
     return np.sort(np.concatenate(chosen))
 
 
-def _per_class_split(split: Split, k: int) -> Split:
-    indices = per_class_subset(split.labels, k)
+def _per_class_split(split: Split, k: int, nested: bool) -> Split:
+    indices = per_class_subset(split.labels, k, nested=nested)
     return Split(split.labels[indices], split.class_names, lambda i: split.load_image(int(indices[i])))
 
 
@@ -575,14 +577,14 @@ SOURCES: dict[str, Callable[[str, Mapping[str, Any], str], Split]] = {
 
 def load_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
     """The `split` ("train" or "test") of the dataset configured as `spec`; a train split cut to
-    `samples_per_class` images per class where the spec sets it."""
+    `samples_per_class` images per class where the spec sets it (nested across k where it sets `nested`)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if spec["source"] not in SOURCES:
         raise DatasetError(f"dataset '{dataset_id}': unknown source {spec['source']!r}; known: {sorted(SOURCES)}")
     data = SOURCES[spec["source"]](dataset_id, spec, split)
     if split == "train" and spec.get("samples_per_class"):
-        data = _per_class_split(data, spec["samples_per_class"])
+        data = _per_class_split(data, spec["samples_per_class"], spec.get("nested", False))
     return data
 
 

@@ -6,6 +6,7 @@ MetricSpec in _registry() and its computation in the family's module of the pack
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -168,12 +169,15 @@ def metric_names() -> list[str]:
 
 
 def get_metric(name: str) -> MetricSpec:
-    """The registered metric of this name; ValueError listing the known names otherwise."""
+    """The registered metric of this name; ValueError naming the closest and listing the known names otherwise."""
     spec = METRICS.get(name) or _parsed_spec(name)
     if spec is None:
         patterns = ", ".join(f"{prefix}<k>" for prefix in NAME_PATTERNS)
+        closest = difflib.get_close_matches(name, list(METRICS), n=3, cutoff=0.6)
         raise ValueError(
-            f"unknown similarity metric {name!r}; known metrics: "
+            f"unknown similarity metric {name!r}"
+            + (f"; closest: {', '.join(closest)}" if closest else "")
+            + "; known metrics: "
             f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2)"
         )
     return spec

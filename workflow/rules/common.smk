@@ -4,7 +4,9 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The repository: this file is workflow/rules/common.smk (also where another workflow uses this one as a module).
+REPO = Path(str(workflow.current_basedir)).parents[1]
+sys.path.insert(0, str(REPO / "src"))
 
 # Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
 # The checks that need a backend library run as the check jobs of checks.smk.
@@ -29,11 +31,13 @@ if workflow.is_main_process:
 # config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
 resolve_config(
     config,
-    Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
+    REPO / "workflow/schemas/config.schema.yaml",
     workflow.configfiles,
     workflow.overwrite_configfiles or [],
 )
 
+# With `similarities`, the analyses start from similarity tables (tables.smk), not from images.
+GIVEN = config.get("similarities")
 ZOO = config.get("zoo")
 ZOO_MEMBERS = zoo_members(ZOO) if ZOO else {}
 MODELS = list(config["models"])
@@ -43,10 +47,15 @@ METRICS = list(config["metrics"])
 SEEDS = list(config["probe"]["seeds"])
 STRUCTURE = config["structure"]
 SAMPLE_SIZE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None else STRUCTURE["sample_size"]["datasets"]
+if GIVEN:  # App. C on one dataset subsamples its features
+    SAMPLE_SIZE_DATASETS = []
 PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 # App. C's per-k subsets serve a similarity analysis only (the paper probes none; k = 1 could not be split for
-# validation): no probe, performance or similarity-vs-performance job reads them.
+# validation): no probe, performance or similarity-vs-performance job reads them. Starting from similarity tables,
+# a performance table stands for the probes, or nothing does.
 PROBE_DATASETS = probe_datasets(config)
+if GIVEN and GIVEN["performance"] is None:
+    PROBE_DATASETS = []
 PROBE_SETTINGS = {key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")}
 
 
@@ -179,6 +188,7 @@ def final_outputs():
         *expand("results/figures/{metric}/consistency_bootstrap.png", metric=METRICS),
         *expand("results/figures/{metric}/permutation_test.png", metric=METRICS),
         "results/figures/consistency_metrics.png",
+        *(["results/published/consistency_comparison.csv"] if GIVEN and GIVEN["consistency"] else []),
     ]
 
 
@@ -212,7 +222,7 @@ def zoo_outputs():
     return ["results/zoo/summary.csv", "results/zoo/objective_similarity.csv"] if ZOO else []
 
 
-THINGSVISION_MODELS = [m for m in MODELS if config["models"][m]["backend"] == "thingsvision"]
+THINGSVISION_MODELS = [m for m in MODELS if config["models"][m].get("backend") == "thingsvision"]
 MAIN_ENV_MODELS = [m for m in MODELS if m not in THINGSVISION_MODELS]
 # Models a check job builds: a zoo model is checked through its untrained twin (the same network), a
 # thingsvision model by its features job (thingsvision runs in its own environment).
