@@ -24,6 +24,11 @@ include: "workflow/rules/layers.smk"
 include: "workflow/rules/report.smk"
 
 
+if GIVEN:  # the analyses start from similarity tables (config `similarities`), not from images
+
+    include: "workflow/rules/tables.smk"
+
+
 rule all:
     input:
         final_outputs(),

@@ -1,24 +1,24 @@
-"""App. C on one dataset: model-pair similarities on nested subsets of k samples per class, and their change
-between consecutive k."""
+"""App. C on one dataset: model-pair similarities on subsets of k samples per class (each k drawn alone, or nested),
+and their change between consecutive k."""
 
 import torch
 
 from simcon import plots
-from simcon.datasets import subset_rows
 from simcon.device import acquire_device
-from simcon.io import read_json, write_csv
+from simcon.formats import read_feature_rows, read_subset
+from simcon.io import write_csv
 from simcon.logs import snakemake_job
 from simcon.structure import sample_size_differences, similarity_by_sample_size
 
 with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
-    subset = read_json(snakemake.input.subset)
-    features = {model_id: subset_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models}
-    labels = subset_rows(snakemake.input.labels, subset)
+    subset = read_subset(snakemake.input.subset)
+    features = {model_id: read_feature_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models}
+    labels = read_feature_rows(snakemake.input.labels, subset)
     with acquire_device(params.device) as device:
         similarities, skipped = similarity_by_sample_size(
-            features, labels, params.samples_per_class, params.metrics, params.seed, device=str(device)
+            features, labels, params.samples_per_class, params.metrics, params.seed, str(device), params.nested
         )
     note = (
         f"k = {skipped} left out: more than the smallest class has, or too few samples for a metric" if skipped else ""

@@ -4,9 +4,9 @@
 import pandas as pd
 
 from simcon import plots
+from simcon.formats import to_long
 from simcon.io import write_csv
 from simcon.logs import snakemake_job
-from simcon.similarity import to_long
 from simcon.structure import sample_size_differences
 
 with snakemake_job(snakemake.log[0]):

@@ -226,12 +226,15 @@ def test_datasets_sorted_by_category_keep_their_order_within_one():
     assert sort_by_category(list("abcde"), categories) == ["b", "d", "c", "a", "e"]
 
 
-def test_metric_agreement_pairs_the_same_set_pair_and_dataset_pair():
-    linear = consistency(MATRICES, {"all": {"All": MODELS}})
+def test_metric_agreement_pairs_the_same_set_pair_and_dataset_pair_within_categories():
+    sets = {"all": {"All": MODELS}, "objective": {"Sup": MODELS}}
+    linear = consistency(MATRICES, sets)
     flipped = {d: 1 - m for d, m in MATRICES.items()}  # every rho unchanged
-    other = consistency(flipped, {"all": {"All": MODELS}}).iloc[:2]
+    other = consistency(flipped, sets)
+    other = pd.concat([other[other["category"] == "all"], other[other["category"] == "objective"].iloc[:2]])
     joined = metric_agreement({"linear": linear, "rbf": other}, "linear")
     assert joined["metric"].unique().tolist() == ["rbf"] and len(joined) == 3
+    assert set(joined["category"]) == {"objective"}  # the authors' App. E: no (All, All), no anchors
     np.testing.assert_allclose(joined["rho"].iloc[:2], joined["rho_reference"].iloc[:2], atol=1e-12)
     assert np.isnan(joined["rho"].iloc[2])
     assert metric_agreement({"linear": linear}, "linear").empty

@@ -187,17 +187,20 @@ def test_unknown_torchvision_dataset_is_rejected_before_any_job():
 # --------------------------------------------------------------------------- k images per class
 
 
-def test_per_class_subset_takes_k_of_each_class_and_is_nested():
+def test_per_class_subset_takes_k_of_each_class_nested_or_drawn_for_each_k():
     labels = np.repeat([0, 1, 2], [30, 12, 3])
-    five = per_class_subset(labels, 5)
-    assert np.bincount(labels[five]).tolist() == [5, 5, 3]  # a class smaller than k is kept whole
-    assert np.all(np.diff(five) > 0)
-    assert set(five) <= set(per_class_subset(labels, 10))  # k=5 images are among the k=10 ones
-    assert np.array_equal(five, per_class_subset(labels, 5))
+    for nested in (True, False):
+        five = per_class_subset(labels, 5, nested=nested)
+        assert np.bincount(labels[five]).tolist() == [5, 5, 3]  # a class smaller than k is kept whole
+        assert np.all(np.diff(five) > 0)
+        assert np.array_equal(five, per_class_subset(labels, 5, nested=nested))
+    assert set(per_class_subset(labels, 5)) <= set(per_class_subset(labels, 10))  # k=5 images among the k=10 ones
+    drawn = [set(per_class_subset(labels, k, nested=False)) for k in (5, 10)]
+    assert not drawn[0] <= drawn[1]  # each k its own draw: the authors' App. C subsets
 
 
 def test_max_samples_subset_of_imagenet_is_its_k10_subset():
-    """10,000 of 1000 balanced classes: the stratified subset is the k = 10 subset of Appendix C."""
+    """10,000 of 1000 balanced classes: the stratified subset is the nested k = 10 subset of Appendix C."""
     labels = np.repeat(np.arange(1000), 13)
     assert np.array_equal(stratified_subset(labels, 10000), per_class_subset(labels, 10))
 
@@ -206,11 +209,12 @@ def test_samples_per_class_cuts_the_train_split_only(tmp_path):
     labels = [0] * 6 + [1] * 4 + [2] * 5
     root = make_wds(tmp_path / "wds_toy", "train", labels, per_shard=4)
     make_wds(root, "test", labels, per_shard=4)
-    spec = {"source": "wds", "path": str(root), "samples_per_class": 2}
-    train = load_split("toy", spec, "train")
-    assert np.bincount(train.labels).tolist() == [2, 2, 2]
-    chosen = per_class_subset(np.asarray(labels), 2)
-    assert [pixel(train.load_image(i)) for i in range(6)] == [colour(int(i), labels[i]) for i in chosen]
+    for nested in (False, True):
+        spec = {"source": "wds", "path": str(root), "samples_per_class": 2, "nested": nested}
+        train = load_split("toy", spec, "train")
+        assert np.bincount(train.labels).tolist() == [2, 2, 2]
+        chosen = per_class_subset(np.asarray(labels), 2, nested=nested)
+        assert [pixel(train.load_image(i)) for i in range(6)] == [colour(int(i), labels[i]) for i in chosen]
     assert len(load_split("toy", spec, "test")) == len(labels)
 
 

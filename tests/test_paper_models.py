@@ -45,6 +45,7 @@ def _parameters(count: str) -> float:
 def test_table_has_the_codes_64_models_with_every_column():
     assert TABLE.index.is_unique and len(TABLE) == 64
     assert list(TABLE.columns) == [
+        "authors_id",
         "layer",
         "objective",
         "training_data",
@@ -60,6 +61,13 @@ def test_table_has_the_codes_64_models_with_every_column():
     assert TABLE["architecture_class"].value_counts().to_dict() == {"TX": 40, "CNN": 24}
     assert TABLE.loc["OpenCLIP-ViT-B-16-SigLIP-webli", ["parameters", "size_class"]].tolist() == ["203.2M", "medium"]
     assert TABLE.loc["vgg19", "layer"] == "classifier.3"
+    assert TABLE["authors_id"].is_unique and TABLE["authors_id"].notna().all()
+    # the ids of the paper authors' model config and published results
+    assert TABLE.loc["OpenCLIP-ViT-L-14-openai", "authors_id"] == "OpenCLIP_ViT-L-14_openai"
+    assert (
+        TABLE.loc["deit3-base-patch16-224.fb-in22k-ft-in1k", "authors_id"] == "deit3_base_patch16_224.fb_in22k_ft_in1k"
+    )
+    assert TABLE.loc["dinov2-vit-large-p14", "authors_id"] == "dinov2-vit-large-p14"
     # Where Table 2 differs from what the code ran, the row says so.
     assert "barlowtwins-rn50" in TABLE.index and "vit-large-patch14-clip-224.laion2b" not in TABLE.index
     assert "vit-large-patch14-clip-224.laion2b" in TABLE.loc["OpenCLIP-ViT-L-14-laion2b-s32b-b82k", "note"]
@@ -319,7 +327,7 @@ def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_on
                 "source": "generated",
                 "domain": "shapes",
                 "category": "structured",
-                "train_per_class": 3,
+                "train_per_class": 5,  # 30 images: enough for the probe's validation split of 6 classes
                 "test_per_class": 2,
                 "resolution": 32,
             }

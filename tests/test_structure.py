@@ -203,13 +203,15 @@ def test_sample_size_differences_between_consecutive_k():
     )
 
 
-def test_per_class_subsets_are_nested_and_stratified():
-    labels = np.array([0] * 5 + [1] * 3 + [2] * 4)
-    small, large = structure.per_class_subset(labels, 1, seed=7), structure.per_class_subset(labels, 3, seed=7)
-    assert np.bincount(labels[small]).tolist() == [1, 1, 1] and np.bincount(labels[large]).tolist() == [3, 3, 3]
-    assert set(small) <= set(large)
-    with pytest.raises(ValueError, match="class 1 has 3"):
-        structure.per_class_subset(labels, 4, seed=7)
+def test_per_class_subsets_are_stratified_and_nested_on_request():
+    labels = np.repeat([0, 1, 2], [50, 30, 40])
+    small, large = structure.per_class_subset(labels, 2, seed=7), structure.per_class_subset(labels, 20, seed=7)
+    assert np.bincount(labels[small]).tolist() == [2, 2, 2] and np.bincount(labels[large]).tolist() == [20, 20, 20]
+    assert not set(small) <= set(large)  # each size drawn alone (the paper's code), not nested
+    nested = [structure.per_class_subset(labels, k, seed=7, nested=True) for k in (2, 20)]
+    assert set(nested[0]) <= set(nested[1])
+    with pytest.raises(ValueError, match="class 1 has 30"):
+        structure.per_class_subset(labels, 31, seed=7)
 
 
 def test_similarity_by_sample_size_at_full_size_equals_the_full_similarity():

@@ -200,12 +200,17 @@ def dataset_matrices(
 
 def metric_agreement(tables: Mapping[str, pd.DataFrame], reference: str) -> pd.DataFrame:
     """rho under every other metric beside rho under the reference metric, for the same set pair and dataset
-    pair (paper App. E). Columns: metric, category, set_a, set_b, dataset_a, dataset_b, rho_reference, rho;
-    NaN where one of the two metrics has no value."""
+    pair, over the set pairs within a model category (MODEL_CATEGORIES; not the set of all models, not the
+    anchors), as the paper's code draws App. E. Columns: metric, category, set_a, set_b, dataset_a, dataset_b,
+    rho_reference, rho; NaN where one of the two metrics has no value."""
     keys = ["category", "set_a", "set_b", "dataset_a", "dataset_b"]
-    base = tables[reference].set_index(keys)["rho"].rename("rho_reference")
+
+    def within_categories(table: pd.DataFrame) -> pd.DataFrame:
+        return table[table["category"].isin(list(MODEL_CATEGORIES))].set_index(keys)
+
+    base = within_categories(tables[reference])["rho"].rename("rho_reference")
     parts = [
-        pd.concat([base, table.set_index(keys)["rho"]], axis=1, join="outer").reset_index().assign(metric=metric)
+        pd.concat([base, within_categories(table)["rho"]], axis=1, join="outer").reset_index().assign(metric=metric)
         for metric, table in tables.items()
         if metric != reference
     ]

@@ -6,6 +6,7 @@ MetricSpec in _registry() and its computation in the family's module of the pack
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -335,17 +336,29 @@ def metric_names() -> list[str]:
 
 
 def get_metric(name: str) -> MetricSpec:
-    """The registered metric of this name; ValueError listing the known names otherwise."""
+    """The registered metric of this name; ValueError naming the closest and listing the known names otherwise."""
     spec = METRICS.get(name) or _parsed_spec(name) or _parametrised_spec(name)
     if spec is None:
         patterns = ", ".join(f"{prefix}<k>" for prefix in NAME_PATTERNS)
+        closest = difflib.get_close_matches(name, list(METRICS), n=3, cutoff=0.6)
         raise ValueError(
-            f"unknown similarity metric {name!r}; known metrics: "
+            f"unknown similarity metric {name!r}"
+            + (f"; closest: {', '.join(closest)}" if closest else "")
+            + "; known metrics: "
             f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2; "
             f"{', '.join(PARAMETRISED_PATTERNS)} with 0 < p <= 1, ε > 0, 0 <= α <= 1, λ >= 0, "
             "numbers in their shortest decimal form)"
         )
     return spec
+
+
+def require_samples(metric: str, n: int, where: str) -> None:
+    """Raise ValueError if `metric` needs more samples than the `n` that `where` holds (e.g. "the similarity
+    subset of dataset 'x'"), naming both, the metric's minimum and, for a neighbourhood metric, its k."""
+    spec = get_metric(metric)
+    if n < spec.min_samples:
+        neighbours = f" (k = {spec.neighbours} neighbours of each)" if spec.neighbours else ""
+        raise ValueError(f"{metric} needs at least {spec.min_samples} samples{neighbours}, but {where} has {n}")
 
 
 def reference_metric(metrics: Sequence[str]) -> str:

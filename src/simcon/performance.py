@@ -29,6 +29,14 @@ def performance_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return table.reset_index()
 
 
+def given_performance(top1: pd.DataFrame) -> pd.DataFrame:
+    """A table in performance_table's columns from given top-1 accuracies (dataset, model, top1), as the
+    performance table of a config that starts from similarity tables gives them: the other columns empty."""
+    return top1.assign(top1_std=np.nan, top5=np.nan, balanced_accuracy=np.nan, n_seeds=np.nan)[
+        ["dataset", "model", "top1", "top1_std", "top5", "balanced_accuracy", "n_seeds"]
+    ]
+
+
 def similarity_vs_gap(matrix: pd.DataFrame, top1: Mapping[str, float]) -> pd.DataFrame:
     """Per model pair: similarity, absolute top-1 gap and the better model's top-1."""
     order = list(matrix.index)

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from simcon import datasets
 from simcon.consistency import check_same_models, consistency, pearson_r
-from simcon.datasets import per_class_subset as nested_per_class_subset
+from simcon.formats import to_long
 from simcon.metrics import get_metric
 
 # Transforms of Appendix D: both stretch the range near the upper bound 1 of CKA.
@@ -201,16 +202,17 @@ def tsne_embedding(matrices: Mapping[str, pd.DataFrame], seed: int = TSNE_SEED) 
     return pd.concat(frames, ignore_index=True)
 
 
-def per_class_subset(labels: np.ndarray, samples_per_class: int, seed: int) -> np.ndarray:
-    """Sorted indices of the first `samples_per_class` samples of each class in a per-class permutation fixed
-    by `seed`, so that a smaller subset lies inside a larger one."""
+def per_class_subset(labels: np.ndarray, samples_per_class: int, seed: int, nested: bool = False) -> np.ndarray:
+    """Sorted indices of `samples_per_class` random samples of each class: drawn for this size alone (from a
+    generator seeded with seed and the size), or, nested, the first of one permutation per class fixed by `seed`,
+    so that a smaller subset lies inside a larger one. ValueError if a class has fewer samples."""
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     if samples_per_class > counts.min():
         raise ValueError(
             f"{samples_per_class} samples per class requested, but class {classes[counts.argmin()].item()!r} has {counts.min()}"
         )
-    return nested_per_class_subset(labels, samples_per_class, seed)
+    return datasets.per_class_subset(labels, samples_per_class, seed, nested)
 
 
 def similarity_by_sample_size(
@@ -220,21 +222,23 @@ def similarity_by_sample_size(
     metrics: Sequence[str],
     seed: int,
     device: str = "cpu",
+    nested: bool = False,
 ) -> tuple[pd.DataFrame, list[int]]:
-    """Every model pair's similarity under each metric on nested class-stratified subsets of the samples,
-    k samples per class for each k in `samples_per_class` (the analogue of Appendix C on one dataset).
+    """Every model pair's similarity under each metric on class-stratified subsets of the samples, k samples per
+    class for each k in `samples_per_class` (the analogue of Appendix C on one dataset), each k drawn alone or,
+    `nested`, all from one permutation per class (per_class_subset).
 
     Returns (similarities, skipped): similarities has metric, samples_per_class, model_a, model_b,
     similarity; skipped lists the k larger than the smallest class, or too few samples for a metric.
     """
-    from simcon.similarity import compute_similarity, to_long  # torch only for the jobs that compute similarities
+    from simcon.similarity import compute_similarity  # torch only for the jobs that compute similarities
 
     counts = np.unique(np.asarray(labels), return_counts=True)[1]
     needed = max(get_metric(metric).min_samples for metric in metrics)
     usable = [k for k in sorted(samples_per_class) if k <= counts.min() and k * len(counts) >= needed]
     frames = []
     for k in usable:
-        index = per_class_subset(labels, k, seed)
+        index = per_class_subset(labels, k, seed, nested)
         subset = {model: array[index] for model, array in features.items()}
         for metric in metrics:
             matrix = compute_similarity(subset, metric, device=device).matrix

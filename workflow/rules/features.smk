@@ -34,8 +34,8 @@ rule features_thingsvision:
         model=models_pattern(THINGSVISION_MODELS),
     params:
         python=config["thingsvision_python"],
-        src=f"{workflow.basedir}/src",
-        script=f"{workflow.basedir}/scripts/features_thingsvision.py",
+        src=f"{REPO}/src",
+        script=f"{REPO}/scripts/features_thingsvision.py",
         job=lambda wildcards, output, threads: thingsvision_job(wildcards, output, threads),
     resources:
         gpu=1,

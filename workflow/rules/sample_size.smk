@@ -29,6 +29,7 @@ rule sample_size:
         metrics=METRICS,
         samples_per_class=STRUCTURE["sample_size"]["samples_per_class"],
         seed=config["subset_seed"],
+        nested=STRUCTURE["sample_size"]["nested"],
         device=config["device"],
     resources:
         gpu=1,  # one device when the config's device resolves to CUDA: `--resources gpu=K` runs K at once
