@@ -184,17 +184,29 @@ class Spectrum(NamedTuple):
 
 
 def spectrum(x: np.ndarray, centred: bool, device: torch.device, right: bool = False) -> Spectrum:
-    """The thin SVD of a model's features (minus their mean over samples when `centred`), computed in float64.
+    """The thin SVD of a model's features (minus their mean over samples when `centred`), in float64, from the
+    eigendecomposition of the smaller Gram matrix (XᵀX or XXᵀ): about a third of the work of an SVD.
 
-    Singular values up to s_max · max(n, d) · 2⁻⁵² count as zero (numpy's matrix_rank), and their vectors are
-    dropped: a constant or repeated feature adds nothing.
+    An eigenvalue is accurate to about d · 2⁻⁵² of the largest, so singular values up to s_max · 10⁻⁶ count as
+    zero and their vectors are dropped: a constant or repeated feature adds nothing. The other vectors are
+    orthonormal to about 2⁻⁵² s_max / s_i ≤ 2·10⁻¹⁰.
     """
     wide = torch.from_numpy(np.ascontiguousarray(x)).to(device).double()
     if centred:
         wide -= wide.mean(dim=0)
-    u, s, vt = torch.linalg.svd(wide, full_matrices=False)
-    rank = int((s > s[0] * max(wide.shape) * torch.finfo(torch.float64).eps).sum())
-    return Spectrum(u[:, :rank], s[:rank], vt[:rank].T if right else None)
+    features_side = wide.shape[0] >= wide.shape[1]
+    values, vectors = torch.linalg.eigh(wide.T @ wide if features_side else wide @ wide.T)
+    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
+    singular = values.sqrt()
+    rank = int((singular > singular[0] * SPECTRUM_TOLERANCE).sum())
+    singular, vectors = singular[:rank], vectors[:, :rank]
+    if features_side:
+        return Spectrum(wide @ vectors / singular, singular, vectors if right else None)
+    return Spectrum(vectors, singular, wide.T @ vectors / singular if right else None)
+
+
+SPECTRUM_TOLERANCE: float = 1e-6
+"""Singular values below this fraction of a model's largest count as zero (engine.spectrum)."""
 
 
 def cross_product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
