@@ -40,10 +40,12 @@ def score_pairs(
         ranks = (first.basis.shape[1], second.basis.shape[1])
         if spec.regulariser == 0:
             engine.check_spans_apart(spec, (ids[a], ids[b]), ranks, n - 1 if centred else n)
-        product = engine.cross_product(first.basis, second.basis)
         if spec.statistic == "eigenspace_overlap":
+            # A sum of squares: float32 bases suffice (10⁻⁷), in half the time.
+            product = engine.cross_product(first.basis.float(), second.basis.float())
             values.append(float(torch.sum(product**2)) / max(ranks))
             continue
+        product = engine.cross_product(first.basis, second.basis)
         whitened_product = first_factors[:, None] * product * second_factors[None, :]
         if spec.statistic == "pwcca":
             values.append(projection_weighted(whitened_product, first, first_factors, second, second_factors))

@@ -34,13 +34,16 @@ def score_pairs(
         for m in progress_bar(models, len(models), f"{spec.name} spectra", progress)
     }
     shrinkage = {m: predictor_shrinkage(spec, spectra[m].values, arrays[m].shape[1]) for m in models}
+    # Weighted sums of squares, unlike an arccos near 1, take float32 rounding of the bases as it comes (10⁻⁷),
+    # and the products are half the time in float32.
+    bases = {m: spectra[m].basis.float() for m in models}
     n = arrays[models[0]].shape[0] if models else 0
     values = []
     for a, b in progress_bar(pairs, len(pairs), f"{spec.name} pairs", progress):
         if spec.regulariser == 0:
             ranks = (len(shrinkage[a]), len(shrinkage[b]))
             engine.check_spans_apart(spec, (ids[a], ids[b]), ranks, n - 1)
-        squares = engine.cross_product(spectra[a].basis, spectra[b].basis) ** 2
+        squares = engine.cross_product(bases[a], bases[b]) ** 2
         if spec.statistic == "gulp":
             values.append(gulp_similarity(squares, shrinkage[a], shrinkage[b]))
             continue
