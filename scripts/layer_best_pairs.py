@@ -6,9 +6,9 @@ import pandas as pd
 from simcon import plots
 from simcon.io import write_csv
 from simcon.layers import best_layer_pairs, read_layer_table
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     objectives = {model: metadata["objective"] for model, metadata in params.metadata.items()}
     table = pd.concat(

@@ -1,22 +1,22 @@
 import json
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-
-# Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
-# The checks that need a backend library run as the check jobs of checks.smk.
+# Parsing imports only torch-free modules (the Snakefile puts src/ on the path): the workflow parses in seconds
+# (also once per job under SLURM). The checks that need a backend library run as the check jobs of checks.smk.
 from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, resolve_config, zoo_members
 from simcon.metrics import reference_metric
+from simcon.needs import skipped_analyses
 
 # The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
-# config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
+# config/paper-appendix-c.yaml), not added to the default config's, and the anchors with the models; every other
+# option is merged over the default.
 resolve_config(
     config,
     Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
     workflow.configfiles,
     workflow.overwrite_configfiles or [],
+    workflow.config_settings.config,
 )
 
 ZOO = config.get("zoo")
@@ -33,6 +33,18 @@ PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 # validation): no probe, performance or similarity-vs-performance job reads them.
 PROBE_DATASETS = [d for d in DATASETS if d not in {entry["dataset"] for entry in PER_K_DATASETS}]
 PROBE_SETTINGS = {key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")}
+# Why each analysis that needs more than this run has is skipped (simcon.needs), by rule name; '' for those that
+# run. A skipped analysis's job still runs and writes placeholders that say what it needs (docs/outputs.md).
+SKIPPED = skipped_analyses(
+    {
+        "datasets": len(DATASETS),
+        "models": len(MODELS),
+        "metrics": len(METRICS),
+        "anchors": len(config["anchors"]),
+        "per_k_datasets": len(PER_K_DATASETS),
+        "layer_models": len(LAYER_MODELS),
+    }
+)
 
 
 wildcard_constraints:
