@@ -42,8 +42,14 @@ def test_unique_keys_pass(tmp_path):
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("image_size: 32\nmodels:\n  a: {backend: timm\n  b: x\n", r", line 4, column 4: not valid YAML: .*expected ','"),
-        ("image_size: 32\nmodels:\n\ta: 1\n", r", line 3, column 1: not valid YAML: found character that cannot start any token"),
+        (
+            "image_size: 32\nmodels:\n  a: {backend: timm\n  b: x\n",
+            r", line 4, column 4: not valid YAML: .*expected ','",
+        ),
+        (
+            "image_size: 32\nmodels:\n\ta: 1\n",
+            r", line 3, column 1: not valid YAML: found character that cannot start any token",
+        ),
         ("- models\n- datasets\n", r": a config file holds a mapping of options, not a list"),
     ],
 )

@@ -86,8 +86,9 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
-        context = getattr(error, "context", None)
-        raise ConfigError(f"{path}{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")) from None
+        context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+        context = f" ({context}{f' from line {start.line + 1}' if start is not None else ''})" if context else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}{context}") from None
     if options is None:
         return {}
     if not isinstance(options, dict):
