@@ -88,3 +88,13 @@ def test_a_skipped_job_writes_a_placeholder_for_every_output(tmp_path, capsys):
     assert min(Image.open(outputs[2]).size) > 150
     with pytest.raises(ValueError, match=r"no placeholder for the output .*\.npy of consistency"):
         write_skipped([tmp_path / "x.npy"], "consistency", "needs more")
+
+
+def test_outputs_md_lists_what_each_analysis_needs():
+    text = (REPO / "docs/outputs.md").read_text().split("## Analyses a run is too small for")[1].split("\n## ")[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|(]*?)\s*(?:\([^|]*\))? \|$", text, flags=re.M))
+    expected = {
+        rule: ", ".join(f"{least} {COUNTED[what][least != 1]}" for what, least in needs.items())
+        for rule, needs in NEEDS.items()
+    }
+    assert rows == expected
