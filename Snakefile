@@ -34,6 +34,12 @@ include: "workflow/rules/layers.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    for analysis, reason in SKIPPED.items():
+        if reason:
+            print(f"{analysis} skipped: {reason} (its outputs say so: docs/outputs.md)")
+
+
 rule all:
     input:
         final_outputs(),
