@@ -16,7 +16,7 @@ Steps, each a subprocess with a time limit inside one overall budget (docs/gpu-c
    (not the bfloat16 search, whose choice may differ from the reference's, which fails the script).
 5. ``extract``: ``benchmarks/extract.py`` on the device, the loader and the pipeline against the bare forward.
 6. ``neighbour-metrics``: ``benchmarks/similarity.py`` with the k-NN metrics and Procrustes, the engine on the
-   device against per-pair loops of the same definitions on the CPU (issue 16's target: 20x at M = 16,
+   device against per-pair loops of the same definitions on the CPU (the target: 20x at M = 16,
    n = 5,000, d = 768), each baseline timed on one pair and extrapolated.
 
 Writes gpu-check.json, gpu-check.md and gpu-check.log (every step's output) to --out, by default $OUT when set,
@@ -78,7 +78,7 @@ EXPERIMENT_MODELS: dict[str, dict[str, Any]] = {
 }
 EXPERIMENT_IMAGE_SIZE = 64
 NEIGHBOUR_METRICS = ("mutual_knn10", "jaccard_knn10", "cknna10", "procrustes")
-"""The metrics of issue 16's speed target, timed against their per-pair baselines."""
+"""The metrics of the 20x speed target, timed against their per-pair baselines."""
 SLURM_CPUS = "4"
 """Threads of the CPU similarity run: the CPUs of a similarity job in profiles/slurm (`cpus`)."""
 

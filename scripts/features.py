@@ -2,7 +2,8 @@
 
 import torch
 
-from simcon.extract import FEATURE_FILES, model_dataset_features
+from simcon.extract import model_dataset_features
+from simcon.formats import FEATURE_FILES
 from simcon.logs import snakemake_job
 
 with snakemake_job(snakemake.log[0]):

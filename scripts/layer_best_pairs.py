@@ -4,8 +4,9 @@ relative depth by objective pair."""
 import pandas as pd
 
 from simcon import plots
+from simcon.formats import read_layer_table
 from simcon.io import write_csv
-from simcon.layers import best_layer_pairs, read_layer_table
+from simcon.layers import best_layer_pairs
 from simcon.logs import analysis_job
 
 with analysis_job(snakemake):

@@ -5,8 +5,9 @@ import pandas as pd
 
 from simcon import plots
 from simcon.consistency import model_sets
+from simcon.formats import read_layer_table
 from simcon.io import write_csv
-from simcon.layers import consistency_by_depth, depth_bins, read_layer_table, summarise_by_depth
+from simcon.layers import consistency_by_depth, depth_bins, summarise_by_depth
 from simcon.logs import analysis_job
 
 with analysis_job(snakemake):

@@ -3,7 +3,7 @@
 import torch
 
 from simcon.extract import model_layer_features
-from simcon.io import read_json
+from simcon.formats import read_subset
 from simcon.logs import snakemake_job
 
 with snakemake_job(snakemake.log[0]):
@@ -14,7 +14,7 @@ with snakemake_job(snakemake.log[0]):
         params.model,
         snakemake.wildcards.dataset,
         params.dataset,
-        read_json(snakemake.input.subset),
+        read_subset(snakemake.input.subset),
         snakemake.output[0],
         image_size=params.image_size,
         crop_pct=params.crop_pct,

@@ -1,8 +1,9 @@
 """The layer x layer similarity grids of the configured model pairs on one dataset under one metric."""
 
 from simcon import plots
+from simcon.formats import read_layer_table
 from simcon.io import write_csv
-from simcon.layers import grid_table, read_layer_table
+from simcon.layers import grid_table
 from simcon.logs import snakemake_job
 
 with snakemake_job(snakemake.log[0]):

@@ -4,15 +4,18 @@ table, on the subset's train images."""
 import torch
 
 from simcon.device import acquire_device
-from simcon.io import read_json, write_csv
-from simcon.layers import layer_similarity, read_layer_folder
+from simcon.formats import file_sha256, read_layer_folder, read_subset
+from simcon.io import write_csv
+from simcon.layers import layer_similarity
 from simcon.logs import snakemake_job
-from simcon.pair_cache import file_digest
+from simcon.metrics import require_samples
 
 with snakemake_job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
-    rows = len(read_json(snakemake.input.subset)["indices"])
+    rows = len(read_subset(snakemake.input.subset).indices)
+    where = f"the similarity subset of dataset '{snakemake.wildcards.dataset}' ({snakemake.input.subset})"
+    require_samples(snakemake.wildcards.metric, rows, where)
     representations = [r for model in params.models for r in read_layer_folder(getattr(snakemake.input, model), rows)]
     with acquire_device(params.device) as device:
         table, computed = layer_similarity(
@@ -20,7 +23,7 @@ with snakemake_job(snakemake.log[0]):
             snakemake.wildcards.metric,
             device=str(device),
             cache_dir=params.cache,
-            context_key=file_digest(snakemake.input.subset),
+            context_key=file_sha256(snakemake.input.subset),
             progress=True,
         )
     print(

@@ -1,10 +1,10 @@
 """A linear probe of one model's features on one dataset with one seed: trained on the full train split, tested
 on the test split."""
 
-import numpy as np
 import torch
 
 from simcon.device import acquire_device
+from simcon.formats import read_features
 from simcon.io import write_json
 from simcon.logs import snakemake_job
 from simcon.probe import ProbeSettings, train_probe
@@ -15,7 +15,7 @@ with snakemake_job(snakemake.log[0]):
     settings = {
         key: tuple(value) if isinstance(value, list) else value for key, value in snakemake.params.settings.items()
     }
-    arrays = {name: np.load(path) for name, path in snakemake.input.items()}
+    arrays = {name: read_features(path) for name, path in snakemake.input.items()}
     with acquire_device(snakemake.params.device) as device:
         result = train_probe(
             arrays["train"],

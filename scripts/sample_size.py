@@ -4,9 +4,9 @@ between consecutive k."""
 import torch
 
 from simcon import plots
-from simcon.datasets import subset_rows
 from simcon.device import acquire_device
-from simcon.io import read_json, write_csv
+from simcon.formats import read_feature_rows, read_subset
+from simcon.io import write_csv
 from simcon.logs import analysis_job
 from simcon.needs import write_skipped
 from simcon.structure import sample_size_differences, similarity_by_sample_size, unmet_sample_sizes
@@ -14,13 +14,15 @@ from simcon.structure import sample_size_differences, similarity_by_sample_size,
 with analysis_job(snakemake):
     torch.set_num_threads(snakemake.threads)
     params = snakemake.params
-    subset = read_json(snakemake.input.subset)
-    labels = subset_rows(snakemake.input.labels, subset)
+    subset = read_subset(snakemake.input.subset)
+    labels = read_feature_rows(snakemake.input.labels, subset)
     unmet = unmet_sample_sizes(labels, params.samples_per_class, params.metrics)
     if unmet:
         write_skipped(snakemake.output, snakemake.rule, unmet)
     else:
-        features = {model_id: subset_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models}
+        features = {
+            model_id: read_feature_rows(getattr(snakemake.input, model_id), subset) for model_id in params.models
+        }
         with acquire_device(params.device) as device:
             similarities, skipped = similarity_by_sample_size(
                 features, labels, params.samples_per_class, params.metrics, params.seed, device=str(device)

@@ -4,9 +4,9 @@
 import pandas as pd
 
 from simcon import plots
+from simcon.formats import to_long
 from simcon.io import write_csv
 from simcon.logs import analysis_job
-from simcon.similarity import to_long
 from simcon.structure import sample_size_differences
 
 with analysis_job(snakemake):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, make_image_folder
 from simcon import datasets, vocabulary
 from simcon.config import (
     ConfigError,
@@ -318,8 +318,127 @@ def test_config_module_imports_no_backend_library():
     code = (
         "import sys\n"
         "import simcon.config, simcon.metrics, simcon.vocabulary\n"
-        f"print(sorted(m for m in {(*BACKEND_MODULES, 'numpy', 'pandas')!r} if m in sys.modules))\n"
+        f"print(sorted(m for m in {(*BACKEND_MODULES, 'numpy', 'pandas', 'PIL')!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- sizes known at parse time
+
+
+def _shapes(per_class, **options):
+    return {
+        "source": "generated",
+        "domain": "shapes",
+        "category": "structured",
+        "train_per_class": per_class,
+        **options,
+    }
+
+
+@pytest.mark.parametrize(
+    "metrics,dataset,message",
+    [
+        (  # 6 classes x 3
+            ["cka_linear_unbiased", "mutual_knn50"],
+            _shapes(3),
+            r"metrics: mutual_knn50 needs at least 51 samples \(k = 50 neighbours of each\), but the similarity "
+            r"subset of dataset 'd' \(train split: 18 images of 6 classes, max_samples 10000\) has 18; choose",
+        ),
+        (  # cut to ceil(40 / 6) = 7 of each class
+            ["jaccard_knn45"],
+            _shapes(100, max_samples=40),
+            r"jaccard_knn45 needs at least 46 samples .*\(train split: 600 images of 6 classes, max_samples 40\) has 42;",
+        ),
+        (  # scikit-learn's digits: 1347 train images
+            ["cknna2000"],
+            {"source": "sklearn_digits", "category": "natural_single_domain"},
+            r"cknna2000 needs at least 2001 samples .* dataset 'd' \(train split: 1347 images .*\) has 1347;",
+        ),
+        (  # cut to 2 of each class first
+            ["cka_linear_unbiased", "mutual_knn12"],
+            _shapes(100, samples_per_class=2),
+            r"mutual_knn12 needs at least 13 samples .*\(train split: 12 images .*samples_per_class 2\) has 12;",
+        ),
+    ],
+)
+def test_a_metric_needing_more_images_than_a_known_subset_holds_is_named_with_dataset_and_size(
+    tmp_path, metrics, dataset, message
+):
+    with pytest.raises(ConfigError, match=message):
+        _resolved(_config(metrics=metrics, datasets={"d": dataset}), tmp_path)
+
+
+def test_every_metric_is_checked_against_the_subset_size(tmp_path):
+    """Each metric's own minimum, against a subset of 2 images (two classes of one)."""
+    folder = make_image_folder(tmp_path / "pair", {"a": 1, "b": 1})
+    dataset = {"source": "image_folder", "path": str(folder), "category": "structured"}
+    structure = {"sample_size": {"per_k_datasets": [{"dataset": "d", "samples_per_class": 1}]}}  # not probed
+    for metric, spec in METRICS.items():
+        config = _config(metrics=[metric], datasets={"d": dataset}, structure=structure)
+        if spec.min_samples <= 2:
+            _resolved(config, tmp_path)
+        else:
+            with pytest.raises(ConfigError, match=f"metrics: {metric} needs at least {spec.min_samples} samples"):
+                _resolved(config, tmp_path)
+
+
+def test_image_folders_are_counted_at_parse_time(tmp_path):
+    folder = make_image_folder(tmp_path / "mine", {"cat": 6, "dog": 6, "eel": 6})
+    (folder / "train" / "cat" / "notes.txt").write_text("not an image")
+    dataset = {"source": "image_folder", "path": str(folder), "category": "structured"}
+    with pytest.raises(
+        ConfigError, match=r"mutual_knn50 needs at least 51 samples .* dataset 'd' \(train split: 18 images.*\) has 18;"
+    ):
+        _resolved(_config(metrics=["mutual_knn50"], datasets={"d": dataset}), tmp_path)
+    _resolved(_config(metrics=["mutual_knn17"], datasets={"d": dataset}), tmp_path)
+    _resolved(_config(datasets={"d": {**dataset, "path": str(tmp_path / "not_yet")}}), tmp_path)  # its check's
+
+
+def test_a_large_image_folder_is_counted_only_as_far_as_the_subset_needs(tmp_path, monkeypatch):
+    import simcon.dataset_sizes
+
+    folder = make_image_folder(tmp_path / "big", {"a": 30, "b": 30}, size=2)
+    dataset = {"source": "image_folder", "path": str(folder), "category": "structured", "max_samples": 10}
+    counted = []
+    count_images = simcon.dataset_sizes.count_images
+    monkeypatch.setattr(
+        simcon.dataset_sizes, "count_images", lambda *args: counted.append(count_images(*args)) or counted[-1]
+    )
+    _resolved(_config(metrics=["mutual_knn9"], datasets={"d": dataset}), tmp_path)
+    assert counted == [5, 5]  # ceil(10 / 2) of each class: the whole subset
+    counted.clear()
+    with pytest.raises(
+        ConfigError, match=r"mutual_knn10 needs at least 11 samples .*\(train split: 60 images.*\) has 10;"
+    ):
+        _resolved(_config(metrics=["mutual_knn10"], datasets={"d": dataset}), tmp_path)
+    assert counted == [5, 5, 30, 30]  # then every file, to be sure
+
+
+@pytest.mark.parametrize(
+    "dataset,message",
+    [
+        (
+            {"a": 5, "b": 5, "c": 1},
+            r"dataset 'd': train class\(es\) \['c'\] have a single image; the linear probe's stratified validation",
+        ),
+        (  # 6 images: 4 to fit, 2 to validate, 3 classes
+            {"a": 2, "b": 2, "c": 2},
+            r"dataset 'd': the linear probe splits its 6 train images into 4 to fit and 2 to validate "
+            r"\(probe.val_fraction 0.2\), too few to hold each of its 3 classes in both",
+        ),
+    ],
+)
+def test_a_train_split_the_probe_cannot_split_is_named(tmp_path, dataset, message):
+    folder = make_image_folder(tmp_path / "mine", dataset, size=2)
+    config = _config(datasets={"d": {"source": "image_folder", "path": str(folder), "category": "structured"}})
+    with pytest.raises(ConfigError, match=message):
+        _resolved(config, tmp_path)
+    config["structure"] = {"sample_size": {"per_k_datasets": [{"dataset": "d", "samples_per_class": 1}]}}
+    _resolved(config, tmp_path)  # not probed: App. C's per-k subsets
+    config = _config(datasets={"d": {"source": "image_folder", "path": str(folder), "category": "structured"}})
+    config["probe"] = {"val_fraction": 0.5}
+    if "single" not in message:
+        _resolved(config, tmp_path)  # 3 to fit, 3 to validate

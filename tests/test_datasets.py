@@ -3,7 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from conftest import make_image_folder
+from conftest import make_image_folder, make_wds
+from simcon import vocabulary
+from simcon.dataset_sizes import cut_counts, subset_size, train_class_counts
 from simcon.datasets import DatasetError, check_dataset, load_split, stratified_subset
 
 GENERATED = {"source": "generated", "train_per_class": 5, "test_per_class": 2, "resolution": 32, "seed": 3}
@@ -72,6 +74,34 @@ def test_test_class_without_train_folder_is_rejected(image_folder):
         load_split("mine", {"source": "image_folder", "path": str(image_folder)}, "test")
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_class_folder_without_images_names_dataset_split_and_class(image_folder, split):
+    for image in (image_folder / split / "dog").iterdir():
+        image.unlink()
+    (image_folder / split / "dog" / "notes.txt").write_text("not an image")
+    spec = {"source": "image_folder", "path": str(image_folder)}
+    with pytest.raises(
+        DatasetError, match=f"dataset 'mine': the {split} folder of class 'dog', .*dog, holds no images"
+    ):
+        check_dataset("mine", spec)
+
+
+def test_a_train_class_without_a_test_folder_is_fine_and_the_check_counts_each_class(image_folder):
+    for image in (image_folder / "test" / "eel").iterdir():
+        image.unlink()
+    (image_folder / "test" / "eel").rmdir()
+    found = check_dataset("mine", {"source": "image_folder", "path": str(image_folder)})
+    assert found == {"n_train": 12, "n_test": 9, "classes": 3, "train_per_class": {"cat": 5, "dog": 4, "eel": 3}}
+
+
+def test_test_classes_without_train_images_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMCON_CACHE_DIR", str(tmp_path / "cache"))
+    root = make_wds(tmp_path / "wds", "train", [0, 0, 1, 1], per_shard=2, classnames=["ant", "bee", "cat"])
+    make_wds(root, "test", [0, 1, 2, 2], per_shard=2)
+    with pytest.raises(DatasetError, match=r"dataset 'insects': test class\(es\) \['cat'\] have no train images"):
+        check_dataset("insects", {"source": "wds", "path": str(root)})
+
+
 def test_unreadable_image_names_dataset_and_file(image_folder):
     (image_folder / "train" / "cat" / "0.png").write_bytes(b"not a png")
     train = load_split("mine", {"source": "image_folder", "path": str(image_folder)}, "train")
@@ -82,3 +112,37 @@ def test_unreadable_image_names_dataset_and_file(image_folder):
 def test_unknown_generated_domain_lists_known_ones():
     with pytest.raises(DatasetError, match="unknown generated domain 'clouds'.*cells"):
         check_dataset("sky", {**GENERATED, "domain": "clouds"})
+
+
+# --------------------------------------------------------------------------- sizes known before any job
+
+
+@pytest.mark.parametrize(
+    "counts,max_samples",
+    [([5, 4, 3], 100), ([5, 4, 3], 12), ([5, 4, 3], 11), ([50, 2, 9], 10), ([10, 0, 7, 1], 6), ([133, 136], 200)],
+)
+def test_subset_size_is_that_of_the_stratified_subset(counts, max_samples):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    expected = len(stratified_subset(labels, max_samples))
+    assert subset_size({str(c): n for c, n in enumerate(counts)}, max_samples) == expected
+
+
+def test_sizes_from_the_config_are_those_of_the_splits():
+    digits = load_split("d", {"source": "sklearn_digits"}, "train")
+    assert train_class_counts({"source": "sklearn_digits"}) == dict(
+        zip(digits.class_names, np.bincount(digits.labels).tolist())
+    )
+    for domain in vocabulary.GENERATED_DOMAINS:
+        spec = {**GENERATED, "domain": domain}
+        train = load_split(domain, spec, "train")
+        counts = dict(zip(train.class_names, np.bincount(train.labels).tolist()))
+        assert train_class_counts(spec) == counts == dict.fromkeys(vocabulary.GENERATED_CLASSES[domain], 5)
+
+
+def test_image_folder_counts_are_those_of_the_split_and_cut_as_the_split_is(image_folder):
+    (image_folder / "train" / "cat" / "notes.txt").write_text("not an image")
+    spec = {"source": "image_folder", "path": str(image_folder), "max_samples": 4}
+    assert train_class_counts(spec) == {"cat": 5, "dog": 4, "eel": 3}
+    assert train_class_counts(spec, capped=True) == {"cat": 2, "dog": 2, "eel": 2}  # ceil(4 / 3)
+    cut = load_split("mine", {**spec, "samples_per_class": 4}, "train")
+    assert cut_counts(train_class_counts(spec), 4) == dict(zip(cut.class_names, np.bincount(cut.labels).tolist()))

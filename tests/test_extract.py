@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import subprocess
@@ -17,8 +18,9 @@ import torch
 from PIL import Image
 
 from conftest import REPO, TINY, make_image_folder, make_wds, snakemake
-from simcon.datasets import DatasetError, Split, load_split, stratified_subset, subset_rows
-from simcon.extract import FEATURE_FILES, extract_features, image_transform, model_dataset_features
+from simcon.datasets import DatasetError, Split, load_split, stratified_subset
+from simcon.extract import extract_features, image_transform, model_dataset_features
+from simcon.formats import Subset, feature_files, read_feature_rows
 from simcon.io import read_json
 from simcon.models import build_model
 from simcon.similarity import compute_similarity
@@ -95,8 +97,8 @@ def test_transforms_are_picklable():
     assert torch.equal(transform(image), image_transform(model, 32, 1.0)(image))
 
 
-def _outputs(folder: Path) -> dict[str, Path]:
-    return {name: folder / (f"{name}.json" if name == "info" else f"{name}.npy") for name in FEATURE_FILES}
+def _outputs(folder: Path) -> dict[str, str]:
+    return feature_files(str(folder))
 
 
 def test_feature_files_hold_the_full_splits_and_the_subset_rows_equal_a_direct_extraction(tmp_path):
@@ -116,16 +118,25 @@ def test_feature_files_hold_the_full_splits_and_the_subset_rows_equal_a_direct_e
         "d": 512,
     }
     assert "CenterCrop(size=(32, 32))" in info["preprocessing"]
+    for name in ("train", "test", "train_labels", "test_labels"):  # the integrity record of each array
+        data = Path(outputs[name]).read_bytes()
+        array = np.load(outputs[name])
+        assert info["files"][f"{name}.npy"] == {
+            "shape": list(array.shape),
+            "dtype": array.dtype.str,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
     features = np.load(outputs["train"], mmap_mode="r")
     assert features.shape == (36, 512) and features.dtype == np.float32 and np.load(outputs["test"]).shape == (12, 512)
     np.testing.assert_array_equal(np.load(outputs["train_labels"]), train.labels)
     np.testing.assert_array_equal(np.load(outputs["test_labels"]), test.labels)
 
     indices = stratified_subset(train.labels, spec["max_samples"])
-    subset = {"dataset": "shapes", "n_train": len(train), "indices": indices.tolist()}
-    rows = subset_rows(outputs["train"], subset)
+    subset = Subset(tmp_path / "subset.json", "shapes", len(train), train.class_names, indices)
+    rows = read_feature_rows(outputs["train"], subset)
     assert len(rows) == 12 < len(train)
-    np.testing.assert_array_equal(subset_rows(outputs["train_labels"], subset), train.labels[indices])
+    np.testing.assert_array_equal(read_feature_rows(outputs["train_labels"], subset), train.labels[indices])
     alone = Split(train.labels[indices], train.class_names, lambda i: train.load_image(int(indices[i])))
     direct = extract_features(
         build_model("r", RESNET),
@@ -139,16 +150,6 @@ def test_feature_files_hold_the_full_splits_and_the_subset_rows_equal_a_direct_e
     )
     # other batch neighbours: the same images' features, up to the batch-size dependence of the CPU kernels
     np.testing.assert_allclose(rows, direct, rtol=0, atol=1e-6)
-
-
-def test_a_subset_of_another_split_size_names_the_file_to_delete(tmp_path):
-    np.save(tmp_path / "train.npy", np.zeros((10, 3), dtype=np.float32))
-    with pytest.raises(
-        DatasetError,
-        match=r"dataset 'shapes' has 10 train images but its subset was made for 12; "
-        r"delete results/subsets/shapes.json",
-    ):
-        subset_rows(tmp_path / "train.npy", {"dataset": "shapes", "n_train": 12, "indices": [0, 1]})
 
 
 def test_bfloat16_features_are_close_to_float32_and_recorded(tmp_path):
@@ -200,9 +201,10 @@ def test_a_failed_extraction_leaves_no_partial_file(tmp_path, workers):
 
 KILLED_JOB = """
 import sys
-from simcon.extract import FEATURE_FILES, model_dataset_features
+from simcon.extract import model_dataset_features
+from simcon.formats import feature_files
 folder, data = sys.argv[1:]
-outputs = {name: f"{folder}/{name}.json" if name == "info" else f"{folder}/{name}.npy" for name in FEATURE_FILES}
+outputs = feature_files(folder)
 model_dataset_features("r", {"backend": "timm", "name": "resnet18", "layer": "global_pool", "weights": "random"},
                        "photos", {"source": "image_folder", "path": data}, outputs, image_size=32, crop_pct=1.0,
                        batch_size=2, device="cpu", normalize=True)

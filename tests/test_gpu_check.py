@@ -36,7 +36,7 @@ def test_the_plan_runs_the_cuda_tests_and_every_benchmark_on_the_device(tmp_path
         assert steps[name].argv[steps[name].argv.index("--device") + 1] == "cuda"
     assert steps["similarity-cpu"].argv[steps["similarity-cpu"].argv.index("--device") + 1] == "cpu"
     assert dict(steps["similarity-cpu"].env) == {"OMP_NUM_THREADS": "4"}  # a similarity job's CPUs in the SLURM profile
-    neighbours = steps["neighbour-metrics"].argv  # issue 16's speed target: M = 16, n = 5,000, d = 768, with baselines
+    neighbours = steps["neighbour-metrics"].argv  # the 20x speed target: M = 16, n = 5,000, d = 768, with baselines
     assert neighbours[neighbours.index("--metrics") + 1 : neighbours.index("--baseline-pairs")] == list(
         gpu_check.NEIGHBOUR_METRICS
     )

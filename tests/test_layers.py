@@ -4,7 +4,6 @@ cache when a layer is added, grids, best-matching layer pairs and consistency by
 from __future__ import annotations
 
 import copy
-import json
 from itertools import combinations
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from conftest import FIVE, METADATA, TINY, five_matrices, job_counts, snakemake
 from simcon import plots
 from simcon.config import ConfigError, layer_grid_pairs
 from simcon.consistency import consistency, model_sets, summarise
+from simcon.formats import LAYER_TABLE_COLUMNS, ResultError, read_layer_folder, read_layer_table, write_layer_index
 from simcon.layers import (
-    LONG_COLUMNS,
-    LayerFolderError,
     best_layer_pairs,
     consistency_by_depth,
     depth_bins,
@@ -28,8 +26,6 @@ from simcon.layers import (
     layer_matrix,
     layer_similarity,
     nearest_layers,
-    read_layer_folder,
-    read_layer_table,
     representations_of,
     summarise_by_depth,
 )
@@ -46,7 +42,7 @@ def write_layer_folder(folder: Path, model: str, layers: dict[str, tuple[float, 
         np.save(folder / f"{index:02d}.npy", features.astype(np.float32))
         entries.append({"name": name, "file": f"{index:02d}.npy", "relative_depth": depth, "d": features.shape[1]})
     info = {"model": model, "dataset": "toy", "representation_layer": entries[-1]["name"], "token_pooling": "cls"}
-    (folder / "layers.json").write_text(json.dumps({**info, "n": N, "layers": entries}))
+    write_layer_index(folder, {**info, "n": N, "layers": entries})
     return folder
 
 
@@ -72,7 +68,7 @@ def test_long_table_is_compute_similarity_of_the_same_arrays(tmp_path, metric):
     table, computed = layer_similarity(representations, metric)
     features = {f"{r.model}/{r.layer}": np.load(r.path) for r in representations}
     expected = compute_similarity(features, metric).matrix
-    assert list(table.columns) == LONG_COLUMNS
+    assert list(table.columns) == LAYER_TABLE_COLUMNS
     assert computed == len(table) == 5 * 4 // 2  # every pair of the 5 representations, within-model pairs too
     for row in table.itertuples():
         value = expected.loc[f"{row.model_a}/{row.layer_a}", f"{row.model_b}/{row.layer_b}"]
@@ -97,25 +93,28 @@ def test_adding_a_layer_computes_only_its_pairs(tmp_path):
     pd.testing.assert_frame_equal(kept, first)
 
 
-def test_bad_layer_folders_name_the_folder_and_layer(tmp_path):
+def test_bad_layer_folders_name_the_file_and_the_command_that_remakes_the_folder(tmp_path):
     no_representation = write_layer_folder(tmp_path / "A", "A", random_layers(0, [0.5, 0.9]))
-    with pytest.raises(LayerFolderError, match=r"A: relative depths .* end with the representation layer"):
+    with pytest.raises(ResultError, match=r"A/layers.json: relative depths .* end with the representation layer"):
         read_layer_folder(no_representation)
     unordered = write_layer_folder(tmp_path / "B", "B", random_layers(0, [0.6, 0.3, 1.0]))
-    with pytest.raises(LayerFolderError, match="must increase"):
+    with pytest.raises(ResultError, match="must increase"):
         read_layer_folder(unordered)
     good = write_layer_folder(tmp_path / "C", "C", random_layers(0, [0.5, 1.0]))
-    with pytest.raises(LayerFolderError, match=r"C: layer 'block0' \(00.npy\) has shape \(40, 6\), expected \(30, 6\)"):
+    with pytest.raises(
+        ResultError,
+        match=r"C/00.npy: layer 'block0' has shape \(40, 6\), expected \(30, 6\). Regenerate .*--forcerun \S*C$",
+    ):
         read_layer_folder(good, 30)
     (good / "01.npy").unlink()
-    with pytest.raises(LayerFolderError, match="layer 'block1' has no file 01.npy"):
+    with pytest.raises(ResultError, match=r"C/01.npy: missing \(listed in \S*C/layers.json\)"):
         read_layer_folder(good)
 
 
 def hand_table(representations: list[tuple[str, str, float]], similarity) -> pd.DataFrame:
     """A long table of the representations (model, layer, depth) in order, similarity(rep_a, rep_b) per pair."""
     rows = [(*a, *b, similarity(a, b)) for a, b in combinations(representations, 2)]
-    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+    return pd.DataFrame(rows, columns=LAYER_TABLE_COLUMNS)
 
 
 def test_grids_read_both_orientations_of_the_long_table(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +17,15 @@ from torch import nn
 import simcon.extract
 from conftest import REPO, TINY, job_counts, make_image_folder, snakemake
 from simcon.config import ConfigError
-from simcon.datasets import DatasetError, load_split, subset_rows
+from simcon.datasets import DatasetError, load_split
 from simcon.extract import (
-    FEATURE_FILES,
-    LAYER_INDEX,
     LayerCapture,
     layer_batches,
     model_dataset_features,
     model_layer_features,
     write_features,
 )
+from simcon.formats import LAYER_INDEX, ResultError, Subset, feature_files, read_feature_rows, read_subset
 from simcon.io import read_json
 from simcon.models import ModelError, block_layers, build_model, check_model, model_transform, resolve_layers
 from test_config import _config, _model, _resolved
@@ -115,7 +115,7 @@ BLOCKS = {  # what 'blocks' resolves to, by backend and architecture
         {"backend": "open_clip", "name": "ViT-B-32", "layer": "visual"},
         [f"visual.transformer.resblocks.{i}" for i in range(12)],
     ),
-    "huggingface align": (  # its encoder's blocks, the longest list of same-class modules
+    "huggingface align": (  # its encoder's MBConv blocks
         {
             "backend": "huggingface",
             "name": "kakaobrain/align-base",
@@ -149,14 +149,8 @@ def test_blocks_of_a_timm_trunk_inside_another_network_keep_its_prefix():
     assert block_layers(network) == ["visual.trunk.act1", *(f"visual.trunk.layer{i}" for i in range(1, 5))]
 
 
-def test_blocks_fall_back_to_the_longest_list_of_same_class_modules():
-    network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(*(nn.Linear(4, 4) for _ in range(3))), nn.ReLU())
-    network.add_module("short", nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)]))
-    assert block_layers(network) == ["1.0", "1.1", "1.2"]
-
-
 def test_blocks_that_resolve_to_nothing_name_the_model():
-    with pytest.raises(ModelError, match=r"model 'tiny': 'blocks' resolves to no layers of its Sequential"):
+    with pytest.raises(ModelError, match=r"model 'tiny': 'blocks' does not know the stages of its Sequential"):
         resolve_layers("tiny", nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), "blocks")
 
 
@@ -261,8 +255,10 @@ def test_channels_last_stages_are_averaged_over_space():
 # --------------------------------------------------------------------------- the layer folder of a job
 
 
-def _subset(indices):
-    return {"dataset": "shapes", "n_train": len(load_split("shapes", SHAPES, "train")), "indices": indices}
+def _subset(indices, n_train=None):
+    train = load_split("shapes", SHAPES, "train")
+    n_train = len(train) if n_train is None else n_train
+    return Subset(Path("results/subsets/shapes.json"), "shapes", n_train, train.class_names, np.asarray(indices))
 
 
 def test_layer_folder_holds_every_layer_in_depth_order_and_the_representation_rows_of_the_main_features(tmp_path):
@@ -297,13 +293,11 @@ def test_layer_folder_holds_every_layer_in_depth_order_and_the_representation_ro
         assert rows.dtype == np.float32 and rows.shape == (6, entry["d"])
         np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, rtol=1e-5)
 
-    outputs = {
-        name: tmp_path / "main" / (f"{name}.json" if name == "info" else f"{name}.npy") for name in FEATURE_FILES
-    }
+    outputs = feature_files(str(tmp_path / "main"))
     model_dataset_features("r", RESNET, "shapes", SHAPES, outputs, batch_size=1, **OPTIONS)
     representation = np.load(tmp_path / "layers/02.npy")
     # one image a batch in both: the same computation, so the same bits
-    assert np.array_equal(representation, subset_rows(outputs["train"], subset))
+    assert np.array_equal(representation, read_feature_rows(outputs["train"], subset))
 
 
 def test_blocks_depths_rise_with_depth_to_the_representation(tmp_path):
@@ -360,14 +354,18 @@ def test_each_batch_is_on_disk_before_the_next_is_made(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), np.concatenate([b["b"] for b in batches]))
 
 
-def test_a_subset_of_another_split_size_names_the_file_to_delete(tmp_path):
-    with pytest.raises(DatasetError, match=r"subset was made for 7; delete results/subsets/shapes.json"):
+def test_a_subset_of_another_split_size_names_the_command_that_remakes_it(tmp_path):
+    with pytest.raises(
+        ResultError,
+        match=r"^results/subsets/shapes.json: drawn from 7 train images of dataset 'shapes', but the train split of "
+        r"dataset 'shapes' has 24 .* Regenerate with: snakemake --cores all --forcerun results/subsets/shapes.json$",
+    ):
         model_layer_features(
             "r",
             {**RESNET, "layers": ["layer1"]},
             "shapes",
             SHAPES,
-            {**_subset([0]), "n_train": 7},
+            _subset([0], n_train=7),
             tmp_path,
             **OPTIONS,
             batch_size=2,
@@ -378,7 +376,7 @@ def test_a_failed_layer_extraction_leaves_no_folder(tmp_path):
     root = make_image_folder(tmp_path / "data", {"a": 5, "b": 6})
     (root / "train/b/5.png").write_bytes(b"not a png")  # the last image: the failure comes after two batches
     dataset = {"source": "image_folder", "path": str(root)}
-    subset = {"dataset": "broken", "n_train": 11, "indices": list(range(11))}
+    subset = Subset(Path("results/subsets/broken.json"), "broken", 11, ["a", "b"], np.arange(11))
     with pytest.raises(DatasetError, match=r"cannot read image .*train/b/5.png"):
         model_layer_features(
             "r",
@@ -520,11 +518,11 @@ def test_layer_features_rule_writes_the_folder_and_a_bad_layer_fails_its_check(t
 
     folder = tmp_path / targets[1]
     index = read_json(folder / LAYER_INDEX)
-    subset = read_json(tmp_path / "results/subsets/shapes.json")
-    assert index["n"] == len(subset["indices"]) == 12 and index["representation_layer"] == "norm"
+    subset = read_subset(tmp_path / "results/subsets/shapes.json")
+    assert index["n"] == len(subset.indices) == 12 and index["representation_layer"] == "norm"
     assert [entry["name"] for entry in index["layers"]] == [*(f"blocks.{i}" for i in range(12)), "norm"]
     files = sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))  # .snakemake_timestamp
     assert files == sorted([LAYER_INDEX, *(f"{i:02d}.npy" for i in range(13))])
-    main = subset_rows(tmp_path / "results/features/shapes/vit_random/train.npy", subset)
+    main = read_feature_rows(tmp_path / "results/features/shapes/vit_random/train.npy", subset)
     np.testing.assert_allclose(np.load(folder / "12.npy"), main, rtol=0, atol=1e-6)  # other batch neighbours
     assert read_json(tmp_path / "results/checks/layers/vit_random.json")["layers"] == [f"blocks.{i}" for i in range(12)]

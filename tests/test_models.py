@@ -18,6 +18,7 @@ from simcon.models import (
     ModelError,
     build_model,
     centre_crop_transform,
+    check_model,
     check_model_spec,
     huggingface_preprocessing,
     model_transform,
@@ -65,11 +66,51 @@ def test_local_checkpoint_round_trip(tmp_path):
         assert torch.equal(source.network(x), loaded.network(x))
 
 
-def test_checkpoint_of_another_architecture_is_rejected(tmp_path):
+R18 = {"backend": "timm", "name": "resnet18", "layer": "global_pool"}
+
+
+def test_checkpoint_of_another_architecture_fails_the_check_naming_model_file_and_keys(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(build_model("a", {**LITE0, "weights": "random"}).network.state_dict(), path)
-    with pytest.raises(ModelError, match="model 'r18': checkpoint tensors do not match"):
-        build_model("r18", {"backend": "timm", "name": "resnet18", "layer": "fc", "weights": str(path)})
+    spec = {**R18, "weights": str(path)}
+    for check in (check_model, build_model):
+        with pytest.raises(ModelError) as raised:
+            check("r18", spec)
+        message = str(raised.value)
+        assert message.startswith(f"model 'r18': {path} does not fit its ResNet")
+        assert re.search(r"\d+ missing keys \['conv1.weight', 'layer1.0.conv1.weight'", message)
+        assert re.search(r"\d+ unexpected keys \['conv_stem.weight'", message)
+
+
+def test_checkpoint_of_other_shapes_names_the_tensors_that_differ(tmp_path):
+    path = tmp_path / "wide.pth"
+    torch.save(build_model("a", {**R18, "weights": "random", "kwargs": {"num_classes": 10}}).network.state_dict(), path)
+    with pytest.raises(ModelError, match=r"2 shapes differ \['fc.weight: \(10, 512\) in the file, \(1000, 512\)"):
+        check_model("r18", {**R18, "weights": str(path)})
+
+
+def _not_checkpoints(folder):
+    """Files that are no state dict, by what they hold."""
+    (folder / "text.pth").write_text("hello\n")
+    (folder / "empty.pth").write_bytes(b"")
+    np.save(folder / "array.npy", np.zeros(3))
+    torch.save(torch.zeros(3), folder / "tensor.pth")
+    torch.save([torch.zeros(3)], folder / "list.pth")
+    torch.save({"epoch": 3, "lr": 0.1}, folder / "numbers.pth")
+    return {
+        "text.pth": "is not a checkpoint torch.load can read with weights_only=True.*KeyError",
+        "empty.pth": "is not a checkpoint torch.load can read.*EOFError",
+        "array.npy": "is not a checkpoint torch.load can read.*UnpicklingError",
+        "tensor.pth": "holds a Tensor, not a state dict",
+        "list.pth": "holds a list, not a state dict",
+        "numbers.pth": r"is not a state dict: 2 of its entries are not tensors, e.g. \['epoch', 'lr'\]",
+    }
+
+
+def test_a_file_that_is_not_a_checkpoint_fails_the_check_naming_model_and_file(tmp_path):
+    for name, message in _not_checkpoints(tmp_path).items():
+        with pytest.raises(ModelError, match=f"model 'r18': {re.escape(str(tmp_path / name))} {message}"):
+            check_model("r18", {**R18, "weights": str(tmp_path / name)})
 
 
 @pytest.mark.parametrize(
@@ -123,6 +164,22 @@ def test_features_are_one_unit_vector_per_image(spec, width):
     )
     assert features.shape == (5, width) and features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
+
+
+def test_an_image_size_the_network_does_not_take_names_model_dataset_and_size():
+    model = build_model(
+        "vit", {"backend": "timm", "name": "vit_tiny_patch16_224", "layer": "norm", "weights": "random"}
+    )
+    with pytest.raises(FeatureError, match=r"vit on d \(train\): the network fails on a batch .*\(2, 3, 32, 32\)"):
+        extract_features(
+            model,
+            _split(2),
+            np.arange(2),
+            image_size=32,
+            batch_size=2,
+            device=torch.device("cpu"),
+            name="vit on d (train)",
+        )
 
 
 def test_vit_layer_gives_the_cls_token():
@@ -239,7 +296,7 @@ def test_self_supervised_checkpoint_layouts_load_into_torchvision_resnet50(tmp_p
 def test_self_supervised_checkpoint_of_the_wrong_layout_names_model_and_keys(tmp_path):
     path = tmp_path / "swav.torch"
     torch.save({f"_feature_blocks.{k}": v for k, v in RESNET50_TRUNK.items()}, path)
-    with pytest.raises(ModelError, match=r"model 'swav-rn50'.*'torchvision' layout.*missing keys \['bn1.bias'"):
+    with pytest.raises(ModelError, match=r"model 'swav-rn50'.*'torchvision' layout: \d+ missing keys \['conv1.weight'"):
         build_model(
             "swav-rn50", {"backend": "ssl_resnet50", "name": "vicreg", "layer": "avgpool", "weights": str(path)}
         )
@@ -605,3 +662,101 @@ def test_configured_mean_and_std_replace_the_models_own():
     )
     normalize = changed.transform.transforms[-1]  # the library's own transform, built with the configured values
     assert (tuple(normalize.mean), tuple(normalize.std)) == ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+
+
+# --------------------------------------------------------------------------- pretrained weights, offline
+
+PRETRAINED = {  # a model of each backend whose weights are downloaded, and what its library looks for
+    "torchvision": ({"backend": "torchvision", "name": "resnet18", "layer": "avgpool"}, "resnet18-f37072fd.pth"),
+    "timm": (R18, "timm/resnet18.a1_in1k"),
+    "open_clip": (
+        {"backend": "open_clip", "name": "RN50", "layer": "visual", "kwargs": {"pretrained": "openai"}},
+        "timm/resnet50_clip.openai",
+    ),
+    "huggingface": (
+        {"backend": "huggingface", "name": "kakaobrain/align-base", "layer": "pooler"},
+        "kakaobrain/align-base",
+    ),
+    "ssl_resnet50": ({"backend": "ssl_resnet50", "name": "dino", "layer": "avgpool"}, "dino_resnet50_pretrain.pth"),
+    "address": (
+        {**R18, "weights": "https://example.org/weights/resnet18-demo.pth"},
+        "https://example.org/weights/resnet18-demo.pth",
+    ),
+}
+
+
+@pytest.fixture
+def empty_caches(tmp_path, monkeypatch):
+    """Empty torch hub and Hugging Face hub caches, and no network: a lookup of a host fails the test."""
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: pytest.fail(f"network lookup {args[:2]}"))
+    return {"torch": tmp_path / "torch" / "hub" / "checkpoints", "hf": tmp_path / "hf"}
+
+
+def _hub_cached(cache, repo, *files):
+    """Put files of a Hugging Face hub repository into a hub cache, as huggingface_hub lays them out."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    for name in files:
+        path = folder / "snapshots" / ("0" * 40) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+
+
+@pytest.mark.parametrize("backend", PRETRAINED)
+def test_weights_missing_from_the_cache_fail_the_check_naming_model_cache_and_prefetch(backend, empty_caches):
+    spec, entry = PRETRAINED[backend]
+    spec = {"weights": "pretrained", **spec}
+    cache = empty_caches["hf"] if "/" in entry and not entry.startswith("https") else empty_caches["torch"]
+    with pytest.raises(ModelError) as raised:
+        check_model("m", spec)
+    message = str(raised.value)
+    assert message.startswith(f"model 'm': its weights are not in the cache {cache}")
+    assert entry in message and "python scripts/prefetch.py <config.yaml> --only m" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", PRETRAINED)
+def test_weights_in_the_cache_pass_the_check(backend, empty_caches):
+    spec, entry = PRETRAINED[backend]
+    spec = {"weights": "pretrained", **spec}
+    if backend == "huggingface":
+        _hub_cached(empty_caches["hf"], entry, "config.json", "model.safetensors")
+        spec["kwargs"] = {"model_type": "align"}  # a check builds the network from its configuration alone
+    elif backend in ("timm", "open_clip"):
+        _hub_cached(
+            empty_caches["hf"], entry, "open_clip_model.safetensors" if backend == "open_clip" else "model.safetensors"
+        )
+    else:
+        state = build_model("s", {**spec, "weights": "random"}).network.state_dict()
+        empty_caches["torch"].mkdir(parents=True)
+        torch.save(state, empty_caches["torch"] / Path(entry).name)
+    assert check_model("m", spec)["layer"] == spec["layer"]
+
+
+def test_a_failed_download_in_a_job_names_model_cache_and_prefetch(empty_caches, monkeypatch):
+    from urllib.error import URLError
+
+    import timm.models._hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    def hub_offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("no network and no cached file")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", hub_offline)
+    for backend, library_error in (("torchvision", "URLError"), ("timm", "LocalEntryNotFoundError")):
+        spec, entry = PRETRAINED[backend]
+        with pytest.raises(
+            ModelError, match=rf"model 'm': its weights are not in the cache .*{library_error}.*--only m"
+        ):
+            build_model("m", {**spec, "weights": "pretrained"})

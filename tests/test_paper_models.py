@@ -316,7 +316,7 @@ def test_thingsvision_models_run_in_their_own_python_and_the_rest_in_the_main_on
                 "source": "generated",
                 "domain": "shapes",
                 "category": "structured",
-                "train_per_class": 3,
+                "train_per_class": 5,  # 30 images: enough for the probe's validation split of 6 classes
                 "test_per_class": 2,
                 "resolution": 32,
             }

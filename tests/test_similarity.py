@@ -15,7 +15,7 @@ import scipy.stats
 import torch
 
 from simcon.metrics import INVARIANCES, METRICS, MetricSpec, get_metric, metric_names
-from simcon.similarity import compute_similarity, engine, kernel, rsa, to_long
+from simcon.similarity import compute_similarity, engine, kernel, rsa
 
 TOLERANCE = 1e-5
 SIGMAS = (0.2, 0.4, 0.6, 0.8)
@@ -299,15 +299,6 @@ def test_matrix_symmetric_unit_diagonal_input_order(name: str) -> None:
     low, high = get_metric(name).value_range
     assert ((matrix.to_numpy() >= low) & (matrix.to_numpy() <= high)).all()
     assert result.computed_pairs == 3
-
-
-def test_to_long() -> None:
-    matrix = pd.DataFrame(
-        [[1.0, 0.2, 0.3], [0.2, 1.0, 0.4], [0.3, 0.4, 1.0]], index=["c", "a", "b"], columns=["c", "a", "b"]
-    )
-    table = to_long(matrix)
-    assert list(table.columns) == ["model_a", "model_b", "similarity"]
-    assert table.values.tolist() == [["c", "a", 0.2], ["c", "b", 0.3], ["a", "b", 0.4]]
 
 
 def test_single_model() -> None:

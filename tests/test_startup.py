@@ -27,7 +27,7 @@ BACKEND_SCRIPTS = {
 # The jobs that run most often (one per model, dataset and seed; per dataset and metric), and what they never load
 LEAN_JOBS = {
     "probe.py": (*MODEL_BACKENDS, "sklearn", "scipy", "pandas", "matplotlib", "PIL"),
-    "similarity.py": (*MODEL_BACKENDS, "sklearn", "scipy", "matplotlib"),
+    "similarity.py": (*MODEL_BACKENDS, "sklearn", "scipy", "matplotlib", "PIL"),
 }
 
 

@@ -213,8 +213,8 @@ def test_backend_checks_fail_before_any_features_job(tmp_path):
     }
     for model_id, (change, _) in bad_models.items():
         config["models"][model_id] = {**copy.deepcopy(TINY["models"]["resnet18_random"]), **change}
-    one = make_image_folder(tmp_path / "one", {"only": 3})
-    extra = make_image_folder(tmp_path / "extra", {"cat": 2, "dog": 2})
+    one = make_image_folder(tmp_path / "one", {"only": 5})
+    extra = make_image_folder(tmp_path / "extra", {"cat": 5, "dog": 5})
     (extra / "test" / "fox").mkdir()
     bad_datasets = {
         "one": (one, "its train split has images of 1 class"),
@@ -325,3 +325,90 @@ def test_a_folder_named_default_where_snakemake_starts(tmp_path):
     makefile = (REPO / "Makefile").read_text()
     assert "PROFILE := --workflow-profile profiles/default/config.yaml" in makefile
     assert "$(BIN)/snakemake --cores $(CORES) $(PROFILE)" in makefile
+
+
+def _result_files(workdir: Path) -> dict[str, tuple[int, int]]:
+    """Every file under results/, by path: its size and modification time (ns)."""
+    return {
+        str(path.relative_to(workdir)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in (workdir / "results").rglob("*")
+        if path.is_file()
+    }
+
+
+def test_faulty_weights_and_data_fail_their_checks_and_change_no_result(finished_run, tmp_path, monkeypatch):
+    """A finished run, then four faulty models and a faulty dataset: a file that is no checkpoint, another
+    architecture's checkpoint, pretrained weights (timm's, torchvision's) missing from empty caches, a class whose
+    train folder holds no images. Each fails its check job with a message naming it; no features, probe or
+    similarity job starts, and no result file is written or changed but the two written from the config alone."""
+    import torch
+
+    from simcon.models import build_model
+
+    config, original = run_config(finished_run), (finished_run / "config.yaml").read_text()
+    notes, other = tmp_path / "notes.pth", tmp_path / "lite0.pth"
+    notes.write_text("not a checkpoint\n")
+    torch.save(build_model("lite0", {**TINY["models"]["lite0"], "weights": "random"}).network.state_dict(), other)
+    resnet = TINY["models"]["resnet18_random"]
+    bad_models = {
+        "notes": ({"weights": str(notes)}, f"{notes} is not a checkpoint torch.load can read"),
+        "other": ({"weights": str(other)}, rf"{other} does not fit its ResNet, .*missing keys \['conv1.weight'"),
+        "timm_pretrained": (
+            {"name": "resnet18.a1_in1k", "weights": "pretrained"},
+            f"its weights are not in the cache {tmp_path / 'hf' / 'hub'}: .*timm/resnet18.a1_in1k",
+        ),
+        "tv_pretrained": (
+            {"backend": "torchvision", "name": "resnet18", "layer": "avgpool", "weights": "pretrained"},
+            f"its weights are not in the cache {tmp_path / 'torch' / 'hub' / 'checkpoints'}: .*resnet18-f37072fd.pth",
+        ),
+    }
+    for model_id, (change, _) in bad_models.items():
+        config["models"][model_id] = {**copy.deepcopy(resnet), **change}
+    mine = make_image_folder(tmp_path / "mine", {"cat": 5, "dog": 5, "eel": 5})
+    for image in (mine / "train" / "eel").iterdir():
+        image.unlink()
+    config["datasets"]["mine"] = {"source": "image_folder", "path": str(mine), "category": "structured"}
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    before = _result_files(finished_run)
+    try:
+        result = snakemake(finished_run, config, "--keep-going")
+    finally:
+        (finished_run / "config.yaml").write_text(original)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for model_id, (_, message) in bad_models.items():
+        log = (finished_run / f"logs/check_model/{model_id}.log").read_text()
+        assert re.search(f"ModelError: model '{model_id}': {message}", log), log[-2000:]
+    assert (
+        "prefetch.py <config.yaml> --only tv_pretrained"
+        in (finished_run / "logs/check_model/tv_pretrained.log").read_text()
+    )
+    log = (finished_run / "logs/check_dataset/mine.log").read_text()
+    assert re.search(
+        rf"DatasetError: dataset 'mine': the train folder of class 'eel', {mine}/train/eel, holds no images", log
+    )
+    started = set(re.findall(r"^(?:local)?rule (\w+):", output, flags=re.M))
+    from_the_config = {"config", "model_categories"}  # the run's config and Table 1, from the config alone
+    assert started == {"check_model", "check_dataset", "subset", *from_the_config}, started
+    after = _result_files(finished_run)
+    changed = {path for path in {*before, *after} if before.get(path) != after.get(path)}
+    assert changed == {"results/config.yaml", *(f"results/figures/model_categories.{e}" for e in ("csv", "html"))}
+
+
+def test_a_metric_needing_more_images_than_a_subset_holds_stops_the_run_before_any_job(finished_run):
+    config, original = run_config(finished_run), (finished_run / "config.yaml").read_text()
+    config["metrics"] = [*config["metrics"], "mutual_knn50"]
+    before = _result_files(finished_run)
+    try:
+        result = snakemake(finished_run, config)
+    finally:
+        (finished_run / "config.yaml").write_text(original)
+    assert result.returncode != 0
+    assert "ConfigError" in result.stderr and re.search(
+        r"metrics: mutual_knn50 needs at least 51 samples \(k = 50 neighbours of each\), but the similarity subset "
+        r"of dataset 'cells' \(train split: 24 images of 4 classes, max_samples 10000\) has 24",
+        result.stderr,
+    )
+    assert _result_files(finished_run) == before

@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from simcon.metrics import get_metric
-from simcon.probe_settings import ProbeSettings
+from simcon.dataset_sizes import cut_counts, subset_size, train_class_counts
+from simcon.metrics import get_metric, require_samples
+from simcon.probe_settings import ProbeSettings, validation_split
 from simcon.vocabulary import LAYER_PRESETS, size_class
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -227,6 +228,7 @@ def check_config(config: MutableMapping[str, Any]) -> None:
             )
     for architecture, spec in (config.get("zoo") or {}).get("architectures", {}).items():
         check_layers(f"zoo.architectures.{architecture}.layers", spec.get("layers"))
+    check_sample_sizes(config)
 
 
 def check_layers(option: str, layers: Any) -> None:
@@ -251,6 +253,68 @@ def check_ids_differ_in_more_than_case(option: str, ids: Iterable[str]) -> None:
                 "on a case-insensitive file system (macOS, Windows): rename one",
                 option,
             )
+
+
+def probe_datasets(config: Mapping[str, Any]) -> list[str]:
+    """The datasets the linear probes run on: all but App. C's per-k subsets (structure.sample_size
+    .per_k_datasets), which serve a similarity analysis only."""
+    per_k = {entry["dataset"] for entry in config["structure"]["sample_size"]["per_k_datasets"]}
+    return [dataset for dataset in config["datasets"] if dataset not in per_k]
+
+
+def check_sample_sizes(config: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming the dataset, its size and the metric (with its k) or probe setting if a dataset
+    whose train split is known before any job (simcon.dataset_sizes.train_class_counts: generated domains, digits,
+    image folders by their files) has a similarity subset of fewer images than a metric needs
+    (MetricSpec.min_samples), or, where it is probed, a train split the probe's stratified validation split cannot
+    divide (a class of one image, or fewer fit or validation images than classes)."""
+    probed = probe_datasets(config)
+    for dataset_id, spec in config["datasets"].items():
+        val_fraction = config["probe"]["val_fraction"] if dataset_id in probed else None
+        counts = train_class_counts(spec, capped=True)
+        problem = counts and _sample_size_problem(dataset_id, spec, counts, config["metrics"], val_fraction)
+        if problem and spec["source"] == "image_folder":  # capped counts may understate: count every file
+            problem = _sample_size_problem(dataset_id, spec, train_class_counts(spec), config["metrics"], val_fraction)
+        if problem:
+            raise ConfigError(problem, "datasets")
+
+
+def _sample_size_problem(
+    dataset_id: str,
+    spec: Mapping[str, Any],
+    counts: Mapping[str, int],
+    metrics: Sequence[str],
+    val_fraction: float | None,
+) -> str | None:
+    """What check_sample_sizes finds wrong with a dataset of these train class counts; None if nothing."""
+    counts = cut_counts(counts, spec.get("samples_per_class"))
+    present = {name: count for name, count in counts.items() if count}  # an empty class folder: check_dataset's
+    cut = f", samples_per_class {spec['samples_per_class']}" if spec.get("samples_per_class") else ""
+    where = (
+        f"the similarity subset of dataset '{dataset_id}' (train split: {sum(present.values())} images of "
+        f"{len(present)} classes, max_samples {spec['max_samples']}{cut})"
+    )
+    for metric in metrics:
+        try:
+            require_samples(metric, subset_size(present, spec["max_samples"]), where)
+        except ValueError as error:
+            return f"metrics: {error}; choose a smaller k, or give the dataset more images"
+    if val_fraction is None:
+        return None
+    single = [name for name, count in present.items() if count == 1]
+    if single:
+        return (
+            f"dataset '{dataset_id}': train class(es) {single[:5]} have a single image; the linear probe's "
+            "stratified validation split needs at least two of each class"
+        )
+    n_fit, n_validation = validation_split(sum(present.values()), val_fraction)
+    if min(n_fit, n_validation) < len(present):
+        return (
+            f"dataset '{dataset_id}': the linear probe splits its {sum(present.values())} train images into "
+            f"{n_fit} to fit and {n_validation} to validate (probe.val_fraction {val_fraction}), too few to hold "
+            f"each of its {len(present)} classes in both; give it more images"
+        )
+    return None
 
 
 def inherit_model_options(config: MutableMapping[str, Any]) -> None:

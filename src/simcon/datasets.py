@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from simcon.dataset_sizes import IMAGE_SUFFIXES, is_image
 from simcon.io import atomic_path
-from simcon.scenes import SHAPES, draw_scene_of_shape
+from simcon.scenes import draw_scene_of_shape
+from simcon.vocabulary import GENERATED_CLASSES
 
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 class DatasetError(ValueError):
@@ -142,12 +143,13 @@ def _draw_cells(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     return (255 * field[..., None] * tint).astype(np.uint8)
 
 
-GENERATED_DOMAINS: dict[str, tuple[Callable[[np.random.Generator, int, int], np.ndarray], list[str]]] = {
-    "shapes": (_draw_shape, ["circle", "square", "triangle", "cross", "ring", "diamond"]),
-    "textures": (_draw_texture, ["horizontal", "vertical", "diagonal", "checker", "dots", "noise"]),
-    "cells": (_draw_cells, ["sparse", "dense_small", "elongated", "clustered"]),
-    "scenes": (draw_scene_of_shape, list(SHAPES)),  # the model zoo's training domain, labelled by shape
+GENERATED_DOMAINS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
+    "shapes": _draw_shape,
+    "textures": _draw_texture,
+    "cells": _draw_cells,
+    "scenes": draw_scene_of_shape,  # the model zoo's training domain, labelled by shape
 }
+"""The drawing of each generated domain's images (its classes: simcon.vocabulary.GENERATED_CLASSES)."""
 
 
 def _generated_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
@@ -155,7 +157,7 @@ def _generated_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Sp
         raise DatasetError(
             f"dataset '{dataset_id}': unknown generated domain {spec['domain']!r}; known: {sorted(GENERATED_DOMAINS)}"
         )
-    draw, class_names = GENERATED_DOMAINS[spec["domain"]]
+    draw, class_names = GENERATED_DOMAINS[spec["domain"]], GENERATED_CLASSES[spec["domain"]]
     per_class = spec["train_per_class"] if split == "train" else spec["test_per_class"]
     size = spec["resolution"]
     rng = np.random.default_rng([spec["seed"], SPLITS.index(split)])
@@ -175,7 +177,7 @@ def _folder_classes(dataset_id: str, root: Path) -> list[str]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if is_image(p))
 
 
 def _folder_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
@@ -186,6 +188,11 @@ def _folder_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split
     for label, name in enumerate(class_names):
         folder = root / split / name
         found = _image_files(folder) if folder.is_dir() else []
+        if folder.is_dir() and not found:
+            raise DatasetError(
+                f"dataset '{dataset_id}': the {split} folder of class '{name}', {folder}, holds no images "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}); remove it or add images"
+            )
         files += found
         labels += [label] * len(found)
     if split == "test":
@@ -197,7 +204,7 @@ def _folder_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split
         try:
             with Image.open(files[i]) as image:
                 return image.convert("RGB")
-        except OSError as error:
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # unreadable, odd mode, too large
             raise DatasetError(f"dataset '{dataset_id}': cannot read image {files[i]}: {error}") from error
 
     return Split(np.asarray(labels, dtype=np.int64), class_names, load)
@@ -310,7 +317,7 @@ def _wds_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
         try:
             with Image.open(io.BytesIO(_read_member(shard, offsets[i], sizes[i]))) as image:
                 return image.convert("RGB")
-        except OSError as error:
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise DatasetError(f"dataset '{dataset_id}': cannot read image {i} of {shard}: {error}") from error
 
     return Split(labels, class_names, load)
@@ -579,28 +586,39 @@ def load_split(dataset_id: str, spec: Mapping[str, Any], split: str) -> Split:
     return data
 
 
-def check_dataset(dataset_id: str, spec: Mapping[str, Any]) -> dict[str, int]:
+def check_dataset(dataset_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Raise DatasetError naming the dataset if it cannot be read (a missing folder, file or shard, an unknown
-    torchvision class, BREEDS task or generated domain, test classes without train images) or either split has
-    images of fewer than two classes; else the number of train and test images and of classes. Reads the labels
-    of both splits, not the images: the check job every features job waits for."""
+    torchvision class, BREEDS task or generated domain, a class folder of an image folder without images, test
+    classes without a train folder), either split has images of fewer than two classes, or a class of the test
+    split has no train images (the probe classifies into the train classes; the error names them); else the
+    number of train and test images, of classes, and of train images per class by name. Reads the labels of both
+    splits, not the images: the check job every features job waits for."""
     if spec["source"] == "image_folder" and not Path(spec["path"]).is_dir():
         raise DatasetError(
             f"dataset '{dataset_id}': path {spec['path']} does not exist "
             "(expected train/<class>/*.png and test/<class>/*.png)"
         )
-    sizes = {}
-    for split in SPLITS:
-        data = load_split(dataset_id, spec, split)
+    splits = {split: load_split(dataset_id, spec, split) for split in SPLITS}
+    for split, data in splits.items():
         classes = len(np.unique(data.labels))
         if classes < 2:
             raise DatasetError(
                 f"dataset '{dataset_id}': its {split} split has images of {classes} class(es); at least two are needed"
             )
-        sizes[split] = len(data)
-        if split == "train":
-            sizes["classes"] = len(data.class_names)
-    return {"n_train": sizes["train"], "n_test": sizes["test"], "classes": sizes["classes"]}
+    train, test = splits["train"], splits["test"]
+    unseen = np.setdiff1d(test.labels, train.labels)
+    if len(unseen):
+        raise DatasetError(
+            f"dataset '{dataset_id}': test class(es) {[test.class_names[c] for c in unseen]} have no train images; "
+            "the linear probe classifies into the classes of the train split"
+        )
+    labels, counts = np.unique(train.labels, return_counts=True)
+    return {
+        "n_train": len(train),
+        "n_test": len(test),
+        "classes": len(train.class_names),
+        "train_per_class": {train.class_names[label]: int(count) for label, count in zip(labels, counts)},
+    }
 
 
 def stratified_subset(labels: np.ndarray, max_samples: int, seed: int = 42) -> np.ndarray:
@@ -609,23 +627,3 @@ def stratified_subset(labels: np.ndarray, max_samples: int, seed: int = 42) -> n
     if len(labels) <= max_samples:
         return np.arange(len(labels))
     return per_class_subset(labels, math.ceil(max_samples / len(np.unique(labels))), seed)
-
-
-def subset_rows(path: str | os.PathLike, subset: Mapping[str, Any]) -> np.ndarray:
-    """The rows of the subset's indices in an .npy array of the full train split (features or labels), read
-    through a memory map: only those rows are loaded. Raises DatasetError when the file's rows are not the split
-    the subset was drawn from."""
-    rows = np.load(path, mmap_mode="r")
-    check_subset(subset, len(rows))
-    return np.asarray(rows[np.asarray(subset["indices"], dtype=np.int64)])
-
-
-def check_subset(subset: Mapping[str, Any], n_train: int) -> None:
-    """Raise DatasetError naming the subset file to delete when the subset was not drawn from a train split of
-    `n_train` images (the dataset changed on disk since)."""
-    if n_train != subset["n_train"]:
-        dataset_id = subset["dataset"]
-        raise DatasetError(
-            f"dataset '{dataset_id}' has {n_train} train images but its subset was made for "
-            f"{subset['n_train']}; delete results/subsets/{dataset_id}.json to remake it"
-        )

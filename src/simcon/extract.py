@@ -1,11 +1,10 @@
 """Representations of a model's layers for the images of a dataset split, and the feature files of a
 (model, dataset) job: every train and every test image, extracted once through a DataLoader.
 
-Feature files (one folder per model and dataset): `train.npy` and `test.npy`, float32 (n, d), row i the
-features of image i of the full split, memory-mappable; `train_labels.npy` and `test_labels.npy`, int64;
-`info.json`, what produced them. Layer features (one folder per model and dataset): one float32 (n, d) file per
-layer for the train images of the similarity subset, all captured in one forward pass per batch, and
-`layers.json`, which names each file's layer and its relative depth (docs/features.md)."""
+Feature files (one folder per model and dataset) hold every image of the full train and test splits; layer
+features (one folder per model and dataset) one file per layer for the train images of the similarity subset, all
+captured in one forward pass per batch. Their formats and integrity records are simcon.formats' (docs/features.md).
+"""
 
 from __future__ import annotations
 
@@ -22,16 +21,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from simcon.datasets import SPLITS, Split, check_subset, load_split
+from simcon.datasets import SPLITS, Split, load_split
 from simcon.device import acquire_device
-from simcon.io import atomic_directory, atomic_path, write_json
+from simcon.formats import Subset, write_feature_info, write_layer_index
+from simcon.io import atomic_directory, atomic_path
 from simcon.models import Model, build_model, channels_last, model_transform, resolve_layers
 from simcon.vocabulary import TOKEN_POOLINGS
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-FEATURE_FILES = ("train", "test", "train_labels", "test_labels", "info")
-LAYER_INDEX = "layers.json"
-"""The file of a layer-features folder that names its layers, their files and relative depths."""
 REPRESENTATION = "representation"
 """The layer name under which feature_batches captures a model's representation layer."""
 
@@ -162,8 +159,8 @@ def layer_batches(
     """Features of every module of `layers` (name -> module of `network`) for split images `indices`, one
     LayerBatch per batch in order, from one forward pass per batch; each layer's features L2-normalised if
     `normalize`. The forward runs under autocast to `precision` unless it is float32; the features are float32
-    either way. Raises FeatureError naming `name` and the layer on NaN or Inf, or when a layer does not give one
-    vector per image."""
+    either way. Raises FeatureError naming `name` when the network fails on a batch (e.g. an image size it does
+    not take), and naming the layer too on NaN or Inf, or when a layer does not give one vector per image."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if token_pooling not in TOKEN_POOLINGS:
@@ -180,8 +177,16 @@ def layer_batches(
     ):
         for batch in loader:
             capture.clear()
-            with autocast:
-                network(batch.to(device, non_blocking=cuda))
+            try:
+                with autocast:
+                    network(batch.to(device, non_blocking=cuda))
+            except torch.OutOfMemoryError:
+                raise
+            except (RuntimeError, AssertionError, ValueError) as error:  # torch._assert raises AssertionError
+                raise FeatureError(
+                    f"{name}: the network fails on a batch of images of shape {tuple(batch.shape)} "
+                    f"({type(error).__name__}: {error}); is image_size one it takes?"
+                ) from error
             features = {}
             for layer, captured in capture.outputs.items():
                 if len(captured) != 1 or len(captured[0]) != len(batch):
@@ -315,9 +320,10 @@ def model_dataset_features(
     precision: str = "float32",
     workers: int = 0,
 ) -> dict[str, Any]:
-    """Write the feature files of one model on one dataset: `outputs` maps each of FEATURE_FILES to its path.
-    Every image of the full train and test splits is extracted once; each file is written atomically. Returns
-    what info.json records."""
+    """Write the feature files of one model on one dataset: `outputs` maps each of simcon.formats.FEATURE_FILES to
+    its path (simcon.formats.feature_files). Every image of the full train and test splits is extracted once; each
+    file is written atomically, info.json last, with the integrity record of each .npy. Returns what info.json
+    records."""
     model = build_model(model_id, model_spec)
     transform = image_transform(model, image_size, crop_pct)
     layer = model_spec["layer"]
@@ -353,8 +359,7 @@ def model_dataset_features(
             info[f"n_{split}"] = len(data)
             with atomic_path(outputs[f"{split}_labels"]) as tmp:
                 np.save(tmp, data.labels.astype(np.int64))
-    write_json(outputs["info"], info)
-    return info
+    return write_feature_info(outputs, info)
 
 
 def model_layer_features(
@@ -362,7 +367,7 @@ def model_layer_features(
     model_spec: Mapping[str, Any],
     dataset_id: str,
     dataset_spec: Mapping[str, Any],
-    subset: Mapping[str, Any],
+    subset: Subset,
     folder: str | os.PathLike,
     *,
     image_size: int | None,
@@ -373,15 +378,15 @@ def model_layer_features(
     precision: str = "float32",
     workers: int = 0,
 ) -> dict[str, Any]:
-    """Write the layer features of one model on the train images of a dataset's similarity subset (`subset`, as
-    results/subsets/{dataset}.json holds it) to the folder `folder`, atomically: one file per layer of the
-    spec's `layers` and its representation `layer`, all from one forward pass per batch, and LAYER_INDEX
-    (docs/features.md). Returns what LAYER_INDEX records."""
+    """Write the layer features of one model on the train images of a dataset's similarity subset to the folder
+    `folder`, atomically: one file per layer of the spec's `layers` and its representation `layer`, all from one
+    forward pass per batch, and simcon.formats.LAYER_INDEX with their integrity records (docs/features.md).
+    Returns what LAYER_INDEX records."""
     model = build_model(model_id, model_spec)
     layers = {**resolve_layers(model_id, model.network, model_spec["layers"]), model_spec["layer"]: model.layer}
     train = load_split(dataset_id, dataset_spec, "train")
-    check_subset(subset, len(train))
-    indices = np.asarray(subset["indices"], dtype=np.int64)
+    subset.check_split(len(train), f"the train split of dataset '{dataset_id}'")
+    indices = subset.indices
     label = f"{model_id} on {dataset_id} (subset)"
     leaf_calls: dict[str, int] = {}
 
@@ -424,5 +429,5 @@ def model_layer_features(
             "n": len(indices),
             "layers": entries,
         }
-        write_json(tmp / LAYER_INDEX, index)
+        index = write_layer_index(tmp, index)
     return index

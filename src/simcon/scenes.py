@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-SHAPES = ("circle", "square", "triangle", "cross", "ring")
+from simcon.vocabulary import GENERATED_CLASSES
+
+SHAPES = GENERATED_CLASSES["scenes"]
 COLOURS = {
     "red": (230, 40, 40),
     "green": (40, 200, 60),

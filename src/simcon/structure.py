@@ -15,6 +15,7 @@ import pandas as pd
 
 from simcon.consistency import check_same_models, consistency, pearson_r
 from simcon.datasets import per_class_subset as nested_per_class_subset
+from simcon.formats import to_long
 from simcon.metrics import get_metric
 
 # Transforms of Appendix D: both stretch the range near the upper bound 1 of CKA.
@@ -248,7 +249,7 @@ def similarity_by_sample_size(
     Returns (similarities, skipped): similarities has metric, samples_per_class, model_a, model_b,
     similarity; skipped lists the k larger than the smallest class, or too few samples for a metric.
     """
-    from simcon.similarity import compute_similarity, to_long  # torch only for the jobs that compute similarities
+    from simcon.similarity import compute_similarity  # torch only for the jobs that compute similarities
 
     usable = usable_sample_sizes(labels, samples_per_class, metrics)
     frames = []

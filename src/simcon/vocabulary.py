@@ -54,7 +54,15 @@ BACKENDS: tuple[str, ...] = ("timm", "torchvision", "open_clip", "huggingface", 
 DATASET_SOURCES: tuple[str, ...] = ("sklearn_digits", "generated", "image_folder", "wds", "torchvision", "breeds")
 """Where a dataset's images come from."""
 
-GENERATED_DOMAINS: tuple[str, ...] = ("shapes", "textures", "cells", "scenes")
+GENERATED_CLASSES: dict[str, tuple[str, ...]] = {
+    "shapes": ("circle", "square", "triangle", "cross", "ring", "diamond"),
+    "textures": ("horizontal", "vertical", "diagonal", "checker", "dots", "noise"),
+    "cells": ("sparse", "dense_small", "elongated", "clustered"),
+    "scenes": ("circle", "square", "triangle", "cross", "ring"),  # the model zoo's scenes, labelled by shape
+}
+"""Domains of the generated datasets and the names of their classes, in label order."""
+
+GENERATED_DOMAINS: tuple[str, ...] = tuple(GENERATED_CLASSES)
 """Domains of the generated datasets."""
 
 BREEDS_TASKS: tuple[str, ...] = ("entity30", "living17", "nonliving26")

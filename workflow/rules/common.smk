@@ -1,12 +1,28 @@
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 # Parsing imports only torch-free modules (the Snakefile puts src/ on the path): the workflow parses in seconds
 # (also once per job under SLURM). The checks that need a backend library run as the check jobs of checks.smk.
-from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, resolve_config, zoo_members
+from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, probe_datasets, resolve_config, zoo_members
+from simcon.formats import (
+    RUN_COMMAND,
+    ResultError,
+    feature_files,
+    feature_record,
+    read_layer_index,
+    read_subset,
+    run_command,
+)
 from simcon.metrics import reference_metric
 from simcon.needs import skipped_analyses
+
+# A job that finds a damaged result file names the command that regenerates it: this run's command with --forcerun
+# (simcon.formats.regenerate_command). Jobs inherit the variable, SLURM jobs too (sbatch --export=ALL).
+if workflow.is_main_process:
+    os.environ[RUN_COMMAND] = run_command(sys.argv)
 
 # The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
 # config/paper-appendix-c.yaml), not added to the default config's, and the anchors with the models; every other
@@ -31,7 +47,7 @@ SAMPLE_SIZE_DATASETS = DATASETS if STRUCTURE["sample_size"]["datasets"] is None 
 PER_K_DATASETS = STRUCTURE["sample_size"]["per_k_datasets"]
 # App. C's per-k subsets serve a similarity analysis only (the paper probes none; k = 1 could not be split for
 # validation): no probe, performance or similarity-vs-performance job reads them.
-PROBE_DATASETS = [d for d in DATASETS if d not in {entry["dataset"] for entry in PER_K_DATASETS}]
+PROBE_DATASETS = probe_datasets(config)
 PROBE_SETTINGS = {key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")}
 # Why each analysis that needs more than this run has is skipped (simcon.needs), by rule name; '' for those that
 # run. A skipped analysis's job still runs and writes placeholders that say what it needs (docs/outputs.md).
@@ -58,10 +74,7 @@ wildcard_constraints:
 # The feature files of one model on one dataset, outputs of the features rules: every image of the full train and
 # test splits (docs/features.md).
 FEATURES = "results/features/{dataset}/{model}"
-FEATURE_FILES = {
-    **{name: f"{FEATURES}/{name}.npy" for name in ("train", "test", "train_labels", "test_labels")},
-    "info": f"{FEATURES}/info.json",
-}
+FEATURE_FILES = feature_files(FEATURES)
 
 
 def train_features_by_model(wildcards):
@@ -76,14 +89,13 @@ def dataset_train_labels(wildcards):
 
 def subset_features_mb(wildcards, input):
     """MB of the features a similarity job holds in memory: the subset's rows of every model's train features
-    (from the subset file and the .npy headers; 0 while they do not exist yet)."""
-    paths = [Path(getattr(input, model)) for model in MODELS]
-    if not Path(input.subset).exists() or not all(path.exists() for path in paths):
+    (from the subset file and the features' info.json; 0 while they do not exist yet, or when one is damaged: the
+    job then fails naming it, the workflow does not)."""
+    try:
+        rows = len(read_subset(input.subset).indices)
+        return sum(rows * feature_record(getattr(input, model))["shape"][-1] * 4 for model in MODELS) / 1e6
+    except ResultError:
         return 0
-    rows = len(json.loads(Path(input.subset).read_text())["indices"])
-    import numpy as np  # only when a job is scheduled, not when the workflow parses
-
-    return sum(rows * np.load(path, mmap_mode="r").shape[1] * 4 for path in paths) / 1e6
 
 
 def loader_workers(wildcards, threads):
@@ -262,12 +274,13 @@ def layer_tables(wildcards):
 
 
 def layer_features_mb(wildcards, input):
-    """MB of every layer's features of one dataset, from the layers.json files (0 while they do not exist yet)."""
-    paths = [Path(getattr(input, model)) / "layers.json" for model in LAYER_MODELS]
-    if not all(path.exists() for path in paths):
+    """MB of every layer's features of one dataset, from the layers.json files (0 while they do not exist yet, or
+    when one is damaged: the job then fails naming it)."""
+    try:
+        indices = [read_layer_index(getattr(input, model)) for model in LAYER_MODELS]
+    except ResultError:
         return 0
-    infos = [json.loads(path.read_text()) for path in paths]
-    return sum(info["n"] * layer["d"] * 4 for info in infos for layer in info["layers"]) / 1e6
+    return sum(index["n"] * layer["d"] * 4 for index in indices for layer in index["layers"]) / 1e6
 
 
 def layer_outputs():

@@ -31,7 +31,7 @@ from simcon.similarity import kernel, neighbourhood, rsa, shape
 from simcon.similarity.engine import validated_features
 from simcon.similarity.shape import angular_shape_distance
 
-__all__ = ["SCORERS", "SimilarityResult", "angular_shape_distance", "compute_similarity", "to_long"]
+__all__ = ["SCORERS", "SimilarityResult", "angular_shape_distance", "compute_similarity"]
 
 PairScorer = Callable[
     [MetricSpec, Sequence[np.ndarray], Sequence[str], Sequence[tuple[int, int]], torch.device, bool], list[float]
@@ -93,15 +93,3 @@ def compute_similarity(
                 cache.put(digests[a], digests[b], score)
     matrix = pd.DataFrame(values, index=pd.Index(ids), columns=pd.Index(ids))
     return SimilarityResult(matrix=matrix, computed_pairs=len(missing))
-
-
-def to_long(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Tidy table of the pairs a < b (in matrix order): model_a, model_b, similarity."""
-    rows, cols = np.triu_indices(len(matrix), k=1)
-    return pd.DataFrame(
-        {
-            "model_a": matrix.index[rows],
-            "model_b": matrix.columns[cols],
-            "similarity": matrix.to_numpy()[rows, cols],
-        }
-    )

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simcon.metrics import MetricSpec
+from simcon.metrics import MetricSpec, require_samples
 
 T = TypeVar("T")
 
@@ -66,9 +66,7 @@ def validated_features(features: Mapping[str, np.ndarray], spec: MetricSpec) -> 
     sizes = {model: array.shape[0] for model, array in arrays.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"models have different numbers of samples: {sizes}")
-    n = next(iter(sizes.values()), spec.min_samples)
-    if n < spec.min_samples:
-        raise ValueError(f"{spec.name} needs at least {spec.min_samples} samples, got {n}")
+    require_samples(spec.name, next(iter(sizes.values()), spec.min_samples), "each model's features")
     for model, array in arrays.items():
         if np.ptp(array, axis=0).max() == 0:
             raise ValueError(
