@@ -5,15 +5,17 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# This repository (also where another workflow uses this one as a module, whose basedir is its own).
+REPO = Path(str(workflow.current_basedir))
+sys.path.insert(0, str(REPO / "src"))
 from simcon.config import DEFAULT_CONFIG, read_config_file
 
 # The default experiment beside this Snakefile, whatever the working directory (--directory), so that every
 # --configfile merges over it. simcon reads it first: a YAML error in it is a ConfigError naming file and line.
-read_config_file(Path(workflow.basedir) / DEFAULT_CONFIG)
+read_config_file(REPO / DEFAULT_CONFIG)
 
 
-configfile: str(Path(workflow.basedir) / DEFAULT_CONFIG)
+configfile: str(REPO / DEFAULT_CONFIG)
 
 
 report: "workflow/report/workflow.rst"

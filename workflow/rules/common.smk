@@ -4,10 +4,6 @@ import re
 import sys
 from pathlib import Path
 
-# The repository: this file is workflow/rules/common.smk (also where another workflow uses this one as a module).
-REPO = Path(str(workflow.current_basedir)).parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
 # Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
 # The checks that need a backend library run as the check jobs of checks.smk.
 from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, probe_datasets, resolve_config, zoo_members
