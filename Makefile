@@ -19,9 +19,13 @@ $(BIN)/snakemake: requirements.txt pyproject.toml
 
 setup: $(BIN)/snakemake
 
+# The workflow profile named as a file: Snakemake would take a folder `default` in the working directory for it
+# (docs/configuration.md#the-workflow-profile).
+PROFILE := --workflow-profile profiles/default/config.yaml
+
 run: setup
-	$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/snakemake --report report.html
+	$(BIN)/snakemake --cores $(CORES) $(PROFILE)
+	$(BIN)/snakemake --report report.html $(PROFILE)
 
 # Python for ruff: the library, scripts, tests and benchmarks (the Snakefile and workflow/rules/*.smk are not Python)
 LINT_PATHS := src scripts tests benchmarks

@@ -1,9 +1,21 @@
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+# This repository (also where another workflow uses this one as a module, whose basedir is its own).
+REPO = Path(str(workflow.current_basedir))
+sys.path.insert(0, str(REPO / "src"))
+from simcon.config import DEFAULT_CONFIG, read_config_file
 
-configfile: "config/config.yaml"
+# The default experiment beside this Snakefile, whatever the working directory (--directory), so that every
+# --configfile merges over it. simcon reads it first: a YAML error in it is a ConfigError naming file and line.
+read_config_file(REPO / DEFAULT_CONFIG)
+
+
+configfile: str(REPO / DEFAULT_CONFIG)
 
 
 report: "workflow/report/workflow.rst"
@@ -27,6 +39,12 @@ include: "workflow/rules/report.smk"
 if GIVEN:  # the analyses start from similarity tables (config `similarities`), not from images
 
     include: "workflow/rules/tables.smk"
+
+
+onstart:
+    for analysis, reason in SKIPPED.items():
+        if reason:
+            print(f"{analysis} skipped: {reason} (its outputs say so: docs/outputs.md)")
 
 
 rule all:

@@ -5,9 +5,9 @@ import pandas as pd
 from simcon import plots
 from simcon.api import consistency_analysis
 from simcon.io import read_matrices, write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params, metric = snakemake.params, snakemake.wildcards.metric
     matrices = read_matrices(snakemake.input, metric, params.datasets)
     metadata = pd.DataFrame.from_dict(params.metadata, orient="index")

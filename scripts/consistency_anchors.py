@@ -3,9 +3,9 @@
 from simcon import plots
 from simcon.consistency import read_consistency
 from simcon.io import write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     table = read_consistency(snakemake.input.consistency)
     plotted = table[table["category"].isin(["all", "anchor"])]
     write_csv(snakemake.output.table, plotted)

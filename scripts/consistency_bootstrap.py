@@ -3,10 +3,10 @@
 from simcon import plots
 from simcon.consistency import read_consistency
 from simcon.io import write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 from simcon.significance import bootstrap_medians
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     options = snakemake.params.options
     table = read_consistency(snakemake.input.consistency)
     intervals = bootstrap_medians(

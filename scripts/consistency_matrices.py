@@ -3,9 +3,9 @@
 from simcon import plots
 from simcon.consistency import dataset_matrices, read_consistency, sort_by_category
 from simcon.io import write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     table = read_consistency(snakemake.input.consistency)
     datasets = sort_by_category(params.datasets, params.categories)

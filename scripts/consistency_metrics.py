@@ -3,9 +3,9 @@
 from simcon import plots
 from simcon.consistency import metric_agreement, read_consistency
 from simcon.io import write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     metrics = snakemake.params.metrics
     tables = {metric: read_consistency(snakemake.input[metric]) for metric in metrics}
     joined = metric_agreement(tables, metrics[0])

@@ -3,11 +3,11 @@ consistent) dataset pairs, with the Pearson r of all model pairs and of each obj
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 from simcon.report import write_table_html
 from simcon.structure import choose_dataset_pairs, dataset_consistency, dataset_pair_scatter
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets)
     chosen = [tuple(pair) for pair in params.dataset_pairs] or choose_dataset_pairs(dataset_consistency(matrices))

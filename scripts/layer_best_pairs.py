@@ -7,9 +7,9 @@ from simcon import plots
 from simcon.formats import read_layer_table
 from simcon.io import write_csv
 from simcon.layers import best_layer_pairs
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     objectives = {model: metadata["objective"] for model, metadata in params.metadata.items()}
     table = pd.concat(

@@ -8,9 +8,9 @@ from simcon.consistency import model_sets
 from simcon.formats import read_layer_table
 from simcon.io import write_csv
 from simcon.layers import consistency_by_depth, depth_bins, summarise_by_depth
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     tables = {dataset: read_layer_table(getattr(snakemake.input, dataset)) for dataset in params.datasets}
     metadata = pd.DataFrame.from_dict(params.metadata, orient="index")

@@ -2,10 +2,10 @@
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 from simcon.structure import mean_std
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     metric = snakemake.wildcards.metric
     table = mean_std(
         read_matrices(snakemake.input, snakemake.wildcards.metric, snakemake.params.datasets),

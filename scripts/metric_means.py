@@ -2,11 +2,11 @@
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 from simcon.report import write_table_html
 from simcon.structure import PAPER_METRICS, mean_matrix, metric_means
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     by_metric = {metric: read_matrices(snakemake.input, metric, params.datasets) for metric in params.metrics}
     means = {metric: mean_matrix(matrices) for metric, matrices in by_metric.items()}

@@ -4,10 +4,10 @@ import pandas as pd
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 from simcon.significance import permutation_test
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     matrices = read_matrices(snakemake.input, snakemake.wildcards.metric, params.datasets)
     metadata = pd.DataFrame.from_dict(params.metadata, orient="index")

@@ -6,10 +6,10 @@ import pandas as pd
 from simcon import plots
 from simcon.formats import to_long
 from simcon.io import write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 from simcon.structure import sample_size_differences
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     similarities = pd.concat(
         [

@@ -4,11 +4,11 @@ import pandas as pd
 
 from simcon import plots
 from simcon.io import read_matrices, write_csv
-from simcon.logs import snakemake_job
+from simcon.logs import analysis_job
 from simcon.performance import gap_correlation, similarity_vs_gap
 from simcon.vocabulary import DATASET_CATEGORIES
 
-with snakemake_job(snakemake.log[0]):
+with analysis_job(snakemake):
     params = snakemake.params
     performance = pd.read_csv(snakemake.input.performance)
     pairs, correlations = {}, {}

@@ -2,6 +2,7 @@
 the shared vocabulary, and a workflow that parses without torch."""
 
 import copy
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from simcon.config import (
     ConfigError,
     check_config,
     check_structure,
-    check_unique_keys,
+    read_config_file,
     resolve_config,
     zoo_members,
     zoo_models,
@@ -29,13 +30,34 @@ def test_duplicate_model_id_is_named(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("models:\n  resnet:\n    backend: timm\n  resnet:\n    backend: torchvision\n")
     with pytest.raises(ConfigError, match="duplicate id 'resnet' \\(line 4\\)"):
-        check_unique_keys([path])
+        read_config_file(path)
 
 
 def test_unique_keys_pass(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("models:\n  a: {backend: timm}\n  b: {backend: timm}\n")
-    check_unique_keys([path])
+    assert list(read_config_file(path)["models"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "image_size: 32\nmodels:\n  a: {backend: timm\n  b: x\n",
+            r", line 4, column 4: not valid YAML: .*expected ','",
+        ),
+        (
+            "image_size: 32\nmodels:\n\ta: 1\n",
+            r", line 3, column 1: not valid YAML: found character that cannot start any token",
+        ),
+        ("- models\n- datasets\n", r": a config file holds a mapping of options, not a list"),
+    ],
+)
+def test_a_file_that_is_not_a_config_is_named_with_its_line(tmp_path, text, message):
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}{message}"):
+        read_config_file(path)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +123,71 @@ def test_command_line_models_and_datasets_replace_the_defaults(tmp_path):
     config = _resolved(_config(), tmp_path, given, later)
     assert list(config["models"]) == ["a", "b"] and list(config["datasets"]) == ["e"]
     assert config["batch_size"] == 8
+
+
+@pytest.mark.parametrize(
+    "command_line,anchors",
+    [
+        ([{"models": {"a": _model(), "b": _model()}}], []),  # new models without anchors: none
+        ([{"models": {"a": _model(), "b": _model()}, "anchors": ["b"]}], ["b"]),
+        ([{"models": {"a": _model(), "b": _model()}}, {"anchors": ["a"]}], ["a"]),  # a later file names them
+        ([{"anchors": ["s"]}, {"models": {"a": _model(), "b": _model()}}], []),  # an earlier file's go with its models
+        ([{"batch_size": 8}], ["r"]),  # the default's models, so its anchors
+    ],
+)
+def test_anchors_go_with_the_models(tmp_path, command_line, anchors):
+    assert _resolved(_config(anchors=["r"]), tmp_path, *command_line)["anchors"] == anchors
+
+
+def test_anchors_given_on_the_command_line_apply_to_the_files_models(tmp_path):
+    default = tmp_path / "default.yaml"
+    default.write_text(yaml.safe_dump(_config(anchors=["r"])))
+    config = {**_config(), "anchors": ["s"]}
+    resolve_config(config, SCHEMA, [default], [], {"anchors": ["s"]})
+    assert config["anchors"] == ["s"]
+    config = {**_config(), "anchors": ["ghost"]}
+    with pytest.raises(ConfigError, match=r"\['ghost'\] are not in models; .*\(anchors from --config; models from "):
+        resolve_config(config, SCHEMA, [default], [], {"anchors": ["ghost"]})
+
+
+@pytest.mark.parametrize(
+    "given,message,files",
+    [
+        (
+            {"anchors": ["ghost"]},
+            r"anchor model\(s\) \['ghost'\] are not in models; .*`anchors: \[\]`",
+            ["given0", "default"],
+        ),
+        ({"models": {"a": {**_model(), "backend": "keras"}}}, r"models.a.backend: 'keras' is not one of", ["given0"]),
+        (
+            {"structure": {"tsne_datasets": ["ghost"]}},
+            r"structure.tsne_datasets names dataset\(s\) \['ghost'\]",
+            ["given0", "default"],
+        ),
+        ({"metrics": ["cka_cosine"]}, "metrics: unknown similarity metric 'cka_cosine'", ["given0"]),
+    ],
+)
+def test_errors_say_which_file_each_option_came_from(tmp_path, given, message, files):
+    with pytest.raises(ConfigError, match=message) as error:
+        _resolved(_config(), tmp_path, given)
+    origins = re.search(r"\(([^()]*)\)$", str(error.value)).group(1)
+    assert [re.search(r"from .*/(\w+)\.yaml", part).group(1) for part in origins.split("; ")] == files
+
+
+@pytest.mark.parametrize("option", ["models", "datasets"])
+def test_ids_that_differ_only_in_case_are_refused(tmp_path, option):
+    config = _config()
+    config[option]["R" if option == "models" else "D"] = copy.deepcopy(next(iter(config[option].values())))
+    first, second = ("R", "r") if option == "models" else ("D", "d")  # the file lists its ids sorted
+    with pytest.raises(ConfigError, match=rf"{option}: ids '{first}' and '{second}' differ only in case"):
+        _resolved(config, tmp_path)
+
+
+def test_a_zoo_model_id_that_differs_only_in_case_from_a_configured_one_is_refused(tmp_path):
+    config = yaml.safe_load((REPO / "config/zoo.yaml").read_text())
+    config["models"]["CNN_SUP_SEED0"] = copy.deepcopy(config["models"]["cnn_random"])
+    with pytest.raises(ConfigError, match=r"zoo model id\(s\) \['cnn_sup_seed0'\] are already in models"):
+        zoo_models(config["zoo"], config["models"], config["datasets"], "results/zoo/{model}.pt")
 
 
 def test_relative_dataset_paths_are_taken_under_data_root(tmp_path):

@@ -135,6 +135,16 @@ def test_grids_read_both_orientations_of_the_long_table(tmp_path):
     assert (tmp_path / "grids.png").stat().st_size > 0
 
 
+def test_a_one_panel_grid_keeps_its_title_inside_the_figure():
+    """A grid of one model pair is narrower than its title: the title wraps instead of running off both edges."""
+    representations = [("resnet18_random", f"layer{i}", i / 4) for i in range(1, 5)]
+    cells = grid_table({"shapes": hand_table(representations, lambda a, b: a[2] * b[2])}, [("resnet18_random",) * 2])
+    figure = plots.layer_grids(cells, "a_long_dataset_name, cka_rbf0.4_unbiased")
+    figure.canvas.draw()
+    title, edges = figure._suptitle.get_window_extent(), figure.bbox
+    assert edges.x0 <= title.x0 and title.x1 <= edges.x1 and title.y1 <= edges.y1
+
+
 def test_best_layer_pair_is_the_planted_one(tmp_path):
     rng = np.random.default_rng(3)
     shared = rng.normal(size=(N, 5))

@@ -394,7 +394,7 @@ def test_workflow_runs_every_analysis_for_the_new_metrics(tmp_path: Path) -> Non
         np.testing.assert_allclose(np.diag(matrix.to_numpy()), 1.0)
         consistency = pd.read_csv(results / f"consistency/{name}/consistency.csv")
         assert consistency["rho"].notna().any()
-        for figure in ("consistency_by_category", "similarity_vs_gap", "permutation_test"):
+        for figure in ("consistency_by_category", "similarity_vs_gap"):  # the permutation test needs 4 models
             assert (results / f"figures/{name}/{figure}.png").stat().st_size > 10_000
     report = snakemake(tmp_path, config, "--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]

@@ -4,7 +4,6 @@ evaluation transform against its library's, and the full DAG."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -240,10 +239,8 @@ def test_the_code_loaded_through_thingsvisions_ssl_source_gets_its_transform():
 
 @pytest.mark.workflow
 def test_paper_dry_run_lists_the_full_dag(tmp_path: Path):
-    # The default config sits where the Snakefile looks for it, so this also checks that paper.yaml's models
-    # and datasets replace the default's instead of adding to them.
-    (tmp_path / "config").mkdir()
-    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    # The default config is merged in (beside the Snakefile), so this also checks that paper.yaml's models and
+    # datasets replace the default's instead of adding to them.
     result = snakemake(tmp_path, None, "--configfile", str(PAPER), "-n", "--quiet", "rules", timeout=300)
     assert result.returncode == 0, result.stderr
     n_models, n_datasets, n_metrics = len(CONFIG["models"]), len(CONFIG["datasets"]), len(CONFIG["metrics"])

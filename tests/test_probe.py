@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -578,9 +577,7 @@ def test_settings_accept_a_list_of_learning_rates() -> None:
 
 
 def dry_run_jobs(tmp_path: Path, *configfiles: str) -> dict[str, int]:
-    """Jobs per rule of the default target's dry run with these config files (the default config in place)."""
-    (tmp_path / "config").mkdir()
-    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    """Jobs per rule of the default target's dry run with these config files (merged over the default config)."""
     configs = [str(REPO / "config" / name) for name in configfiles]
     result = snakemake(tmp_path, None, "-n", "--quiet", "rules", "--configfile", *configs, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -138,3 +138,11 @@ def test_permutation_test_is_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(first[1], second[1])
     other = permutation_test(matrices, metadata, permutations=50, seed=8)[1]
     assert not np.array_equal(first[1]["spread"], other["spread"])
+
+
+def test_permutation_test_of_one_dataset_writes_no_statistic():
+    """With one dataset no set pair has a median rho: every category gets a note, never a statistic or p-value."""
+    tests, nulls = permutation_test({"d1": five_matrices()["d1"]}, METADATA, permutations=50, seed=0)
+    assert tests[["observed", "null_mean", "p_value", "n_permutations"]].isna().all().all()
+    assert tests["note"].str.len().gt(0).all() and nulls.empty
+    assert "no set pair has a median rho" in tests.set_index("category").at["objective", "note"]

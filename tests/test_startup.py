@@ -78,7 +78,8 @@ class Teardown:
 
 kept_until_teardown = Teardown()
 atexit.register(lambda: (out / "atexit").write_text("ran"))
-with snakemake_job(out / "job.log"):
+skipped = ("consistency", "needs more", [str(out / "table.csv")]) if sys.argv[2] == "skip" else None
+with snakemake_job(out / "job.log", skipped=skipped):
     print("working")
     with open(out / "result.txt", "w") as result:
         result.write("x" * 100_000)
@@ -101,6 +102,15 @@ def test_a_job_that_succeeds_ends_at_once_with_its_log_output_and_atexit_handler
     assert not (tmp_path / "teardown").exists()  # the interpreter's teardown was skipped
 
 
+def test_a_skipped_job_writes_its_placeholders_instead_of_running_and_ends_as_one_that_succeeds(tmp_path):
+    result = run_job_body(tmp_path, "skip")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "job.log").read_text() == "consistency skipped: needs more\n"
+    assert (tmp_path / "table.csv").read_text() == "skipped\nconsistency skipped: needs more\n"
+    assert not (tmp_path / "result.txt").exists()  # the block did not run
+    assert (tmp_path / "atexit").read_text() == "ran" and not (tmp_path / "teardown").exists()
+
+
 def test_a_job_that_fails_logs_its_traceback_and_exits_with_an_error(tmp_path):
     result = run_job_body(tmp_path, "fail")
     assert result.returncode == 1
@@ -111,6 +121,8 @@ def test_a_job_that_fails_logs_its_traceback_and_exits_with_an_error(tmp_path):
 
 @pytest.mark.parametrize("script", sorted(path.name for path in SCRIPTS.glob("*.py") if path.name != "prefetch.py"))
 def test_every_job_script_ends_with_its_job_block(script):
-    """Code after the `with snakemake_job(...)` block would never run: the block ends the process."""
+    """Code after the `with snakemake_job(...)` (or `analysis_job(...)`) block would never run: the block ends the
+    process."""
     body = ast.parse((SCRIPTS / script).read_text()).body
-    assert isinstance(body[-1], ast.With) and "snakemake_job(" in ast.unparse(body[-1].items[0])
+    frame = ast.unparse(body[-1].items[0]) if isinstance(body[-1], ast.With) else ""
+    assert frame.startswith(("snakemake_job(", "analysis_job(")), frame

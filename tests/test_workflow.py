@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,6 +155,14 @@ def test_lint_is_clean():
             "probe: search 'code' needs weight_decay_steps a multiple of the 7 decades",
         ),
         (lambda c: c.update(anchors=["ghost"]), r"anchor model\(s\) \['ghost'\]"),
+        (
+            lambda c: c["models"].update(LITE0=c["models"]["lite0"]),
+            r"models: ids 'LITE0' and 'lite0' differ only in case; .* \(models from .*config.yaml\)",
+        ),
+        (
+            lambda c: c["datasets"].update(Shapes=c["datasets"]["shapes"]),
+            r"datasets: ids 'Shapes' and 'shapes' differ only in case",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
@@ -231,6 +240,91 @@ def test_backend_checks_fail_before_any_features_job(tmp_path):
         for path in (tmp_path / "logs/features").rglob("*.log")
     }
     assert featured == {Path(d) / m for d in ("shapes", "cells") for m in TINY["models"]}
+
+
+# --------------------------------------------------------------------------- where the run starts
+
+# README's own experiment: models of its own (no anchors), a dataset, nothing else; the rest from the default.
+OWN = {
+    "models": {model: TINY["models"][model] for model in ("resnet18_random", "vit_random")},
+    "datasets": {"shapes": TINY["datasets"]["shapes"]},
+}
+
+
+def repository_copy(root: Path) -> Path:
+    """A checkout of the workflow at `root`: its own Snakefile and config/config.yaml, the rest linked."""
+    root.mkdir()
+    shutil.copy(REPO / "Snakefile", root / "Snakefile")
+    (root / "config").mkdir()
+    shutil.copy(REPO / "config/config.yaml", root / "config/config.yaml")
+    for name in ("workflow", "scripts", "src", "envs", "profiles", "resources"):
+        (root / name).symlink_to(REPO / name)
+    return root
+
+
+def run_in(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`snakemake --cores 1 ARGS` started in `cwd`, as a user types it (targets before --configfile)."""
+    command = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_own_experiment_from_the_repository_root_and_with_directory(tmp_path):
+    """README's `snakemake --cores 2 --configfile my.yaml`: its models replace the default's, with none of the
+    default's anchors, and the default's other options (image_size 64) merge in, from the repository's root and
+    with --directory elsewhere alike."""
+    mine = tmp_path / "my.yaml"
+    mine.write_text(yaml.safe_dump(OWN))
+    root = repository_copy(tmp_path / "simcon")
+    from_root = run_in(root, "results/config.yaml", "--configfile", str(mine))
+    with_directory = run_in(
+        REPO, "results/config.yaml", "--directory", str(tmp_path / "elsewhere"), "--configfile", str(mine)
+    )
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for result, workdir in ((from_root, root), (with_directory, tmp_path / "elsewhere")):
+        assert result.returncode == 0, result.stderr[-3000:]
+        resolved = yaml.safe_load((workdir / "results/config.yaml").read_text())
+        assert list(resolved["models"]) == list(OWN["models"]) and list(resolved["datasets"]) == ["shapes"]
+        assert resolved["anchors"] == [] and default["anchors"]
+        assert (
+            (resolved["image_size"], resolved["crop_pct"])
+            == (default["image_size"], default["crop_pct"])
+            == (64, 0.875)
+        )
+
+
+def test_a_yaml_error_names_its_file_and_line(tmp_path):
+    """A YAML error in the default config is a ConfigError naming file and line. One in a --configfile is read by
+    Snakemake before the workflow: its message names neither, and --verbose shows both (docs/configuration.md)."""
+    root = repository_copy(tmp_path / "simcon")
+    default = root / "config/config.yaml"
+    default.write_text(default.read_text().replace("batch_size: 64", "batch_size: [64"))
+    line = default.read_text().splitlines().index("batch_size: [64") + 1
+    result = run_in(root, "-n")
+    assert result.returncode != 0 and "ConfigError" in result.stdout
+    assert f"{default}, line {line + 1}, column 7: not valid YAML: " in result.stdout  # where the list should end
+    assert f"(while parsing a flow sequence from line {line})" in result.stdout
+    mine = tmp_path / "my.yaml"
+    mine.write_text("models:\n  a: {backend: timm\n  b: x\n")
+    result = run_in(REPO, "-n", "--directory", str(tmp_path / "elsewhere"), "--verbose", "--configfile", str(mine))
+    assert result.returncode != 0 and "Config file is not valid JSON or YAML" in result.stdout
+    assert f'in "{mine}", line 3' in result.stdout
+
+
+def test_a_folder_named_default_where_snakemake_starts(tmp_path):
+    """Snakemake takes a folder `default` in the working directory for the workflow profile, before
+    profiles/default; the workflow profile named as a file (as `make run` does) is immune."""
+    (tmp_path / "default").mkdir()
+    make_image_folder(tmp_path / "default", {"cat": 2, "dog": 2})  # e.g. the user's images
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(OWN))
+    common = ["-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "-n", "--configfile", "my.yaml"]
+    bare = run_in(tmp_path, *common)
+    assert bare.returncode != 0 and "profile directory given (default)" in bare.stderr
+    named = run_in(tmp_path, "--workflow-profile", str(REPO / "profiles/default/config.yaml"), *common)
+    assert named.returncode == 0, named.stderr[-3000:]
+    assert f"workflow specific profile {REPO / 'profiles/default/config.yaml'}" in named.stderr
+    makefile = (REPO / "Makefile").read_text()
+    assert "PROFILE := --workflow-profile profiles/default/config.yaml" in makefile
+    assert "$(BIN)/snakemake --cores $(CORES) $(PROFILE)" in makefile
 
 
 def _result_files(workdir: Path) -> dict[str, tuple[int, int]]:

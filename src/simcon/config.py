@@ -9,6 +9,7 @@ the culprit.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -21,8 +22,18 @@ from simcon.metrics import get_metric, require_samples
 from simcon.probe_settings import ProbeSettings, validation_split
 from simcon.vocabulary import LAYER_PRESETS, size_class
 
+DEFAULT_CONFIG = "config/config.yaml"
+"""The default experiment, relative to the workflow's folder (beside the Snakefile), whatever the working directory."""
+
 LISTED_KEYS = ("models", "datasets")
-"""Options a --configfile gives whole (the last one that lists them), instead of merging them over the default."""
+"""Options a config file gives whole (the last one that lists them), instead of merging them over the default."""
+
+MODEL_BOUND_KEYS = ("anchors",)
+"""Options that name models, and so go with the models they name: those of the file that gives `models` or of a
+later one, never an earlier file's (a config that replaces the default's models and names no anchors has none)."""
+
+OVERRIDES = "--config"
+"""The name of the command line's single options (`--config key=value`) where an error says where an option came from."""
 
 PATH_KEYS = ("path", "hierarchy")
 """Dataset options that are paths, taken under data_root when relative."""
@@ -44,7 +55,12 @@ level sets them, so a config without them resolves to the model specs, and runs 
 
 
 class ConfigError(ValueError):
-    """The config is invalid; the message names the culprit."""
+    """The config is invalid; the message names the culprit. `options` are the top-level options at fault, so that
+    resolve_config can say which file each came from."""
+
+    def __init__(self, message: str, *options: str) -> None:
+        super().__init__(message)
+        self.options = options
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -61,17 +77,24 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: 
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The options of one YAML config file; ConfigError naming the file and key if a mapping repeats a key."""
+    """The options of one YAML config file; ConfigError naming the file (and line) if it is not valid YAML, is not a
+    mapping of options, or repeats a key in one mapping."""
     try:
-        return yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader) or {}
+        options = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
-
-
-def check_unique_keys(paths: Iterable[str | os.PathLike]) -> None:
-    """Raise ConfigError naming the file and key if any config file repeats a key within one mapping."""
-    for path in paths:
-        read_config_file(path)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+        context = f" ({context}{f' from line {start.line + 1}' if start is not None else ''})" if context else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}{context}") from None
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{path}: a config file holds a mapping of options, not a {type(options).__name__}")
+    return options
 
 
 def resolve_config(
@@ -79,27 +102,59 @@ def resolve_config(
     schema: str | os.PathLike,
     config_files: Sequence[str | os.PathLike] = (),
     command_line_files: Sequence[str | os.PathLike] = (),
+    overrides: Mapping[str, Any] | None = None,
 ) -> None:
-    """Resolve the workflow's config in place, as Snakemake merged it from `config_files`.
+    """Resolve the workflow's config in place, as Snakemake merged it from `config_files` (the default config and
+    `command_line_files`, the --configfile options) and `overrides` (the --config options).
 
-    The models and datasets come whole from the last of `command_line_files` (the --configfile options) that
-    lists them, not merged over the default config's; then the schema's defaults are filled in, relative dataset
-    paths are taken under data_root, derived metadata (size_class) is filled in, the config is checked, and
-    the top-level `layers` and `token_pooling` are passed to the models that do not set their own, and the zoo's
-    models, if any, are added to the models.
+    The models and datasets come whole from the last source that lists them, not merged over the default config's,
+    and the anchors go with the models (MODEL_BOUND_KEYS: none where the file that gives the models names none);
+    then the schema's defaults are filled in, relative dataset paths are taken under data_root, derived metadata
+    (size_class) is filled in, the config is checked, the top-level `layers` and `token_pooling` are passed to the
+    models that do not set their own, and the zoo's models, if any, are added to the models. A ConfigError says
+    which file (or --config) each option at fault came from.
     """
-    check_unique_keys(config_files)
-    given = [read_config_file(path) for path in command_line_files]
+    sources = config_sources(config_files, command_line_files, overrides)
+    origins = {key: name for name, options in sources for key in options}
     for key in LISTED_KEYS:
-        listed = [entries[key] for entries in given if key in entries]
+        listed = [(name, options[key]) for name, options in sources if key in options]
         if listed:
-            config[key] = listed[-1]
-    validate_schema(config, schema)
-    config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
-    check_config(config)
-    inherit_model_options(config)
-    if config.get("zoo"):
-        config["models"].update(zoo_models(config["zoo"], config["models"], config["datasets"], ZOO_CHECKPOINT))
+            config[key] = copy.deepcopy(listed[-1][1])
+    models_from = max((i for i, (_, options) in enumerate(sources) if "models" in options), default=0)
+    for key in MODEL_BOUND_KEYS:
+        given = [(name, options[key]) for name, options in sources[models_from:] if key in options]
+        if given:
+            origins[key], config[key] = given[-1][0], copy.deepcopy(given[-1][1])
+        else:
+            origins.pop(key, None)
+            config.pop(key, None)
+    try:
+        validate_schema(config, schema)
+        config["datasets"] = {d: resolve_paths(spec, config["data_root"]) for d, spec in config["datasets"].items()}
+        check_config(config)
+        inherit_model_options(config)
+        if config.get("zoo"):
+            config["models"].update(zoo_models(config["zoo"], config["models"], config["datasets"], ZOO_CHECKPOINT))
+    except ConfigError as error:
+        named = [f"{key} from {origins[key]}" for key in dict.fromkeys(error.options) if key in origins]
+        raise ConfigError(f"{error} ({'; '.join(named)})" if named else str(error), *error.options) from None
+
+
+def config_sources(
+    config_files: Sequence[str | os.PathLike],
+    command_line_files: Sequence[str | os.PathLike],
+    overrides: Mapping[str, Any] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """The sources of the config in the order they apply, each as (name, options): the config files that are not
+    command-line files (the default config), then the command-line files in their order, then the --config
+    options (named OVERRIDES). Every file is read with read_config_file: a ConfigError names a file that is not
+    valid YAML or repeats a key."""
+    given = [Path(path).resolve() for path in command_line_files]
+    defaults = [path for path in config_files if Path(path).resolve() not in given]
+    sources = [(str(path), read_config_file(path)) for path in [*defaults, *command_line_files]]
+    if overrides:
+        sources.append((OVERRIDES, dict(overrides)))
+    return sources
 
 
 def validate_schema(config: MutableMapping[str, Any], schema: str | os.PathLike) -> None:
@@ -122,7 +177,8 @@ def validate_schema(config: MutableMapping[str, Any], schema: str | os.PathLike)
         validator(yaml.load(Path(schema).read_text(), Loader=_UniqueKeyLoader)).validate(config)
     except jsonschema.ValidationError as error:
         where = ".".join(map(str, error.absolute_path)) or "the config"
-        raise ConfigError(f"{where}: {error.message} (schema {Path(schema).name})") from None
+        options = (str(error.absolute_path[0]),) if error.absolute_path else ()
+        raise ConfigError(f"{where}: {error.message} (schema {Path(schema).name})", *options) from None
 
 
 def resolve_paths(spec: Mapping[str, Any], data_root: str) -> dict[str, Any]:
@@ -145,14 +201,21 @@ def check_config(config: MutableMapping[str, Any]) -> None:
         try:
             get_metric(metric)
         except ValueError as error:
-            raise ConfigError(f"metrics: {error}") from None
+            raise ConfigError(f"metrics: {error}", "metrics") from None
     try:
         ProbeSettings(**{key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")})
     except ValueError as error:
-        raise ConfigError(f"probe: {error}") from None
+        raise ConfigError(f"probe: {error}", "probe") from None
+    for option in ("models", "datasets"):
+        check_ids_differ_in_more_than_case(option, config[option])
     missing = [a for a in config["anchors"] if a not in config["models"]]
     if missing:
-        raise ConfigError(f"anchor model(s) {missing} are not in models")
+        raise ConfigError(
+            f"anchor model(s) {missing} are not in models; list configured model ids under anchors, or none "
+            "(`anchors: []`)",
+            "anchors",
+            "models",
+        )
     for spec in config["models"].values():
         spec["metadata"].setdefault("size_class", size_class(spec["metadata"]["parameters"]))
     check_structure(config["structure"], list(config["datasets"]))
@@ -188,7 +251,24 @@ def check_layers(option: str, layers: Any) -> None:
     """Raise ConfigError naming `option` if `layers` (null, a preset name or a list of module names, as the schema
     checked) names no preset."""
     if isinstance(layers, str) and layers not in LAYER_PRESETS:
-        raise ConfigError(f"{option}: {layers!r} is neither a preset {list(LAYER_PRESETS)} nor a list of module names")
+        raise ConfigError(
+            f"{option}: {layers!r} is neither a preset {list(LAYER_PRESETS)} nor a list of module names",
+            option.split(".")[0],
+        )
+
+
+def check_ids_differ_in_more_than_case(option: str, ids: Iterable[str]) -> None:
+    """Raise ConfigError naming both ids if two ids of `option` differ only in case: they become file names, which
+    collide on a case-insensitive file system (macOS, Windows)."""
+    seen: dict[str, str] = {}
+    for name in ids:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise ConfigError(
+                f"{option}: ids {other!r} and {name!r} differ only in case; their result files would be the same "
+                "on a case-insensitive file system (macOS, Windows): rename one",
+                option,
+            )
 
 
 def probe_datasets(config: Mapping[str, Any]) -> list[str]:
@@ -212,7 +292,7 @@ def check_sample_sizes(config: Mapping[str, Any]) -> None:
         if problem and spec["source"] == "image_folder":  # capped counts may understate: count every file
             problem = _sample_size_problem(dataset_id, spec, train_class_counts(spec), config["metrics"], val_fraction)
         if problem:
-            raise ConfigError(problem)
+            raise ConfigError(problem, "datasets")
 
 
 def _sample_size_problem(
@@ -275,14 +355,18 @@ def check_structure(settings: Mapping[str, Any], datasets: Sequence[str]) -> Non
         unknown = [name for name in names if name not in datasets]
         if unknown:
             raise ConfigError(
-                f"{option} names dataset(s) {unknown} that are not configured; datasets: {list(datasets)}"
+                f"{option} names dataset(s) {unknown} that are not configured; datasets: {list(datasets)}",
+                "structure",
+                "datasets",
             )
     for a, b in settings["dataset_pairs"]:
         if a == b:
-            raise ConfigError(f"structure.dataset_pairs: the pair [{a}, {b}] compares a dataset with itself")
+            raise ConfigError(
+                f"structure.dataset_pairs: the pair [{a}, {b}] compares a dataset with itself", "structure"
+            )
     ks = [e["samples_per_class"] for e in settings["sample_size"]["per_k_datasets"]]
     if len(set(ks)) != len(ks):
-        raise ConfigError(f"structure.sample_size.per_k_datasets: samples_per_class repeats: {ks}")
+        raise ConfigError(f"structure.sample_size.per_k_datasets: samples_per_class repeats: {ks}", "structure")
 
 
 # --------------------------------------------------------------------------- the model zoo's models
@@ -310,7 +394,9 @@ def check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mappi
     for architecture, spec in zoo["architectures"].items():
         twin = models.get(spec["twin"])
         if twin is None:
-            raise ConfigError(f"zoo architecture '{architecture}': twin {spec['twin']!r} is not in models")
+            raise ConfigError(
+                f"zoo architecture '{architecture}': twin {spec['twin']!r} is not in models", "zoo", "models"
+            )
         expected = {
             "weights": "random",
             "name": spec["name"],
@@ -327,18 +413,27 @@ def check_zoo(zoo: Mapping[str, Any], models: Mapping[str, Any], datasets: Mappi
         if differing:
             raise ConfigError(
                 f"zoo architecture '{architecture}': twin {spec['twin']!r} must be the same untrained network "
-                f"with the zoo's input normalisation; it differs in {differing} (expected {expected})"
+                f"with the zoo's input normalisation; it differs in {differing} (expected {expected})",
+                "zoo",
+                "models",
             )
     in_domain = zoo.get("in_domain")
     if in_domain is not None:
         spec = datasets.get(in_domain, {})
         if spec.get("source") != "generated" or spec.get("domain") != "scenes":
             raise ConfigError(
-                f"zoo: in_domain {in_domain!r} must be a dataset with source 'generated' and domain 'scenes'"
+                f"zoo: in_domain {in_domain!r} must be a dataset with source 'generated' and domain 'scenes'",
+                "zoo",
+                "datasets",
             )
-    taken = [model_id for model_id in zoo_members(zoo) if model_id in models]
+    configured = {model_id.casefold() for model_id in models}
+    taken = [model_id for model_id in zoo_members(zoo) if model_id.casefold() in configured]
     if taken:
-        raise ConfigError(f"zoo model id(s) {taken} are already in models; rename them")
+        raise ConfigError(
+            f"zoo model id(s) {taken} are already in models (ids are compared ignoring case); rename them",
+            "zoo",
+            "models",
+        )
 
 
 def _plain(value: Any) -> Any:

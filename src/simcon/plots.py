@@ -27,6 +27,9 @@ from simcon.vocabulary import (
 )  # noqa: E402
 
 GRID_COLUMNS = 4  # panels per row of multi-panel figures
+# Pixels per inch of the PNGs. The report shows a figure at its pixel size (narrower than the page: scaled down to
+# fit), so a 6-inch figure is 1200 px wide there, its 8-point tick labels 22 px high.
+DPI = 200
 
 # One colour per label, the same in every figure; labels not listed get the next free colour of tab20.
 LABEL_COLOURS = {
@@ -141,7 +144,7 @@ def similarity_matrices(
             figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="std" if is_std else metric)
     if metadata is not None:
         _metadata_legend(figure, metadata)
-    figure.suptitle(f"Pairwise model similarity ({metric}), models ordered by clustering of the mean")
+    figure.suptitle(f"Pairwise model similarity ({metric}), models ordered by clustering of the mean", wrap=True)
     data = pd.concat(
         [
             m.rename_axis(index="model_a", columns="model_b").stack().rename("value").reset_index().assign(panel=name)
@@ -164,7 +167,7 @@ def mean_vs_std(table: pd.DataFrame, metric: str) -> Figure:
         axis.set_xlabel(f"mean of {label}", fontsize=8)
         axis.set_ylabel(f"std of {label}", fontsize=8)
         axis.set_title(transform, fontsize=10)
-    figure.suptitle(f"Mean vs std of each model pair's similarity across datasets ({metric})")
+    figure.suptitle(f"Mean vs std of each model pair's similarity across datasets ({metric})", wrap=True)
     return figure
 
 
@@ -183,8 +186,8 @@ def metric_means(pairs: pd.DataFrame, correlations: pd.DataFrame) -> Figure:
         axis.scatter(pairs[row.reference], pairs[row.metric], s=14, alpha=0.7, color="#2ca02c", linewidths=0)
         axis.set_xlabel(f"mean {row.reference}", fontsize=8)
         axis.set_ylabel(f"mean {row.metric}", fontsize=8)
-        axis.set_title(f"r = {row.r:.2f}", fontsize=10)
-    figure.suptitle("Mean similarity across datasets: other metrics vs the reference")
+        axis.set_title(f"r = {_r_text(row.r)}", fontsize=10)
+    figure.suptitle("Mean similarity across datasets: other metrics vs the reference", wrap=True)
     return figure
 
 
@@ -219,7 +222,9 @@ def tsne_grid(embedding: pd.DataFrame, metadata: pd.DataFrame, metric: str) -> F
             if i == len(datasets) - 1:
                 axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncols=2, frameon=False)
     perplexity = embedding["perplexity"].iloc[0]
-    figure.suptitle(f"t-SNE of the models from each dataset's similarities ({metric}, perplexity {perplexity:g})")
+    figure.suptitle(
+        f"t-SNE of the models from each dataset's similarities ({metric}, perplexity {perplexity:g})", wrap=True
+    )
     return figure
 
 
@@ -277,7 +282,9 @@ def dataset_pair_scatter(points: pd.DataFrame, correlations: pd.DataFrame, metri
         axes[0, 0].text(0.5, 0.5, "fewer than two datasets:\nno dataset pair to compare", ha="center", va="center")
         for axis in axes.flat:
             axis.set_axis_off()
-    figure.suptitle("Model-pair similarities on two datasets: all pairs (top), within each training objective (bottom)")
+    figure.suptitle(
+        "Model-pair similarities on two datasets: all pairs (top), within each training objective (bottom)", wrap=True
+    )
     return figure
 
 
@@ -301,7 +308,8 @@ def sample_size_differences(differences: pd.DataFrame, dataset: str, note: str =
         axis.tick_params(labelsize=8)
     figure.suptitle(
         f"Change of model-pair similarity with samples per class ({dataset})"
-        + (f"\n{note}" if note and metrics else "")
+        + (f"\n{note}" if note and metrics else ""),
+        wrap=True,
     )
     return figure
 
@@ -319,7 +327,7 @@ def consistency_by_category(table: pd.DataFrame, metric: str) -> Figure:
         groups = {key: g["rho"].to_numpy() for key, g in rows.groupby(["set_a", "set_b"], sort=False)}
         set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
         axis.set_title(CATEGORY_TITLES[category], fontsize=10)
-    figure.suptitle(f"Consistency of similarities across datasets ({metric})")
+    figure.suptitle(f"Consistency of similarities across datasets ({metric})", wrap=True)
     return figure
 
 
@@ -330,19 +338,29 @@ def similarity_vs_gap(pairs: Mapping[str, pd.DataFrame], correlations: Mapping[s
         points = axis.scatter(
             frame["similarity"], frame["gap"], c=frame["better_top1"], cmap="plasma", s=18, vmin=0, vmax=1
         )
-        axis.set_title(f"{dataset}  (r = {correlations[dataset]:.2f})", fontsize=10)
+        axis.set_title(f"{dataset}  (r = {_r_text(correlations[dataset])})", fontsize=10)
         axis.set_xlabel(metric, fontsize=8)
         axis.set_ylabel("|top-1 gap|", fontsize=8)
     figure.colorbar(points, ax=axes[: len(pairs)], label="better model's top-1")
-    figure.suptitle("Similarity vs performance gap")
+    figure.suptitle("Similarity vs performance gap", wrap=True)
     return figure
 
 
 def save_png(figure: Figure, path: str) -> None:
-    """Write a figure as PNG, atomically, and release it."""
+    """Write a figure as PNG at DPI, atomically, and release it."""
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
+        figure.savefig(tmp, dpi=DPI, format="png")
     plt.close(figure)
+
+
+def skipped(analysis: str, reason: str) -> Figure:
+    """The placeholder figure of a skipped analysis (simcon.needs): its name and what it needs, in a frame."""
+    figure = plt.figure(figsize=(6.0, 1.6))
+    figure.patch.set_edgecolor("0.6")
+    figure.patch.set_linewidth(2)
+    figure.text(0.5, 0.68, f"{analysis}: skipped", ha="center", va="center", fontsize=12, weight="bold")
+    figure.text(0.5, 0.34, textwrap.fill(reason, 70), ha="center", va="center", fontsize=10)
+    return figure
 
 
 def _colour_squares(axis, positions: Sequence[float], colour_pairs: Sequence[tuple[str, str]]) -> None:
@@ -458,7 +476,7 @@ def consistency_matrices(
     title = f"Consistency per dataset pair ({metric})"
     if missing:
         title += "\nno values in this config (fewer than 3 model pairs): " + ", ".join(missing)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(title, fontsize=10, wrap=True)
     return figure
 
 
@@ -480,7 +498,7 @@ def anchor_consistency(table: pd.DataFrame, metric: str) -> Figure:
         groups = {(anchor, b): g["rho"].to_numpy() for b, g in rows.groupby("set_b", sort=False)}
         set_pair_boxes(axis, groups, overall, colours, _rho_limits(table["rho"]))
         axis.set_title(anchor, fontsize=10)
-    figure.suptitle(f"Single-model anchors against each objective set ({metric})", fontsize=10)
+    figure.suptitle(f"Single-model anchors against each objective set ({metric})", fontsize=10, wrap=True)
     return figure
 
 
@@ -509,7 +527,7 @@ def bootstrap_intervals(intervals: pd.DataFrame, metric: str) -> Figure:
         axis.set_xlabel("median Pearson ρ over dataset pairs", fontsize=8)
         axis.set_title(CATEGORY_TITLES.get(category, "Anchors"), fontsize=10)
     level = f"{intervals['confidence'].iloc[0]:.0%} " if len(intervals) else ""
-    figure.suptitle(f"Median consistency with {level}bootstrap intervals over datasets ({metric})")
+    figure.suptitle(f"Median consistency with {level}bootstrap intervals over datasets ({metric})", wrap=True)
     return figure
 
 
@@ -522,12 +540,12 @@ def permutation_nulls(tests: pd.DataFrame, nulls: pd.DataFrame, metric: str) -> 
         if pd.isna(test.p_value):
             _note(axis, f"{title}:\n{test.note}")
             continue
-        axis.hist(nulls.loc[nulls["category"] == test.category, "spread"], bins=30, color="0.6")
+        axis.hist(nulls.loc[nulls["category"] == test.category, "spread"].dropna(), bins=30, color="0.6")
         axis.axvline(test.observed, color="#d62728", linewidth=2, label="observed")
         axis.set_title(f"{title}: p = {test.p_value:.3g}", fontsize=10)
         axis.set_xlabel(str(test.statistic), fontsize=8)
         axis.set_ylabel("permutations", fontsize=8)
-    figure.suptitle(f"Permutation tests: labels shuffled across models ({metric})")
+    figure.suptitle(f"Permutation tests: labels shuffled across models ({metric})", wrap=True)
     return figure
 
 
@@ -545,13 +563,13 @@ def metric_agreement(joined: pd.DataFrame, reference: str, metrics: Sequence[str
         axis.plot([-1, 1], [-1, 1], color="0.5", linestyle="--", linewidth=1)
         both = rows[["rho_reference", "rho"]].dropna()
         r = both.corr().iloc[0, 1] if len(both) > 2 else float("nan")
-        axis.set_title(f"{metric}: r = {r:.2f} over {len(both)} points", fontsize=9)
+        axis.set_title(f"{metric}: r = {_r_text(r)} over {len(both)} points", fontsize=9)
         axis.set_xlabel(f"ρ with {reference}", fontsize=8)
         axis.set_ylabel(f"ρ with {metric}", fontsize=8)
         axis.set_xlim(-1.05, 1.05)
         axis.set_ylim(-1.05, 1.05)
         axis.legend(fontsize=7, markerscale=1.5)
-    figure.suptitle("Consistency under other metrics vs the reference metric")
+    figure.suptitle("Consistency under other metrics vs the reference metric", wrap=True)
     return figure
 
 
@@ -583,7 +601,7 @@ def gap_correlations_by_category(correlations: pd.DataFrame, metric: str, order:
     axis.axvline(0, color="0.5", linewidth=1)
     axis.set_xlim(-1.05, 1.05)
     axis.set_xlabel(f"Pearson r: similarity ({metric}) vs |top-1 gap|", fontsize=8)
-    figure.suptitle("Similarity vs performance gap, per dataset category")
+    figure.suptitle("Similarity vs performance gap, per dataset category", wrap=True)
     return figure
 
 
@@ -615,7 +633,7 @@ def layer_grids(cells: pd.DataFrame, title: str) -> Figure:
         axis.set_xlabel(f"{model_b} layer", fontsize=8)
         axis.set_title(f"{model_a} × {model_b}", fontsize=9)
     figure.colorbar(image, ax=axes[: len(pairs)], label="similarity")
-    figure.suptitle(f"Layer × layer similarity ({title})")
+    figure.suptitle(f"Layer × layer similarity ({title})", wrap=True)
     return figure
 
 
@@ -652,7 +670,7 @@ def best_layer_depths(table: pd.DataFrame, metric: str) -> Figure:
         axis.set_xlabel(f"{objective_a} model: relative depth", fontsize=8)
         axis.set_ylabel(f"{objective_b} model: relative depth", fontsize=8)
         axis.set_title(f"{objective_a} × {objective_b}: {at_representation:.0%} at (1, 1)", fontsize=9)
-    figure.suptitle(f"Where the best-matching layer pairs lie ({metric})")
+    figure.suptitle(f"Where the best-matching layer pairs lie ({metric})", wrap=True)
     return figure
 
 

@@ -122,6 +122,8 @@ def permutation_test(
     Statistic: the standard deviation (ddof 0), across the category's within-category set pairs (Θ, Φ)
     with at least MIN_PAIRS model pairs, of the median over dataset pairs of rho(s(A,Θ,Φ), s(B,Θ,Φ)).
     Null: the category's labels shuffled across models (set sizes kept, so the same set pairs qualify).
+    A category without two such set pairs, or whose statistic is undefined (no set pair has a median: one dataset,
+    or constant similarity vectors), gets a note instead of a statistic and p-value.
     p-value: (1 + #permutations with statistic >= observed) / (1 + permutations); when `permutations`
     reaches M!, all M! orders are enumerated and p = #(statistic >= observed) / M! (exact).
     Returns the test table (one row per category) and the null distributions (category, permutation, spread).
@@ -154,6 +156,9 @@ def permutation_test(
             flat = x.reshape(-1, x.shape[-1])
             return spread(set_pair_medians(similarities, flat, codes, len(names))).reshape(x.shape[:-1])  # noqa: B023
 
+        if not np.isfinite(statistic(labels)):
+            tests.append(row | {"note": "no set pair has a median rho (fewer than two datasets, or constant vectors)"})
+            continue
         result = stats.permutation_test(
             (labels,),
             statistic,

@@ -215,6 +215,27 @@ def per_class_subset(labels: np.ndarray, samples_per_class: int, seed: int, nest
     return datasets.per_class_subset(labels, samples_per_class, seed, nested)
 
 
+def usable_sample_sizes(labels: np.ndarray, samples_per_class: Sequence[int], metrics: Sequence[str]) -> list[int]:
+    """The k of `samples_per_class`, sorted, that every class has and that give every metric the samples it needs."""
+    counts = np.unique(np.asarray(labels), return_counts=True)[1]
+    needed = max(get_metric(metric).min_samples for metric in metrics)
+    return [k for k in sorted(samples_per_class) if k <= counts.min() and k * len(counts) >= needed]
+
+
+def unmet_sample_sizes(labels: np.ndarray, samples_per_class: Sequence[int], metrics: Sequence[str]) -> str:
+    """Why the sample-size analysis of one dataset is skipped (it compares consecutive sizes, so it needs two usable
+    ones), or '' when at least two k of `samples_per_class` are usable (usable_sample_sizes)."""
+    usable = usable_sample_sizes(labels, samples_per_class, metrics)
+    if len(usable) >= 2:
+        return ""
+    smallest = int(np.unique(np.asarray(labels), return_counts=True)[1].min())
+    return (
+        f"needs at least 2 of samples_per_class {sorted(samples_per_class)} that every class has and that give each "
+        f"metric its minimum of samples; {usable or 'none'} of them here, where the smallest class of the "
+        f"similarity subset has {smallest} images"
+    )
+
+
 def similarity_by_sample_size(
     features: Mapping[str, np.ndarray],
     labels: np.ndarray,
@@ -233,9 +254,7 @@ def similarity_by_sample_size(
     """
     from simcon.similarity import compute_similarity  # torch only for the jobs that compute similarities
 
-    counts = np.unique(np.asarray(labels), return_counts=True)[1]
-    needed = max(get_metric(metric).min_samples for metric in metrics)
-    usable = [k for k in sorted(samples_per_class) if k <= counts.min() and k * len(counts) >= needed]
+    usable = usable_sample_sizes(labels, samples_per_class, metrics)
     frames = []
     for k in usable:
         index = per_class_subset(labels, k, seed, nested)

@@ -4,10 +4,6 @@ import re
 import sys
 from pathlib import Path
 
-# The repository: this file is workflow/rules/common.smk (also where another workflow uses this one as a module).
-REPO = Path(str(workflow.current_basedir)).parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
 # Parsing imports only torch-free modules: the workflow parses in seconds (also once per job under SLURM).
 # The checks that need a backend library run as the check jobs of checks.smk.
 from simcon.config import ZOO_CHECKPOINT, layer_grid_pairs, probe_datasets, resolve_config, zoo_members
@@ -21,6 +17,7 @@ from simcon.formats import (
     run_command,
 )
 from simcon.metrics import reference_metric
+from simcon.needs import skipped_analyses
 
 # A job that finds a damaged result file names the command that regenerates it: this run's command with --forcerun
 # (simcon.formats.regenerate_command). Jobs inherit the variable, SLURM jobs too (sbatch --export=ALL).
@@ -28,12 +25,14 @@ if workflow.is_main_process:
     os.environ[RUN_COMMAND] = run_command(sys.argv)
 
 # The models and datasets come whole from the last --configfile that lists them (e.g. config/paper.yaml, then
-# config/paper-appendix-c.yaml), not added to the default config's; every other option is merged over the default.
+# config/paper-appendix-c.yaml), not added to the default config's, and the anchors with the models; every other
+# option is merged over the default.
 resolve_config(
     config,
     REPO / "workflow/schemas/config.schema.yaml",
     workflow.configfiles,
     workflow.overwrite_configfiles or [],
+    workflow.config_settings.config,
 )
 
 # With `similarities`, the analyses start from similarity tables (tables.smk), not from images.
@@ -57,6 +56,18 @@ PROBE_DATASETS = probe_datasets(config)
 if GIVEN and GIVEN["performance"] is None:
     PROBE_DATASETS = []
 PROBE_SETTINGS = {key: value for key, value in config["probe"].items() if key not in ("seeds", "memory_budget")}
+# Why each analysis that needs more than this run has is skipped (simcon.needs), by rule name; '' for those that
+# run. A skipped analysis's job still runs and writes placeholders that say what it needs (docs/outputs.md).
+SKIPPED = skipped_analyses(
+    {
+        "datasets": len(DATASETS),
+        "models": len(MODELS),
+        "metrics": len(METRICS),
+        "anchors": len(config["anchors"]),
+        "per_k_datasets": len(PER_K_DATASETS),
+        "layer_models": len(LAYER_MODELS),
+    }
+)
 
 
 wildcard_constraints:

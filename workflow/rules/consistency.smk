@@ -36,6 +36,7 @@ rule consistency:
         ),
         figure_data="results/figures/{metric}/consistency_by_category.csv",
     params:
+        skipped=SKIPPED["consistency"],
         datasets=DATASETS,
         metadata=model_metadata(),
         anchors=config["anchors"],
@@ -65,6 +66,8 @@ rule consistency_anchors:
             subcategory="{metric}",
             labels={"figure": "App. F anchors", "metric": "{metric}"},
         ),
+    params:
+        skipped=SKIPPED["consistency_anchors"],
     log:
         "logs/consistency_anchors/{metric}.log",
     conda:
@@ -92,6 +95,7 @@ rule consistency_matrices:
             labels={"figure": "Fig. 7 consistency per dataset pair", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["consistency_matrices"],
         datasets=DATASETS,
         categories=dataset_categories(),
         set_pairs=config["consistency"]["dataset_matrices"],
@@ -122,6 +126,7 @@ rule consistency_bootstrap:
             labels={"figure": "bootstrap intervals of median consistency", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["consistency_bootstrap"],
         datasets=DATASETS,
         options=config["consistency"]["bootstrap"],
     log:
@@ -152,6 +157,7 @@ rule permutation_test:
             labels={"figure": "permutation tests", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["permutation_test"],
         datasets=DATASETS,
         metadata=model_metadata(),
         options=config["consistency"]["permutation"],
@@ -180,6 +186,7 @@ rule consistency_metrics:
             labels={"figure": "App. E consistency under other metrics"},
         ),
     params:
+        skipped=SKIPPED["consistency_metrics"],
         metrics=METRICS,
     log:
         "logs/consistency_metrics.log",

@@ -70,6 +70,7 @@ rule layer_best_pairs:
             labels={"figure": "best-matching layer pairs", "dataset": "all", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["layer_best_pairs"],
         datasets=DATASETS,
         metadata={model: config["models"][model]["metadata"] for model in LAYER_MODELS},
     log:
@@ -107,6 +108,7 @@ rule layer_consistency:
         ),
         figure_data="results/figures/{metric}/consistency_by_depth.csv",
     params:
+        skipped=SKIPPED["layer_consistency"],
         datasets=DATASETS,
         metadata={model: config["models"][model]["metadata"] for model in LAYER_MODELS},
         depth_bins=config["layer_analysis"]["depth_bins"],

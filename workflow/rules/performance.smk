@@ -56,6 +56,7 @@ rule similarity_vs_performance:
             labels={"figure": "App. G correlation by dataset category", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["similarity_vs_performance"],
         datasets=PROBE_DATASETS,
         categories=dataset_categories(),
     log:

@@ -25,6 +25,7 @@ rule sample_size:
             labels={"table": "App. C data", "dataset": "{dataset}"},
         ),
     params:
+        skipped=SKIPPED["sample_size"],
         models=MODELS,
         metrics=METRICS,
         samples_per_class=STRUCTURE["sample_size"]["samples_per_class"],
@@ -63,6 +64,7 @@ rule sample_size_per_k_datasets:
             labels={"table": "App. C data", "dataset": "per-k datasets"},
         ),
     params:
+        skipped=SKIPPED["sample_size_per_k_datasets"],
         samples_per_class=[entry["samples_per_class"] for entry in PER_K_DATASETS],
         metrics=METRICS,
     log:

@@ -63,6 +63,7 @@ rule mean_vs_std:
             labels={"table": "Fig. 3 and App. D data", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["mean_vs_std"],
         datasets=DATASETS,
     log:
         "logs/mean_vs_std/{metric}.log",
@@ -99,6 +100,7 @@ rule metric_means:
             labels={"table": "Fig. 3 Pearson r per metric"},
         ),
     params:
+        skipped=SKIPPED["metric_means"],
         datasets=DATASETS,
         metrics=METRICS,
         reference=reference_metric(METRICS),
@@ -129,6 +131,7 @@ rule tsne:
             labels={"table": "Fig. 4 data", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["tsne"],
         datasets=DATASETS,
         shown=STRUCTURE["tsne_datasets"] or DATASETS,
         metadata=model_metadata(),
@@ -167,6 +170,7 @@ rule dataset_pairs:
             labels={"table": "Fig. 5 Pearson r", "metric": "{metric}"},
         ),
     params:
+        skipped=SKIPPED["dataset_pairs"],
         datasets=DATASETS,
         dataset_pairs=STRUCTURE["dataset_pairs"],
         objective={model: config["models"][model]["metadata"]["objective"] for model in MODELS},
@@ -191,6 +195,7 @@ rule headline_consistency:
             labels={"table": "Sec. 4.4 mean and std of rho"},
         ),
     params:
+        skipped=SKIPPED["headline_consistency"],
         datasets=DATASETS,
         metrics=METRICS,
     log:
