@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test test-fast lint clean gpu-check gpu-wheels
+.PHONY: setup run test test-fast test-requirements lint clean gpu-check gpu-wheels
 
 $(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,14 @@ LINT_PATHS := src scripts tests benchmarks
 # The fast tier: no Snakemake runs, no builds of the paper's models, no other slow test
 FAST := not slow and not workflow and not paper_models and not large_model
 
-test: setup lint
+# The reference implementations the tests compare the similarity measures with (test-only)
+test-requirements: setup
+	$(BIN)/pip install --quiet -r requirements-test.txt
+
+test: setup lint test-requirements
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup test-requirements
 	$(BIN)/python -m pytest -q -m "$(FAST)"
 
 lint: setup

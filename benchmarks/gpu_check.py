@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
@@ -49,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from similarity import NEW_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 SIMILARITY_TOLERANCE = 1e-5
@@ -79,6 +81,8 @@ EXPERIMENT_MODELS: dict[str, dict[str, Any]] = {
 EXPERIMENT_IMAGE_SIZE = 64
 NEIGHBOUR_METRICS = ("mutual_knn10", "jaccard_knn10", "cknna10", "procrustes")
 """The metrics of the 20x speed target, timed against their per-pair baselines."""
+NEW_DEVICE_METRICS = tuple(name for name in NEW_METRICS if not name.endswith("_kendall"))
+"""The measures added after the paper's that the new-measures step times on the device."""
 SLURM_CPUS = "4"
 """Threads of the CPU similarity run: the CPUs of a similarity job in profiles/slurm (`cpus`)."""
 
@@ -185,6 +189,21 @@ def plan(device: str, quick: bool, folder: Path) -> list[Step]:
             ],
             120,
         ),
+        reporting(
+            "new-measures",
+            [
+                "benchmarks/similarity.py",
+                "--device",
+                device,
+                *(similarity if quick else ["--models", "16", "--n", "2000", "--d", "768"]),
+                "--metrics",
+                *NEW_DEVICE_METRICS,
+                "--baseline-pairs",
+                "0",
+                "--json",
+            ],
+            120,
+        ),
     ]
 
 
@@ -226,8 +245,22 @@ def run_step(step: Step, deadline: float, log: Path) -> dict[str, Any]:
     return {**result, "status": status, "returncode": process.returncode, "seconds": round(seconds, 1), "tail": tail}
 
 
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+def _max_diff(a: np.ndarray | str, b: np.ndarray | str) -> float:
+    """The largest difference of two matrices; 0 for the same error on both sides, inf for different outcomes."""
+    if isinstance(a, str) or isinstance(b, str):
+        return 0.0 if a == b else math.inf
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def matrix_or_error(features: dict[str, np.ndarray], metric: str, device: str) -> np.ndarray | str:
+    """The metric's similarity matrix, or the message of the ValueError that says it is undefined for these
+    features (an unregularised CCA-family measure with more features than samples)."""
+    from simcon.similarity import compute_similarity
+
+    try:
+        return compute_similarity(features, metric, device=device).matrix.to_numpy()
+    except ValueError as error:
+        return str(error)
 
 
 @contextmanager
@@ -253,7 +286,6 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
     from simcon.metrics import metric_names
     from simcon.models import build_model
     from simcon.probe import train_probe
-    from simcon.similarity import compute_similarity
 
     spec = {
         "source": "generated",
@@ -291,9 +323,7 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
             }
             middle = time.perf_counter()
             train = {model_id: arrays["train"] for model_id, arrays in features[run].items()}
-            matrices[run] = {
-                metric: compute_similarity(train, metric, device=dev).matrix.to_numpy() for metric in metric_names()
-            }
+            matrices[run] = {metric: matrix_or_error(train, metric, dev) for metric in metric_names()}
             end = time.perf_counter()
             probes[run] = {
                 model_id: train_probe(
@@ -310,9 +340,8 @@ def experiment(device: str, quick: bool) -> dict[str, Any]:
                 f"{run}_max_diff": _max_diff(matrices[run][metric], matrices["cpu"][metric])
                 for run in ("device", "strict")
             },
-            "engine_max_diff": _max_diff(
-                compute_similarity(cpu_train, metric, device=device).matrix.to_numpy(), matrices["cpu"][metric]
-            ),
+            "engine_max_diff": _max_diff(matrix_or_error(cpu_train, metric, device), matrices["cpu"][metric]),
+            "undefined": matrices["cpu"][metric] if isinstance(matrices["cpu"][metric], str) else None,
         }
         for metric in metric_names()
     ]
@@ -503,6 +532,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["", "| metric | max diff, default | max diff, strict | max diff, engine alone |", "|---|---|---|---|"]
         lines += [
             f"| {r['metric']} | {r['device_max_diff']:.1e} | {r['strict_max_diff']:.1e} | {r['engine_max_diff']:.1e} |"
+            + (" undefined at this n (same error on both)" if r.get("undefined") else "")
             for r in report["metrics"]
         ]
     return "\n".join(lines) + "\n"

@@ -8,10 +8,17 @@ metrics it follows the Platonic Representation Hypothesis's code path: per pair,
 Gram matrices, a full descending argsort of each row (mutual / Jaccard k-NN) or top-k of each
 row (CKNNA), dense n × n neighbour masks, and for CKNNA three unbiased HSIC calls each with an
 n × n matrix product. For Procrustes, per pair in numpy float64: centring, normalising,
-zero-padding, XᵀY and its nuclear norm (an SVD). It is timed on a few
-pairs and extrapolated to all M(M-1)/2 pairs. Both run in this process on the same features.
+zero-padding, XᵀY and its nuclear norm (an SVD). For the measures added after the paper's
+(`--metrics new`), the reference implementation of tests/test_measures.py (BENCHMARK_REFERENCES: the
+pinned reference packages of requirements-test.txt, which must be installed, or float64 code of the
+definition), and for second-order cosine and rank similarity ReSi's code path (scikit-learn's
+cosine NearestNeighbors and pairwise distances, a Python loop over samples). The baseline is timed on
+a few pairs and extrapolated to all M(M-1)/2 pairs. Both run in this process on the same features.
+The last column says whether a measure's maths batches (every pair from statistics computed once per
+model, with no per-pair decomposition, sort or assignment) and if not, why.
 
     python benchmarks/similarity.py [--models 16 --n 5000 --d 768 --baseline-pairs 2]
+    python benchmarks/similarity.py --metrics new --n 2000
     python benchmarks/similarity.py --device cuda --baseline-pairs 0 --json similarity.json
 """
 
@@ -21,20 +28,47 @@ import argparse
 import json
 import math
 import platform
+import sys
 import threading
 import time
 from collections.abc import Callable
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import scipy.stats
 import torch
 
-from simcon.metrics import get_metric
+from simcon.metrics import MetricSpec, get_metric, metric_names
 from simcon.similarity import compute_similarity
 from simcon.similarity import kernel as kernel_module
 
 DEFAULT_METRICS = ("cka_linear_unbiased", "cka_rbf0.4_unbiased", "rsa_correlation_spearman")
+PAPER_AND_NEIGHBOUR_METRICS = (
+    *(f"cka_{k}_{e}" for k in ("linear", "rbf0.2", "rbf0.4", "rbf0.6", "rbf0.8") for e in ("unbiased", "biased")),
+    "rsa_correlation_spearman",
+    "rsa_correlation_pearson",
+    "mutual_knn10",
+    "jaccard_knn10",
+    "cknna10",
+    "procrustes",
+)
+NEW_METRICS = tuple(name for name in metric_names() if name not in PAPER_AND_NEIGHBOUR_METRICS)
+"""The registered measures added after the paper's and the neighbourhood metrics: `--metrics new`."""
+
+
+def per_pair_work(spec: MetricSpec) -> str:
+    """Why a measure's maths does not batch (each pair needs its own decomposition, sort or assignment); "" when
+    every pair follows from statistics computed once per model by products alone."""
+    if spec.family in ("procrustes", "shape"):
+        return "per-pair spectrum of XᵀY (eigenvalues or SVD)"
+    if spec.family == "cca" and spec.statistic != "eigenspace_overlap":
+        return "per-pair singular values of U_XᵀU_Y"
+    if spec.family == "matching":
+        return "per-pair assignment / transport"
+    if spec.rdm_comparison == "kendall":
+        return "per-pair O(N log N) count of discordant entries"
+    return ""
 
 
 def random_features(models: int, n: int, d: int, seed: int) -> dict[str, np.ndarray]:
@@ -154,8 +188,59 @@ def baseline_procrustes(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(shapes[0].T @ shapes[1], "nuc"))
 
 
+def resi_neighbours(z: np.ndarray, k: int) -> np.ndarray:
+    """ReSi's top_k_neighbors: scikit-learn's cosine NearestNeighbors with k + 1, the first (the sample) dropped."""
+    import sklearn.neighbors
+
+    return sklearn.neighbors.NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(z).kneighbors(z)[1][:, 1:]
+
+
+def baseline_second_order_cosine(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """ReSi's second_order_cosine_similarity: the cosine distances to the union of both neighbour lists."""
+    import scipy.spatial.distance
+    import sklearn.metrics
+
+    neighbours_x, neighbours_y = resi_neighbours(x, k), resi_neighbours(y, k)
+    distances_x = sklearn.metrics.pairwise_distances(x, metric="cosine")
+    distances_y = sklearn.metrics.pairwise_distances(y, metric="cosine")
+    return float(
+        np.mean(
+            [
+                1 - scipy.spatial.distance.cosine(distances_x[i, union], distances_y[i, union])
+                for i, union in enumerate(list(set(a) | set(b)) for a, b in zip(neighbours_x, neighbours_y))
+            ]
+        )
+    )
+
+
+def baseline_rank_similarity(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """ReSi's rank_similarity: the neighbour lists' ranks of their shared neighbours."""
+    neighbours_x, neighbours_y = resi_neighbours(x, k), resi_neighbours(y, k)
+    scores = []
+    for row_x, row_y in zip(neighbours_x, neighbours_y):
+        shared = set(row_x) & set(row_y)
+        if not shared:
+            scores.append(0.0)
+            continue
+        ranks = [(int(np.argwhere(row_x == j)[0][0]) + 1, int(np.argwhere(row_y == j)[0][0]) + 1) for j in shared]
+        score = sum(2 / ((1 + abs(a - b)) * (a + b)) for a, b in ranks)
+        scores.append(score / sum(1 / t for t in range(1, len(shared) + 1)))
+    return float(np.mean(scores))
+
+
 def baseline_pair_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     spec = get_metric(metric)
+    if spec.knn_statistic in ("second_order_cosine", "rank"):
+        k = spec.neighbours
+        function = (
+            baseline_second_order_cosine if spec.knn_statistic == "second_order_cosine" else baseline_rank_similarity
+        )
+        return lambda x, y: function(x.astype(np.float64), y.astype(np.float64), k)
+    if metric in NEW_METRICS:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from test_measures import BENCHMARK_REFERENCES
+
+        return lambda x, y: BENCHMARK_REFERENCES[metric](x.astype(np.float64), y.astype(np.float64))
     if spec.family == "procrustes":
         return baseline_procrustes
     if spec.family == "knn":
@@ -206,12 +291,12 @@ def engine_gflop(metric: str, features: dict[str, np.ndarray]) -> float:
     pairs = list(combinations(range(m), 2))
     if spec.family == "knn":
         flops = sum(2 * w * n * n for w in widths)
-    elif spec.family == "procrustes":
+    elif spec.family in ("procrustes", "shape", "cca", "regression", "matching"):
         flops = sum(
             2 * n * widths[a] * widths[b] + 2 * min(widths[a], widths[b]) ** 2 * max(widths[a], widths[b])
             for a, b in pairs
         )
-    elif spec.rdm_comparison == "spearman":
+    elif spec.rdm_comparison in ("spearman", "kendall"):
         flops = sum(2 * w * n * n / 2 for w in widths) + 2 * m * m * n * (n - 1) / 2
     elif spec.kernel == "linear" and kernel_module.linear_strategy(list(features.values()), pairs, m - 1) == "features":
         flops = 2 * n * (sum(widths[a] * widths[b] for a, b in pairs) + sum(w * w for w in widths))
@@ -231,12 +316,15 @@ def main() -> None:
         default=2,
         help="pairs the baseline is timed on before extrapolating (0: no baseline)",
     )
-    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument(
+        "--metrics", nargs="+", default=list(DEFAULT_METRICS), help="metric names, or `new` for NEW_METRICS"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="the engine's device (the baseline runs on the CPU)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--peak-size", type=int, default=4096, help="side of the matmul that measures the peak")
     args = parser.parse_args()
+    args.metrics = [name for metric in args.metrics for name in (NEW_METRICS if metric == "new" else [metric])]
 
     features = random_features(args.models, args.n, args.d, args.seed)
     ids = list(features)
@@ -253,8 +341,8 @@ def main() -> None:
     print(f"baseline: timed on {len(timed_pairs)} pair(s), extrapolated to all {len(all_pairs)} pairs")
     print()
     header = (
-        f"{'metric':26s} {'baseline s':>11s} {'engine s':>9s} {'speed-up':>9s} "
-        f"{'max |diff|':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'engine peak RSS':>16s}"
+        f"{'metric':38s} {'baseline s':>11s} {'engine s':>9s} {'speed-up':>9s} "
+        f"{'max |diff|':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'engine peak RSS':>16s}  batches"
     )
     print(header)
     rows = []
@@ -265,6 +353,8 @@ def main() -> None:
             engine_seconds = time.perf_counter() - start
         if timed_pairs:
             pair_function = baseline_pair_function(metric)
+            first, second = timed_pairs[0]
+            pair_function(features[first][:50], features[second][:50])  # imports and JIT compilation, not timed
             start = time.perf_counter()
             baseline_values = [pair_function(features[a], features[b]) for a, b in timed_pairs]
             baseline_seconds = (time.perf_counter() - start) / len(timed_pairs) * len(all_pairs)
@@ -273,9 +363,11 @@ def main() -> None:
             baseline_seconds = difference = math.nan
         rate = engine_gflop(metric, features) / engine_seconds
         print(
-            f"{metric:26s} {baseline_seconds:11.1f} {engine_seconds:9.2f} "
+            f"{metric:38s} {baseline_seconds:11.1f} {engine_seconds:9.2f} "
             f"{baseline_seconds / engine_seconds:8.0f}x {difference:11.1e} {rate:8.1f} "
-            f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB"
+            f"{100 * rate / peak:6.0f}% {(memory.peak - memory.start) / 2**30:12.2f} GiB  "
+            f"{'no: ' + per_pair_work(get_metric(metric)) if per_pair_work(get_metric(metric)) else 'yes'}",
+            flush=True,
         )
         rows.append(
             {
@@ -286,12 +378,13 @@ def main() -> None:
                 "max_diff": difference if timed_pairs else None,
                 "gflops": rate,
                 "peak_fraction": rate / peak,
+                "per_pair_work": per_pair_work(get_metric(metric)),
             }
         )
     print()
     print(
         "max |diff|: engine vs baseline on the timed pairs (baseline is torch float32, "
-        "numpy float64 for Procrustes); "
+        "float64 for Procrustes and the measures added after the paper's); "
         "GFLOP/s counts the engine's matrix products; engine peak RSS is the increase of "
         "this process's resident memory during the engine call."
     )

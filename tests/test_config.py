@@ -204,7 +204,7 @@ def test_relative_dataset_paths_are_taken_under_data_root(tmp_path):
         (lambda c: c["datasets"]["d"].update(source="generated", domain="clouds"), r"'clouds' is not one of"),
         (
             lambda c: c.update(metrics=["cka_cosine"]),
-            r"metrics: unknown similarity metric 'cka_cosine'; known metrics: ",
+            r"metrics: unknown similarity metric 'cka_cosine'(; closest: [^;]+)?; known metrics: ",
         ),
         (lambda c: c.update(anchors=["ghost"]), r"anchor model\(s\) \['ghost'\]"),
         (

@@ -29,10 +29,11 @@ def test_the_plan_runs_the_cuda_tests_and_every_benchmark_on_the_device(tmp_path
         "probe",
         "extract",
         "neighbour-metrics",
+        "new-measures",
     ]
     assert {"tests/test_probe.py", "tests/test_similarity.py"} <= set(steps["cuda-tests"].argv)
     assert steps["cuda-tests"].argv[steps["cuda-tests"].argv.index("-m", 2) + 1] == "cuda"
-    for name in ("similarity-device", "probe", "extract", "experiment", "neighbour-metrics"):
+    for name in ("similarity-device", "probe", "extract", "experiment", "neighbour-metrics", "new-measures"):
         assert steps[name].argv[steps[name].argv.index("--device") + 1] == "cuda"
     assert steps["similarity-cpu"].argv[steps["similarity-cpu"].argv.index("--device") + 1] == "cpu"
     assert dict(steps["similarity-cpu"].env) == {"OMP_NUM_THREADS": "4"}  # a similarity job's CPUs in the SLURM profile
@@ -45,6 +46,16 @@ def test_the_plan_runs_the_cuda_tests_and_every_benchmark_on_the_device(tmp_path
         "5000",
         "768",
         "1",
+    ]
+    new = steps["new-measures"].argv  # the measures added after the paper's, engine only, on the device
+    assert new[new.index("--metrics") + 1 : new.index("--baseline-pairs")] == list(gpu_check.NEW_DEVICE_METRICS)
+    assert "distance_correlation" in gpu_check.NEW_DEVICE_METRICS and "cca" in gpu_check.NEW_DEVICE_METRICS
+    assert not any(name.endswith("_kendall") for name in gpu_check.NEW_DEVICE_METRICS)
+    assert [new[new.index(flag) + 1] for flag in ("--models", "--n", "--d", "--baseline-pairs")] == [
+        "16",
+        "2000",
+        "768",
+        "0",
     ]
     assert all(step.report == tmp_path / f"{name}.json" for name, step in steps.items() if name != "cuda-tests")
 
@@ -92,13 +103,16 @@ def test_quick_check_on_the_cpu_writes_the_summary(tmp_path: Path) -> None:
         "probe": "passed",
         "extract": extract,
         "neighbour-metrics": "passed",
+        "new-measures": "passed",
     }
     experiment = next(step["report"] for step in summary["steps"] if step["name"] == "experiment")
     assert [row["metric"] for row in experiment["metrics"]] == metric_names()
     assert all(
         row["device_max_diff"] == row["strict_max_diff"] == row["engine_max_diff"] == 0.0
         for row in experiment["metrics"]
-    )  # CPU against CPU
+    )  # CPU against CPU; a measure undefined at the experiment's n raises the same error on both
+    undefined = {row["metric"] for row in experiment["metrics"] if row["undefined"]}
+    assert "cca" in undefined and "cca_linear_unbiased" not in undefined and "shape0.5" not in undefined
     assert [p["model"] for p in experiment["probes"]] == list(gpu_check.EXPERIMENT_MODELS)
     assert all(
         p["device_points_apart"] == p["strict_points_apart"] == 0.0 and p["strict_same_hyperparameters"]

@@ -160,7 +160,7 @@ def test_reference_u_centring_agrees_with_song_form() -> None:
 
 def test_registry_names_and_properties() -> None:
     neighbourhood_names = ["mutual_knn10", "jaccard_knn10", "cknna10", "procrustes"]
-    assert sorted(metric_names()) == sorted(CKA_NAMES + RSA_NAMES + neighbourhood_names)
+    assert set(CKA_NAMES + RSA_NAMES + neighbourhood_names) <= set(metric_names())
     assert set(METRICS) == set(metric_names())
     for name in metric_names():
         spec = get_metric(name)

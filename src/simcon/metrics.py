@@ -21,10 +21,31 @@ REFERENCE_METRIC = "cka_linear_unbiased"
 """The paper's reference metric, which Fig. 3 compares the others with."""
 
 
-INVARIANCES: tuple[str, ...] = ("translation", "isotropic_scaling", "orthogonal")
+INVARIANCES: tuple[str, ...] = (
+    "translation",
+    "isotropic_scaling",
+    "anisotropic_scaling",
+    "orthogonal",
+    "permutation",
+    "invertible_linear",
+)
 """Transforms of one model's features (the same for every sample) a metric may be invariant to:
-adding a constant vector, multiplying by a positive scalar, and multiplying by an orthogonal
-matrix from the right."""
+adding a constant vector, multiplying by a positive scalar, multiplying each feature by its own
+positive scalar, multiplying by an orthogonal matrix from the right, permuting the features, and
+multiplying by an invertible matrix from the right. Permutations are orthogonal, and scalings and
+orthogonal maps are invertible: a metric invariant to a group is invariant to its subgroups."""
+
+ROTATION_INVARIANT = frozenset({"isotropic_scaling", "orthogonal", "permutation"})
+"""The invariances of a metric of the features' geometry up to rotation and scale, without centring."""
+
+SHAPE_INVARIANT = ROTATION_INVARIANT | {"translation"}
+"""The invariances of a metric of the centred features' geometry up to rotation and scale."""
+
+LINEAR_INVARIANT = frozenset(INVARIANCES)
+"""The invariances of a metric of the centred features' column space (exact CCA)."""
+
+MATCHING_INVARIANT = frozenset({"translation", "isotropic_scaling", "anisotropic_scaling", "permutation"})
+"""The invariances of a metric of the correlations between single features (matching)."""
 
 
 @dataclass(frozen=True)
@@ -32,24 +53,38 @@ class MetricSpec:
     """A registered similarity measure, its properties and its definition.
 
     `invariances` lists the INVARIANCES the measure has; it has none of the others.
-    `neighbours` is k of the neighbourhood metrics, whose `knn_statistic` says what they
-    compare: the shared fraction of neighbours (mutual), the Jaccard index of the neighbour
-    sets, or CKNNA.
+    `family` names the module of simcon.similarity that scores it; the other fields define the
+    measure within its family (docs/metrics.md):
+
+    - `kernel`, `sigma`, `unbiased`: the kernel of CKA (linear, RBF of bandwidth sigma) or of the
+      distance-matrix measures (distance: Euclidean distances), and whether HSIC is U-centred;
+    - `rdm`, `rdm_comparison`: RSA's dissimilarity of two samples and its comparison of two RDMs;
+    - `neighbours`, `knn_statistic`: k of the neighbourhood metrics and what they compare;
+    - `statistic`: what the alignment, CCA, regression and matching measures report;
+    - `alpha`: the partial whitening of shape metrics (0: whitened, CCA; 1: none, Procrustes);
+    - `variance_kept`: the fraction of variance SVCCA keeps;
+    - `regulariser`: the ridge of the CCA measures and of linear predictivity, relative to the mean
+      eigenvalue of the covariance (0: none), and GULP's λ on features of unit total variance.
     """
 
     name: str
     symmetric: bool
     value_range: tuple[float, float]
     larger_is_more_similar: bool
-    family: Literal["cka", "rsa", "knn", "procrustes"]
+    family: Literal["cka", "dcor", "rsm", "rsa", "knn", "procrustes", "shape", "cca", "regression", "matching"]
     min_samples: int
     invariances: frozenset[str] = frozenset()
-    kernel: Literal["linear", "rbf"] | None = None
+    kernel: Literal["linear", "rbf", "distance"] | None = None
     sigma: float | None = None
     unbiased: bool = False
-    rdm_comparison: Literal["spearman", "pearson"] | None = None
+    rdm: Literal["correlation", "euclidean", "cosine"] | None = None
+    rdm_comparison: Literal["spearman", "pearson", "kendall"] | None = None
     neighbours: int | None = None
-    knn_statistic: Literal["mutual", "jaccard", "cknna"] | None = None
+    knn_statistic: Literal["mutual", "jaccard", "cknna", "second_order_cosine", "rank"] | None = None
+    statistic: str | None = None
+    alpha: float | None = None
+    variance_kept: float | None = None
+    regulariser: float = 0.0
 
 
 def _registry() -> dict[str, MetricSpec]:
@@ -66,7 +101,7 @@ def _registry() -> dict[str, MetricSpec]:
                 True,
                 "cka",
                 min_samples,
-                frozenset(INVARIANCES),
+                SHAPE_INVARIANT,
                 kernel="linear",
                 unbiased=unbiased,
             )
@@ -80,28 +115,73 @@ def _registry() -> dict[str, MetricSpec]:
                     True,
                     "cka",
                     min_samples,
-                    frozenset({"translation", "orthogonal"}),
+                    frozenset({"translation", "orthogonal", "permutation"}),
                     kernel="rbf",
                     sigma=sigma,
                     unbiased=unbiased,
                 )
             )
-    for comparison in ("spearman", "pearson"):
-        specs.append(
-            MetricSpec(
-                f"rsa_correlation_{comparison}",
-                True,
-                (-1.0, 1.0),
-                True,
-                "rsa",
-                3,
-                frozenset({"isotropic_scaling"}),
-                rdm_comparison=comparison,
+    specs += [
+        MetricSpec("distance_correlation", True, (0.0, 1.0), True, "dcor", 2, SHAPE_INVARIANT, kernel="distance"),
+        MetricSpec(
+            "distance_correlation_squared_unbiased",
+            True,
+            (-1.0, 1.0),
+            True,
+            "dcor",
+            4,
+            SHAPE_INVARIANT,
+            kernel="distance",
+            unbiased=True,
+        ),
+    ]
+    rdm_invariances = {
+        "correlation": frozenset({"isotropic_scaling", "permutation"}),
+        "euclidean": SHAPE_INVARIANT,
+        "cosine": ROTATION_INVARIANT,
+    }
+    for rdm, invariances in rdm_invariances.items():
+        for comparison in ("spearman", "pearson", "kendall"):
+            specs.append(
+                MetricSpec(
+                    f"rsa_{rdm}_{comparison}",
+                    True,
+                    (-1.0, 1.0),
+                    True,
+                    "rsa",
+                    3,
+                    invariances,
+                    rdm=rdm,
+                    rdm_comparison=comparison,
+                )
             )
-        )
     specs.extend(_parsed_spec(f"{prefix}{DEFAULT_NEIGHBOURS}") for prefix in NAME_PATTERNS)
-    specs.append(MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, frozenset(INVARIANCES)))
-    return {spec.name: spec for spec in specs}
+    specs += [
+        MetricSpec("procrustes", True, (0.0, 1.0), True, "procrustes", 2, SHAPE_INVARIANT, statistic="procrustes"),
+        MetricSpec("procrustes_angular", True, (0.0, 1.0), True, "procrustes", 2, SHAPE_INVARIANT, statistic="angular"),
+        MetricSpec(
+            "aligned_cosine", True, (-1.0, 1.0), True, "procrustes", 2, ROTATION_INVARIANT, statistic="aligned_cosine"
+        ),
+    ]
+    specs += [_parametrised_spec(name) for name in ("cca", f"svcca{DEFAULT_VARIANCE_KEPT}", "pwcca")]
+    specs.append(_parametrised_spec(f"shape{DEFAULT_ALPHA}"))
+    specs += [_parametrised_spec("linreg"), _parametrised_spec(f"gulp{DEFAULT_GULP_LAMBDA}")]
+    specs += [
+        MetricSpec("soft_matching", True, (-1.0, 1.0), True, "matching", 2, MATCHING_INVARIANT, statistic="soft"),
+        MetricSpec("hard_matching", True, (-1.0, 1.0), True, "matching", 2, MATCHING_INVARIANT, statistic="hard"),
+        MetricSpec(
+            "eigenspace_overlap",
+            True,
+            (0.0, 1.0),
+            True,
+            "cca",
+            2,
+            LINEAR_INVARIANT - {"translation"},
+            statistic="eigenspace_overlap",
+        ),
+        MetricSpec("rsm_norm_difference", True, (0.0, 1.0), True, "rsm", 2, SHAPE_INVARIANT, kernel="distance"),
+    ]
+    return {spec.name: spec for spec in specs if spec is not None}
 
 
 # --- Parametrised metric names ------------------------------------------------------------
@@ -112,11 +192,13 @@ def _registry() -> dict[str, MetricSpec]:
 DEFAULT_NEIGHBOURS: int = 10
 """k of the registered neighbourhood metrics, the Platonic Representation Hypothesis's default."""
 
-NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna"]] = MappingProxyType(
+NAME_PATTERNS: Mapping[str, Literal["mutual", "jaccard", "cknna", "second_order_cosine", "rank"]] = MappingProxyType(
     {
         "mutual_knn": "mutual",
         "jaccard_knn": "jaccard",
         "cknna": "cknna",
+        "second_order_cosine": "second_order_cosine",
+        "rank_similarity": "rank",
     }
 )
 """Each neighbourhood metric's name prefix (followed by k >= 1) and its statistic."""
@@ -137,7 +219,7 @@ def _parsed_spec(name: str) -> MetricSpec | None:
             True,
             "knn",
             k + 1,
-            frozenset({"isotropic_scaling", "orthogonal"}),
+            ROTATION_INVARIANT,
             neighbours=k,
             knn_statistic=statistic,
         )
@@ -153,9 +235,94 @@ def _parsed_spec(name: str) -> MetricSpec | None:
         True,
         "knn",
         max(k + 1, 4),
-        frozenset({"isotropic_scaling", "orthogonal"}),
+        ROTATION_INVARIANT,
         neighbours=k,
         knn_statistic=statistic,
+    )
+
+
+# Names with a real-valued parameter: the CCA family with an optional ridge (`cca`, `cca_ridge0.1`,
+# `svcca0.99`, `svcca0.99_ridge0.1`, `pwcca`, `pwcca_ridge0.1`) and the shape metrics (`shape0.5`). A number
+# is written in its shortest decimal form (`0.5`, not `0.50` or `5e-1`), so that one measure has one name.
+
+DEFAULT_VARIANCE_KEPT: float = 0.99
+"""The share of variance the registered SVCCA keeps (Raghu et al. 2017)."""
+
+DEFAULT_ALPHA: float = 0.5
+"""The partial whitening of the registered shape metric (0: CCA, 1: Procrustes)."""
+
+DEFAULT_GULP_LAMBDA: float = 0.01
+"""λ of the registered GULP, on features scaled to unit total variance."""
+
+_NUMBER = r"(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?"
+
+PARAMETRISED_PATTERNS: tuple[str, ...] = (
+    "cca_ridge<ε>",
+    "svcca<p>",
+    "svcca<p>_ridge<ε>",
+    "pwcca_ridge<ε>",
+    "linreg_ridge<ε>",
+    "shape<α>",
+    "gulp<λ>",
+)
+"""The forms of the names with a real-valued parameter, for error messages."""
+
+
+def _parametrised_spec(name: str) -> MetricSpec | None:
+    """The CCA-family, regression or shape metric a name denotes; None for other names and parameters out of
+    range."""
+    if match := re.fullmatch(rf"gulp({_NUMBER})", name):
+        gulp = float(match.group(1))
+        return MetricSpec(
+            name,
+            True,
+            (0.0, 1.0),
+            True,
+            "regression",
+            3,
+            LINEAR_INVARIANT if gulp == 0 else SHAPE_INVARIANT,
+            statistic="gulp",
+            regulariser=gulp,
+        )
+    if match := re.fullmatch(rf"linreg(?:_ridge({_NUMBER}))?", name):
+        ridge = float(match.group(1)) if match.group(1) else 0.0
+        if match.group(1) and ridge == 0:
+            return None
+        return MetricSpec(
+            name, True, (0.0, 1.0), True, "regression", 3, SHAPE_INVARIANT, statistic="linreg", regulariser=ridge
+        )
+    if match := re.fullmatch(rf"shape({_NUMBER})", name):
+        alpha = float(match.group(1))
+        if alpha > 1:
+            return None
+        invariances = LINEAR_INVARIANT if alpha == 0 else SHAPE_INVARIANT
+        return MetricSpec(name, True, (0.0, 1.0), True, "shape", 3, invariances, alpha=alpha)
+    match = re.fullmatch(rf"(cca|pwcca|svcca({_NUMBER}))(?:_ridge({_NUMBER}))?", name)
+    if match is None:
+        return None
+    variance_kept = float(match.group(2)) if match.group(2) else None
+    ridge = float(match.group(3)) if match.group(3) else 0.0
+    if (variance_kept is not None and not 0 < variance_kept <= 1) or (match.group(3) and ridge == 0):
+        return None
+    statistic = "svcca" if variance_kept is not None else match.group(1)
+    if statistic == "pwcca":
+        invariances = frozenset({"translation", "isotropic_scaling", "permutation"})
+    elif statistic == "cca" and ridge == 0:
+        invariances = LINEAR_INVARIANT
+    else:
+        invariances = SHAPE_INVARIANT
+    statistic = "mean" if statistic == "cca" else statistic
+    return MetricSpec(
+        name,
+        True,
+        (0.0, 1.0),
+        True,
+        "cca",
+        3,
+        invariances,
+        statistic=statistic,
+        variance_kept=variance_kept,
+        regulariser=ridge,
     )
 
 
@@ -170,7 +337,7 @@ def metric_names() -> list[str]:
 
 def get_metric(name: str) -> MetricSpec:
     """The registered metric of this name; ValueError naming the closest and listing the known names otherwise."""
-    spec = METRICS.get(name) or _parsed_spec(name)
+    spec = METRICS.get(name) or _parsed_spec(name) or _parametrised_spec(name)
     if spec is None:
         patterns = ", ".join(f"{prefix}<k>" for prefix in NAME_PATTERNS)
         closest = difflib.get_close_matches(name, list(METRICS), n=3, cutoff=0.6)
@@ -178,7 +345,9 @@ def get_metric(name: str) -> MetricSpec:
             f"unknown similarity metric {name!r}"
             + (f"; closest: {', '.join(closest)}" if closest else "")
             + "; known metrics: "
-            f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2)"
+            f"{', '.join(METRICS)} (and {patterns} for other k; cknna needs k >= 2; "
+            f"{', '.join(PARAMETRISED_PATTERNS)} with 0 < p <= 1, ε > 0, 0 <= α <= 1, λ >= 0, "
+            "numbers in their shortest decimal form)"
         )
     return spec
 

@@ -1,13 +1,18 @@
-"""Representational similarity of many models, all pairs per call: CKA (linear, RBF), RSA, neighbourhood
-alignment (mutual k-NN, Jaccard k-NN, CKNNA) and orthogonal Procrustes.
+"""Representational similarity of many models, all pairs per call: CKA (linear, RBF), distance correlation, RSA,
+neighbourhood alignment (mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity), Procrustes and
+shape metrics, aligned cosine, the CCA family, linear predictivity, GULP, matching of single features, eigenspace
+overlap and the RSM norm difference.
 
 One module a family of measures; each computes its per-model statistics once per call and scores every pair from
 them (docs/metrics.md):
 
-- kernel: CKA, linear and RBF kernels, biased and unbiased HSIC;
-- rsa: RDMs of correlation distance compared by Spearman or Pearson correlation;
-- neighbourhood: mutual k-NN, Jaccard k-NN, CKNNA;
-- shape: orthogonal Procrustes and the angular shape distance;
+- kernel: CKA, linear and RBF kernels, biased and unbiased HSIC; distance correlation; RSM norm difference;
+- rsa: RDMs of correlation, squared Euclidean or cosine distance compared by Pearson, Spearman or Kendall's τ-a;
+- neighbourhood: mutual k-NN, Jaccard k-NN, CKNNA, second-order cosine, rank similarity;
+- shape: orthogonal Procrustes, its angular form, aligned cosine, shape metrics with partial whitening, soft and
+  hard matching of single features;
+- cca: mean CCA, SVCCA, PWCCA (optionally with a ridge), eigenspace overlap;
+- regression: linear predictivity (R², optionally ridge), GULP;
 - engine: what they share (limits, input checks, centred features, normalised inner products).
 
 The registry of names and properties is simcon.metrics (torch-free); SCORERS maps each of its families to the
@@ -27,7 +32,7 @@ import torch
 
 from simcon.metrics import MetricSpec, get_metric
 from simcon.pair_cache import PairCache, array_digest
-from simcon.similarity import kernel, neighbourhood, rsa, shape
+from simcon.similarity import cca, kernel, neighbourhood, regression, rsa, shape
 from simcon.similarity.engine import validated_features
 from simcon.similarity.shape import angular_shape_distance
 
@@ -40,9 +45,15 @@ PairScorer = Callable[
 
 SCORERS: Mapping[str, PairScorer] = {
     "cka": kernel.score_pairs,
+    "dcor": kernel.score_pairs,
+    "rsm": kernel.score_pairs,
     "rsa": rsa.score_pairs,
     "knn": neighbourhood.score_pairs,
     "procrustes": shape.score_pairs,
+    "shape": shape.score_pairs,
+    "matching": shape.score_pairs,
+    "cca": cca.score_pairs,
+    "regression": regression.score_pairs,
 }
 """The pair scorer of each metric family of the registry."""
 

@@ -1,14 +1,16 @@
-"""CKA with linear and RBF kernels, biased and unbiased HSIC, all pairs per call; the streamed kernel tiles also
-serve RSA's Pearson comparison (tiles of the sample correlation matrices).
+"""CKA with linear and RBF kernels, biased and unbiased HSIC, distance correlation (HSIC of Euclidean distance
+matrices) and the RSM norm difference (the cosine of two Euclidean distance matrices), all pairs per call; the streamed kernel tiles also serve RSA's Pearson comparison (tiles of the sample
+correlation matrices).
 
 Linear CKA is computed in feature space (‖X_aᵀX_b‖²_F with the estimator's terms) or from streamed Gram tiles,
-whichever costs less; RBF CKA from streamed tiles of all models' kernels at once.
+whichever costs less; RBF CKA and distance correlation from streamed tiles of all models' kernels (distance
+matrices) at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 
 from simcon.metrics import MetricSpec
 from simcon.similarity import engine
-from simcon.similarity.engine import Products, centred_features, progress_bar, standardised_samples
+from simcon.similarity.engine import Products, centred_features, progress_bar, standardised_samples, unit_rows
 
 
 def score_pairs(
@@ -27,14 +29,23 @@ def score_pairs(
     device: torch.device,
     progress: bool,
 ) -> list[float]:
-    """CKA of each pair of model indices."""
+    """CKA, distance correlation or the RSM norm difference's similarity form of each pair of model indices.
+
+    Distance correlation is CKA of the Euclidean distance matrices: double centring of a distance
+    matrix is the biased HSIC's centring H D H, and the bias-corrected form of Székely and Rizzo
+    (2014) is its U-centring. The biased form reports dCor = sqrt(dCor²), the bias-corrected one
+    dCor² itself, which can be negative.
+    """
 
     def products(xs: Sequence[np.ndarray], n_rows: int, local_pairs: Sequence[tuple[int, int]]) -> Products:
         if spec.kernel == "linear" and linear_strategy(xs, local_pairs, n_rows) == "features":
             return linear_feature_products(xs, local_pairs, spec.unbiased, device, progress)
         return tile_products(spec, xs, n_rows, device, progress)
 
-    return engine.inner_product_scores(spec, arrays, ids, pairs, products)
+    scores = engine.inner_product_scores(spec, arrays, ids, pairs, products)
+    if spec.family == "dcor" and not spec.unbiased:
+        return [math.sqrt(score) for score in scores]
+    return scores
 
 
 def linear_strategy(
@@ -164,7 +175,16 @@ def tile_products(
     unshifted_self = raw_self + 2 * shift * totals + shift**2 * entries
     sum_dots = row_sums[:n_rows] @ row_sums.T
     sum_self = torch.sum(row_sums * row_sums, dim=1)
-    if spec.family == "rsa":
+    if spec.family == "rsm":
+        # No centring: the inner products of the unshifted matrices.
+        centred_cross = (
+            raw_cross
+            + torch.outer(shift[:n_rows], totals)
+            + torch.outer(totals[:n_rows], shift)
+            + entries * torch.outer(shift[:n_rows], shift)
+        )
+        centred_self = unshifted_self
+    elif spec.family == "rsa":
         # Pearson over off-diagonal entries (each upper-triangle entry counted twice).
         centred_cross = raw_cross - torch.outer(totals[:n_rows], totals) / (n * (n - 1))
         centred_self = raw_self - totals**2 / (n * (n - 1))
@@ -206,19 +226,30 @@ def _tile_gram(tile: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Ten
     return cross, squares.double().sum(dim=1)
 
 
+def rsa_rows(spec: MetricSpec) -> Callable[[np.ndarray], torch.Tensor]:
+    """The float32 rows whose inner products (correlation, cosine) or squared distances (euclidean) give RSA's
+    RDM: standardised samples, unit samples, or centred features."""
+    if spec.rdm == "correlation":
+        return standardised_samples
+    if spec.rdm == "cosine":
+        return lambda x: unit_rows(x, torch.device("cpu"))
+    return centred_features
+
+
 def _tile_statistics(
     spec: MetricSpec, xs: Sequence[np.ndarray], device: torch.device
 ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | None]:
-    """Centred features (CKA) or standardised samples (RSA) of all models as float32, stacked
-    (m, n, d) when all widths agree, and their squared norms (m, n) for the RBF kernel."""
-    prepare = standardised_samples if spec.family == "rsa" else centred_features
+    """Centred features (CKA, distance correlation) or RSA's rows (rsa_rows) of all models as float32, stacked
+    (m, n, d) when all widths agree, and their squared norms (m, n) for the RBF and distance kernels and RSA's
+    Euclidean RDM."""
+    prepare = rsa_rows(spec) if spec.family == "rsa" else centred_features
     if len({x.shape[1] for x in xs}) == 1:
         rows: torch.Tensor | list[torch.Tensor] = torch.empty(len(xs), *xs[0].shape, dtype=torch.float32, device=device)
         for k, x in enumerate(xs):
             rows[k] = prepare(x)
     else:
         rows = [prepare(x).to(device) for x in xs]
-    if spec.kernel != "rbf":
+    if spec.kernel not in ("rbf", "distance") and spec.rdm != "euclidean":
         return rows, None
     return rows, torch.stack([torch.sum(r.double() ** 2, dim=1).float() for r in rows])
 
@@ -231,8 +262,8 @@ def _kernel_tile(
     cs: slice,
     out: torch.Tensor,
 ) -> None:
-    """One tile of every model's kernel (CKA) or sample correlation matrix (RSA) into `out`,
-    an (m, rows, columns) float32 array."""
+    """One tile of every model's kernel (CKA), distance matrix (distance correlation) or RSA's sample correlations,
+    cosines or squared distances into `out`, an (m, rows, columns) float32 array."""
     if isinstance(rows, torch.Tensor):
         torch.bmm(rows[:, rs], rows[:, cs].transpose(1, 2), out=out)
     else:
@@ -244,4 +275,8 @@ def _kernel_tile(
     distances.clamp_min_(0)
     if rs == cs:
         distances.diagonal(dim1=1, dim2=2).zero_()
-    torch.exp_(distances.mul_(-0.5 / spec.sigma**2))
+    if spec.kernel == "distance":
+        torch.sqrt_(distances)
+    elif spec.kernel == "rbf":
+        assert spec.sigma is not None
+        torch.exp_(distances.mul_(-0.5 / spec.sigma**2))

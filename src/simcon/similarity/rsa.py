@@ -1,8 +1,10 @@
-"""RSA, all pairs per call: each model's RDM is 1 - the Pearson correlation between samples, and two RDMs are
-compared by Spearman or Pearson correlation over the upper triangle.
+"""RSA, all pairs per call: each model's RDM holds the correlation distance, the squared Euclidean distance or the
+cosine distance of every two samples, and two RDMs are compared by Pearson or Spearman correlation or Kendall's
+τ-a over the upper triangle.
 
 Spearman: the centred ranks of each model's RDM are computed once, and each pair is one inner product of rank
-vectors. Pearson: the streamed correlation tiles of simcon.similarity.kernel.
+vectors. Pearson: the streamed tiles of simcon.similarity.kernel. Kendall: the same ranks, and per pair an
+O(N log N) count of discordant pairs of the N = n(n-1)/2 entries, which no per-model statistic replaces.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import tempfile
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.stats
 import torch
 
 from simcon.metrics import MetricSpec
 from simcon.similarity import engine, kernel
-from simcon.similarity.engine import Products, progress_bar, standardised_samples
+from simcon.similarity.engine import Products, progress_bar
 
 
 def score_pairs(
@@ -29,16 +32,56 @@ def score_pairs(
     progress: bool,
 ) -> list[float]:
     """RSA of each pair of model indices."""
+    if spec.rdm_comparison == "kendall":
+        return kendall_scores(spec, arrays, ids, pairs, device, progress)
 
     def products(xs: Sequence[np.ndarray], n_rows: int, local_pairs: Sequence[tuple[int, int]]) -> Products:
         if spec.rdm_comparison == "spearman":
-            return rank_products(xs, n_rows, device, progress)
+            return rank_products(spec, xs, n_rows, device, progress)
         return kernel.tile_products(spec, xs, n_rows, device, progress)
 
     return engine.inner_product_scores(spec, arrays, ids, pairs, products)
 
 
-def rank_products(xs: Sequence[np.ndarray], n_rows: int, device: torch.device, progress: bool) -> Products:
+def kendall_scores(
+    spec: MetricSpec,
+    arrays: Sequence[np.ndarray],
+    ids: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    device: torch.device,
+    progress: bool,
+) -> list[float]:
+    """Kendall's τ-a of the RDM upper triangles of each pair: (concordant - discordant pairs of entries) / (N(N-1)/2),
+    tied entries counting neither. From each model's ranks (computed once): scipy's τ-b of the two rank vectors
+    times sqrt((N₀ - T_a)(N₀ - T_b)) / N₀, with T the pairs of entries tied within one RDM."""
+    models = sorted({m for pair in pairs for m in pair})
+    n = arrays[models[0]].shape[0] if models else 0
+    length = n * (n - 1) // 2
+    total = length * (length - 1) // 2
+    with tempfile.TemporaryDirectory(prefix="simcon-ranks-") as folder:
+        store = _RankStore(len(models), length, folder)
+        ties = {}
+        for k, m in enumerate(progress_bar(models, len(models), "RDM ranks", progress)):
+            ranks = centred_ranks(_upper_similarities(spec, arrays[m], device)).cpu().numpy()
+            counts = np.unique(ranks, return_counts=True)[1].astype(np.int64)
+            ties[m] = int(np.sum(counts * (counts - 1) // 2))
+            if ties[m] == total:
+                raise ValueError(
+                    f"model {ids[m]!r} is degenerate under {spec.name}: all entries of its RDM are equal, so the "
+                    "similarity is undefined"
+                )
+            store.write(k, ranks)
+        row = {m: k for k, m in enumerate(models)}
+        values = []
+        for a, b in progress_bar(pairs, len(pairs), f"{spec.name} pairs", progress):
+            tau_b = scipy.stats.kendalltau(store.row(row[a]), store.row(row[b])).statistic
+            values.append(float(np.clip(tau_b * math.sqrt((total - ties[a]) * (total - ties[b])) / total, -1, 1)))
+    return values
+
+
+def rank_products(
+    spec: MetricSpec, xs: Sequence[np.ndarray], n_rows: int, device: torch.device, progress: bool
+) -> Products:
     """Inner products of the centred ranks of all models' RDM upper triangles."""
     n = xs[0].shape[0]
     m = len(xs)
@@ -48,25 +91,31 @@ def rank_products(xs: Sequence[np.ndarray], n_rows: int, device: torch.device, p
     with tempfile.TemporaryDirectory(prefix="simcon-ranks-") as folder:
         store = _RankStore(m, length, folder)
         for k, x in enumerate(progress_bar(xs, m, "RDM ranks", progress)):
-            store.write(k, centred_ranks(_upper_correlations(standardised_samples(x).to(device))).cpu().numpy())
+            store.write(k, centred_ranks(_upper_similarities(spec, x, device)).cpu().numpy())
         chunk = max(1, engine.BLOCK_BYTES // (8 * m))
         for start in progress_bar(range(0, length, chunk), math.ceil(length / chunk), "rank products", progress):
             ranks = torch.from_numpy(store.read(start, start + chunk)).to(device, torch.float64)
             raw_cross.addmm_(ranks[:n_rows], ranks.T)
             raw_self[n_rows:] += torch.linalg.vector_norm(ranks[n_rows:], dim=1) ** 2
     raw_self[:n_rows] = raw_cross.diagonal()
-    # RDM = 1 - correlation reverses every model's ranks, which leaves their correlation as is.
+    # The similarities rank every model's RDM in reverse, which leaves their correlation as is.
     self_products = raw_self.cpu().numpy()
     return Products(raw_cross.cpu().numpy(), self_products, self_products)
 
 
-def _upper_correlations(rows: torch.Tensor) -> torch.Tensor:
-    """The strict upper triangle of rows @ rowsᵀ, row by row, computed strip by strip."""
+def _upper_similarities(spec: MetricSpec, x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The strict upper triangle, row by row, of the samples' similarities in float32, computed strip by strip:
+    correlations, cosines, or minus the squared Euclidean distances (2 x_i·x_j - ‖x_i‖² - ‖x_j‖² of the centred
+    features), each in the reverse order of the RDM's entries."""
+    rows = kernel.rsa_rows(spec)(x).to(device)
+    norms = torch.sum(rows.double() ** 2, dim=1).float() if spec.rdm == "euclidean" else None
     n = rows.shape[0]
     pieces = []
     for start in range(0, n, engine.TILE_ROWS):
         stop = min(start + engine.TILE_ROWS, n)
         strip = rows[start:stop] @ rows[start:].T
+        if norms is not None:
+            strip.mul_(2).sub_(norms[start:stop, None]).sub_(norms[None, start:]).clamp_max_(0)
         upper = torch.ones_like(strip, dtype=torch.bool).triu_(diagonal=1)
         pieces.append(strip[upper])
     return torch.cat(pieces)
@@ -94,6 +143,12 @@ class _RankStore:
         with open(self.path, "ab") as handle:
             assert handle.tell() == k * self.length * 4, "ranks are written in model order"
             ranks.astype(np.int32, copy=False).tofile(handle)
+
+    def row(self, k: int) -> np.ndarray:
+        """All ranks of model k."""
+        if self.array is not None:
+            return self.array[k]
+        return np.fromfile(self.path, dtype=np.int32, count=self.length, offset=k * self.length * 4)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Ranks of all models at positions start..stop-1, as an (m, stop - start) array."""
