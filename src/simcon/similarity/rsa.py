@@ -15,7 +15,6 @@ import tempfile
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.stats
 import torch
 
 from simcon.metrics import MetricSpec
@@ -54,6 +53,8 @@ def kendall_scores(
     """Kendall's τ-a of the RDM upper triangles of each pair: (concordant - discordant pairs of entries) / (N(N-1)/2),
     tied entries counting neither. From each model's ranks (computed once): scipy's τ-b of the two rank vectors
     times sqrt((N₀ - T_a)(N₀ - T_b)) / N₀, with T the pairs of entries tied within one RDM."""
+    import scipy.stats  # only where Kendall's τ is computed: similarity jobs start without SciPy
+
     models = sorted({m for pair in pairs for m in pair})
     n = arrays[models[0]].shape[0] if models else 0
     length = n * (n - 1) // 2

@@ -11,8 +11,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.optimize
-import scipy.sparse
 import torch
 
 from simcon.metrics import MetricSpec
@@ -138,6 +136,8 @@ def standardised_features(x: np.ndarray, device: torch.device) -> torch.Tensor:
 def hard_matching(correlations: np.ndarray) -> float:
     """The mean correlation of the best one-to-one matching of the narrower model's features to the other's
     (scipy's linear_sum_assignment): ReSi's hard correlation match."""
+    import scipy.optimize  # only where an assignment is solved: similarity jobs start without SciPy
+
     rows, columns = scipy.optimize.linear_sum_assignment(correlations, maximize=True)
     return float(np.clip(correlations[rows, columns].mean(), -1.0, 1.0))
 
@@ -154,6 +154,9 @@ def soft_matching(correlations: np.ndarray) -> float:
     Exact either way: with L = lcm(d_X, d_Y), replicating each feature of X L/d_X times and each of Y L/d_Y times
     makes it an assignment of L to L (transport plans with integer masses have integer optima); equal widths make
     it the hard matching."""
+    import scipy.optimize  # only where a transport plan is solved: similarity jobs start without SciPy
+    import scipy.sparse
+
     width_x, width_y = correlations.shape
     size = math.lcm(width_x, width_y)
     if size <= SOFT_MATCHING_ASSIGNMENT_SIZE:
